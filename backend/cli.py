@@ -1,0 +1,228 @@
+"""The ``nascsmri`` command line.
+
+Every subcommand builds a config from :mod:`backend.config` and calls the backend. Problems with
+inputs print one line ``nascsmri: error: FILE: problem`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from . import config as cfg
+from .errors import InputError
+from .recon import Progress, run
+
+EXIT_INPUT_ERROR = 2
+
+
+class ProgressBar:
+    """A tqdm bar on stderr fed with :class:`~backend.recon.Progress` events."""
+
+    def __init__(self, quiet: bool = False, unit: str = "slice"):
+        self.quiet = quiet
+        self.unit = unit
+        self.bar = None
+
+    def __call__(self, event: Progress) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None or self.bar.total != event.total:
+            self.close()
+            self.bar = tqdm(total=event.total, unit=self.unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar.set_description_str(event.message[:40])
+        self.bar.update(event.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# -- reconstruct ---------------------------------------------------------------------------
+def _add_mask_args(p: argparse.ArgumentParser) -> None:
+    d = cfg.ReconConfig()
+    p.add_argument("--mask", choices=("random", "equispaced"), default=d.mask, help="mask type (fastMRI semantics; default %(default)s)")
+    p.add_argument("--acceleration", type=float, default=d.acceleration, help="nominal acceleration, e.g. 4 or 8 (default %(default)g)")
+    p.add_argument("--center-fraction", type=float, default=None, help="fully sampled centre fraction (default 0.32/acceleration: 8%% at 4x, 4%% at 8x)")
+    p.add_argument("--seed", type=int, default=None, help="mask seed (default: fastMRI per-volume seed from the file name)")
+    p.add_argument("--mask-file", default=None, help="use a saved column mask (.npy or .json) instead of drawing one")
+
+
+def _recon_config(args) -> cfg.ReconConfig:
+    return cfg.ReconConfig(
+        model=args.model,
+        weights=getattr(args, "weights", None),
+        mask=args.mask,
+        acceleration=args.acceleration,
+        center_fraction=args.center_fraction,
+        seed=args.seed,
+        mask_file=args.mask_file,
+        crop=getattr(args, "crop", None),
+        tv_weight=getattr(args, "tv_weight", cfg.ReconConfig.tv_weight),
+        tv_iterations=getattr(args, "tv_iterations", cfg.ReconConfig.tv_iterations),
+        tv_backend=getattr(args, "tv_backend", "auto"),
+        device=getattr(args, "device", "auto"),
+    )
+
+
+def cmd_reconstruct(args) -> int:
+    from .recon import reconstruct_volume, write_reconstruction
+
+    config = _recon_config(args)
+    if config.model not in cfg.model_choices():
+        raise InputError(None, f"unknown model {config.model!r}; choose from {', '.join(cfg.model_choices())}")
+    bar = ProgressBar(args.quiet)
+    try:
+        result = run(reconstruct_volume(args.input, config), bar)
+    finally:
+        bar.close()
+    for notice in result.notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    write_reconstruction(args.out, result, config)
+    summary = {
+        "file": os.path.basename(result.info.path),
+        "model": config.model,
+        "mask": "file" if result.info.kind == "test" else ("file" if config.mask_file else config.mask),
+        "acceleration": result.mask.acceleration,
+        "realised_acceleration": round(result.mask.realised_acceleration, 4),
+        "slices": int(result.reconstruction.shape[0]),
+    }
+    if result.metrics is not None:
+        summary.update(result.metrics.as_dict())
+    if args.json:
+        from .files import write_json
+
+        write_json(args.json, summary)
+    line = f"{summary['file']}: {config.model} at {summary['realised_acceleration']:.2f}x realised"
+    if result.metrics is not None:
+        m = result.metrics
+        line += f"  PSNR {m.psnr:.2f} dB  SSIM {m.ssim:.4f}  NMSE {m.nmse:.4g}"
+    print(line)
+    print(f"wrote {args.out}")
+    return 0
+
+
+# -- evaluate ------------------------------------------------------------------------------
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_dirs, format_table
+
+    bar = ProgressBar(args.quiet, unit="volume")
+    try:
+        report = run(evaluate_dirs(args.targets, args.predictions), bar)
+    finally:
+        bar.close()
+    print(format_table(report))
+    if args.json:
+        from .files import write_json
+
+        write_json(args.json, report)
+    return 0
+
+
+# -- data ----------------------------------------------------------------------------------
+def cmd_data_prepare(args) -> int:
+    from .datasets import prepare_dataset
+
+    config = cfg.PrepareConfig(size=args.size, slab=args.slab)
+    bar = ProgressBar(args.quiet, unit="slab")
+    try:
+        manifest = run(prepare_dataset(args.out, config, args.sources), bar)
+    finally:
+        bar.close()
+    counts: dict[str, int] = {}
+    for entry in manifest["files"]:
+        counts[entry["split"]] = counts.get(entry["split"], 0) + entry["slices"]
+    print(f"wrote {len(manifest['files'])} files to {args.out}: " + ", ".join(f"{k} {v} slices" for k, v in sorted(counts.items())))
+    return 0
+
+
+def cmd_data_sample(args) -> int:
+    from .sample import make_sample
+
+    path = make_sample(args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------------------
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, quiet=args.quiet, tv_backend=args.tv_backend)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nascsmri",
+        description="Compressed-sensing MRI reconstruction with networks found by neural architecture search.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("reconstruct", help="reconstruct an undersampled volume", description="Undersample a volume (fastMRI .h5, NIfTI or .npy) with a Cartesian mask and reconstruct it. Writes a fastMRI submission h5 with dataset 'reconstruction' (float32 magnitudes, slices x H x W).")
+    p.add_argument("input", help="fastMRI .h5 (single-coil, multi-coil or test file), .nii/.nii.gz or .npy")
+    p.add_argument("--model", default="zero-filled", metavar="MODEL", help=f"one of: {', '.join(cfg.model_choices())} (default %(default)s)")
+    p.add_argument("--weights", default=None, help="weights file for a network model (default: the shipped weights)")
+    _add_mask_args(p)
+    p.add_argument("--crop", type=int, default=None, help="reconstruction grid for raw k-space without reference (default 320)")
+    p.add_argument("--tv-weight", type=float, default=cfg.ReconConfig.tv_weight, help="TV regularisation weight (default %(default)g, the paper's)")
+    p.add_argument("--tv-iterations", type=int, default=cfg.ReconConfig.tv_iterations, help="TV iterations (default %(default)d)")
+    p.add_argument("--tv-backend", choices=("auto", "bart", "torch"), default="auto", help="TV solver: BART's pics or the built-in PyTorch ADMM (default: BART when installed)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: CUDA when available)")
+    p.add_argument("--out", required=True, help="output .h5")
+    p.add_argument("--json", default=None, metavar="METRICS.json", help="write metrics (mse nmse psnr ssim) and mask facts as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("evaluate", help="metrics of reconstructions against references", description="Per-volume MSE, NMSE, PSNR, SSIM (fastMRI evaluate.py conventions) of every prediction h5 (dataset 'reconstruction') against the target h5 of the same name (reconstruction_esc / reconstruction_rss), with mean and std.")
+    p.add_argument("--targets", required=True, help="folder of reference .h5 files")
+    p.add_argument("--predictions", required=True, help="folder of prediction .h5 files (same file names)")
+    p.add_argument("--json", default=None, help="write the per-volume table and summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("data", help="build datasets", description="Dataset tools.")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    d = cfg.PrepareConfig()
+    q = dsub.add_parser("prepare", help="fastMRI-layout dataset from real scans", description="Build a fastMRI-layout single-coil dataset (train/val/test/sample folders of h5 files and dataset.json) from real MRI scans shipped by Debian mricron-data, nilearn and Debian insighttoolkit5-examples. See the README for the protocol and licences.")
+    q.add_argument("--out", required=True, help="output folder")
+    q.add_argument("--size", type=int, default=d.size, help="square grid in pixels of 1 mm (default %(default)d)")
+    q.add_argument("--slab", type=int, default=d.slab, help="slices per file (default %(default)d)")
+    q.add_argument("--sources", nargs="+", default=None, help="subset of: ch2 mni152 itk_t1 (default all)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_data_prepare)
+    q = dsub.add_parser("sample", help="(re)build the shipped sample volume", description="Write the small real sample volume (held-out ch2 slab, fastMRI single-coil layout) that ships with the package.")
+    q.add_argument("--out", default=None, help="output .h5 (default: the package's sample file)")
+    q.set_defaults(func=cmd_data_sample)
+
+    p = sub.add_parser("demo", help="reconstruct the shipped sample at 4x and 8x", description="Reconstruct the shipped real sample at 4x and 8x with every available method, print the metrics table, and write a side-by-side figure with error maps.")
+    p.add_argument("--out", default="demo_out", help="output folder (default %(default)s)")
+    p.add_argument("--tv-backend", choices=("auto", "bart", "torch"), default="auto", help="TV solver (default: BART when installed)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as err:
+        print(f"nascsmri: error: {err}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("nascsmri: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

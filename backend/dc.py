@@ -1,0 +1,78 @@
+"""Zero-filled reconstruction and the k-space data-consistency (DC) layer (paper Eq. 7).
+
+Single coil, ``U = M F`` with ``F`` the centred orthonormal FFT of :mod:`backend.fft` and ``M`` a
+column mask. For a network output ``x`` and measured k-space ``k0`` (zero where not sampled)::
+
+    k = F(x)
+    noise-free (lambda = None):   k_out = (1 - m) * k + m * k0
+    finite lambda:                k_out = (1 - m) * k + m * (k + lambda * k0) / (1 + lambda)
+    x_out = F^-1(k_out)
+
+The layer has no trainable parameters. It works in whatever intensity scale ``x`` and ``k0``
+share: the models run in the normalised domain (``6 / max|zero-filled|``), so callers scale
+``k0`` with the same factor (see :func:`backend.transforms.normalisation_scale`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .fft import channels_to_complex, complex_to_channels, fft2c, ifft2c
+
+
+def _as_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Return a real float mask broadcastable to a complex ``(B, H, W)`` tensor ``like``."""
+    mask = mask.to(device=like.device, dtype=like.real.dtype)
+    if mask.dim() == 1:  # (W,)
+        mask = mask.view(1, 1, -1)
+    elif mask.dim() == 2:  # (B, W)
+        mask = mask.unsqueeze(1)
+    return mask
+
+
+def apply_mask(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Keep the sampled columns of complex ``(B, H, W)`` k-space, zero the others."""
+    return kspace * _as_mask(mask, kspace)
+
+
+def zero_filled(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Complex zero-filled image ``F^-1(M k)`` of complex ``(B, H, W)`` k-space."""
+    return ifft2c(apply_mask(kspace, mask))
+
+
+def data_consistency(
+    image: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, lam: float | None = None
+) -> torch.Tensor:
+    """Apply Eq. 7 to a complex image ``(B, H, W)``; returns a complex image of the same shape.
+
+    ``k0`` is the measured (masked) k-space, ``mask`` a 0/1 column mask ``(W,)``, ``(B, W)`` or
+    ``(B, H, W)``; ``lam=None`` is the noise-free limit (measured lines replaced exactly).
+    """
+    k = fft2c(image)
+    m = _as_mask(mask, k)
+    if lam is None:
+        k_out = (1 - m) * k + m * k0
+    else:
+        k_out = (1 - m) * k + m * (k + lam * k0) / (1 + lam)
+    return ifft2c(k_out)
+
+
+class DataConsistency(nn.Module):
+    """DC as a layer on 2-channel images ``(B, 2, H, W)``.
+
+    Args:
+        lam: ``None`` for the noise-free form (default, as DCCNN/the paper), else the finite
+            weight of Eq. 7.
+    """
+
+    def __init__(self, lam: float | None = None):
+        super().__init__()
+        self.lam = lam
+
+    def forward(self, image: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = data_consistency(channels_to_complex(image), k0, mask, self.lam)
+        return complex_to_channels(out).to(image.dtype)
+
+    def extra_repr(self) -> str:
+        return "noise-free" if self.lam is None else f"lam={self.lam}"

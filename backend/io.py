@@ -1,0 +1,360 @@
+"""Reading fastMRI h5 files and magnitude volumes (NIfTI, numpy), one slice at a time.
+
+Supported inputs (see :func:`open_volume`):
+
+* fastMRI single-coil h5: ``kspace`` complex ``(slices, H, W)``, optional ``reconstruction_esc``
+  ``(slices, h, w)``, attrs, ``ismrmrd_header``. The paper's pipeline is applied per slice:
+  IFFT -> centre crop of the complex image to the reference grid (or ``crop``, default 320) ->
+  FFT. Outputs and metrics are on the reference's grid.
+* fastMRI multi-coil h5: ``kspace`` ``(slices, coils, H, W)``. Reconstruction here is
+  single-coil, so the coil images are combined by root-sum-of-squares (RSS), cropped, and the
+  RSS magnitude is treated like a magnitude image (zero phase -> simulated single-coil k-space).
+  A notice says so.
+* fastMRI test files: undersampled ``kspace`` plus a bool ``mask`` ``(W,)``, no reference. The
+  file's own mask is used (mask options are ignored with a notice); reconstruction runs on the
+  native grid and the output is centre-cropped to ``crop``.
+* Magnitude volumes: NIfTI (``.nii``, ``.nii.gz``) or ``.npy`` arrays ``(slices, H, W)`` / 2-D.
+  Slices are taken along the last NIfTI axis, zero-padded to a square grid (``max(H, W)``), and
+  turned into zero-phase k-space (the paper's brain protocol).
+
+Every problem is an :class:`~backend.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import h5py
+import numpy as np
+
+from .errors import InputError
+from .fft import ifft2c_np
+from .transforms import center_crop, crop_kspace_via_image, magnitude_to_kspace, pad_or_crop
+
+#: Default crop of raw fastMRI k-space when the file has no reference (the paper's 320x320).
+DEFAULT_CROP = 320
+#: Largest slice we agree to read, in pixels (a 4096 x 4096 slice); guards against absurd shapes.
+MAX_SLICE_PIXELS = 4096 * 4096
+REFERENCE_KEYS = ("reconstruction_esc", "reconstruction_rss")
+
+
+class Slice(NamedTuple):
+    """One slice ready for reconstruction.
+
+    Attributes:
+        kspace: complex64 ``(H, W)`` centred k-space on the reconstruction grid (fully sampled,
+            or undersampled for test files).
+        reference: float32 ``(h, w)`` magnitude reference, or None when the file has none.
+        file_mask: bool ``(W,)`` mask stored in a test file, else None.
+    """
+
+    kspace: np.ndarray
+    reference: np.ndarray | None
+    file_mask: np.ndarray | None
+
+
+@dataclass
+class VolumeInfo:
+    """What a file holds, learnt from cheap checks before any slice is read."""
+
+    path: str
+    kind: str  # "singlecoil", "multicoil", "test", "magnitude"
+    num_slices: int
+    grid: tuple[int, int]  # (H, W) of the k-space handed to reconstruction
+    output_shape: tuple[int, int]  # (h, w) of reconstructions and references
+    has_reference: bool
+    attrs: dict = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+
+def _check_finite(path, what: str, array: np.ndarray, index: int) -> None:
+    if not np.all(np.isfinite(array)):
+        raise InputError(path, f"{what} of slice {index} contains NaN or Inf values")
+
+
+def _decode(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SO" and value.size == 1:
+        return _decode(value.item())
+    return str(value)
+
+
+class Volume:
+    """Base class: ``len(volume)`` slices, ``volume[i]`` -> :class:`Slice`, ``volume.info``."""
+
+    info: VolumeInfo
+
+    def __len__(self) -> int:
+        return self.info.num_slices
+
+    def __getitem__(self, index: int) -> Slice:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"slice {index} out of range for {len(self)} slices")
+        return self._read(index % len(self))
+
+    def __iter__(self) -> Iterator[Slice]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def _read(self, index: int) -> Slice:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FastMRIVolume(Volume):
+    """A fastMRI h5 file, opened once and read one slice at a time (copied out of h5py).
+
+    Args:
+        path: the h5 file.
+        crop: reconstruction grid for raw k-space when the file carries no reference
+            (default 320, the paper's); with a reference its shape is used.
+    """
+
+    def __init__(self, path: str | os.PathLike, crop: int | tuple[int, int] | None = None):
+        self.path = os.fspath(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except (OSError, ValueError) as err:
+            raise InputError(self.path, f"not a readable HDF5 file ({_short(err)})") from None
+        try:
+            self.info = self._inspect(crop)
+        except Exception:
+            self._file.close()
+            raise
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+    # -- inspection -------------------------------------------------------------------------
+    def _inspect(self, crop) -> VolumeInfo:
+        f, path = self._file, self.path
+        if "kspace" not in f:
+            keys = ", ".join(sorted(f.keys())[:6]) or "none"
+            raise InputError(path, f"no 'kspace' dataset: not a fastMRI file (keys: {keys})")
+        ks = f["kspace"]
+        if not isinstance(ks, h5py.Dataset):
+            raise InputError(path, "'kspace' is not a dataset")
+        if ks.dtype.kind != "c":
+            raise InputError(path, f"'kspace' must be complex, found {ks.dtype}")
+        if ks.ndim not in (3, 4):
+            raise InputError(
+                path, f"'kspace' must be (slices, H, W) or (slices, coils, H, W), got {ks.shape}"
+            )
+        num_slices = ks.shape[0]
+        H, W = ks.shape[-2:]
+        if num_slices == 0:
+            raise InputError(path, "'kspace' holds zero slices")
+        if H < 8 or W < 8:
+            raise InputError(path, f"slices of {H}x{W} are too small (need at least 8x8)")
+        coils = ks.shape[1] if ks.ndim == 4 else 1
+        if H * W * coils > MAX_SLICE_PIXELS:
+            raise InputError(path, f"one slice of {coils}x{H}x{W} is larger than this tool reads")
+        attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        if "ismrmrd_header" in f:
+            try:
+                attrs["ismrmrd_header"] = _decode(f["ismrmrd_header"][()])
+            except Exception:  # unreadable header: keep going, it is informational only
+                attrs["ismrmrd_header"] = ""
+        notices: list[str] = []
+
+        if "mask" in f:  # fastMRI test/challenge file
+            mask = f["mask"]
+            if mask.shape != (W,):
+                raise InputError(path, f"'mask' has shape {mask.shape}, expected ({W},)")
+            self._mask = np.asarray(mask[()], dtype=bool)
+            if not self._mask.any():
+                raise InputError(path, "'mask' samples no k-space line")
+            self._mode = "test"
+            out = _crop_shape(crop, H, W, path)
+            notices.append("test file: its own undersampling mask is used, mask options ignored")
+            return VolumeInfo(path, "test", num_slices, (H, W), out, False, attrs, notices)
+
+        self._mask = None
+        ref_key = next((k for k in REFERENCE_KEYS if k in f), None)
+        self._ref_key = ref_key
+        if ref_key is not None:
+            ref = f[ref_key]
+            if ref.ndim != 3 or ref.shape[0] != num_slices:
+                raise InputError(
+                    path, f"'{ref_key}' has shape {ref.shape}, expected ({num_slices}, h, w)"
+                )
+            out = tuple(int(s) for s in ref.shape[1:])
+            if out[0] > H or out[1] > W:
+                raise InputError(path, f"reference {out} is larger than the k-space grid {H}x{W}")
+        else:
+            out = _crop_shape(crop, H, W, path)
+        if ks.ndim == 4:
+            self._mode = "multicoil"
+            notices.append(
+                f"multi-coil file ({coils} coils): reconstruction here is single-coil; coil "
+                "images are combined by root-sum-of-squares and simulated as single-coil k-space"
+            )
+            return VolumeInfo(path, "multicoil", num_slices, out, out, ref_key is not None, attrs, notices)
+        self._mode = "singlecoil"
+        return VolumeInfo(path, "singlecoil", num_slices, out, out, ref_key is not None, attrs, notices)
+
+    # -- reading ----------------------------------------------------------------------------
+    def _read(self, index: int) -> Slice:
+        path = self.path
+        try:
+            raw = np.array(self._file["kspace"][index], dtype=np.complex64)
+            ref = (
+                np.array(self._file[self._ref_key][index], dtype=np.float32)
+                if self._mode != "test" and self._ref_key
+                else None
+            )
+        except (OSError, ValueError, KeyError) as err:
+            raise InputError(path, f"cannot read slice {index} ({_short(err)})") from None
+        _check_finite(path, "k-space", raw, index)
+        if ref is not None:
+            _check_finite(path, "reference", ref, index)
+        out = self.info.output_shape
+        if self._mode == "test":
+            return Slice(raw, None, self._mask.copy())
+        if self._mode == "multicoil":
+            rss = np.sqrt(np.sum(np.abs(ifft2c_np(raw)) ** 2, axis=0))
+            return Slice(magnitude_to_kspace(center_crop(rss, out)), ref, None)
+        return Slice(crop_kspace_via_image(raw, out), ref, None)
+
+
+class MagnitudeVolume(Volume):
+    """Magnitude images ``(slices, H, W)`` (from NIfTI or numpy) as zero-phase k-space.
+
+    Each slice is zero-padded (or cropped) to the square grid ``size`` (default ``max(H, W)``).
+    The magnitude itself is the reference.
+    """
+
+    def __init__(self, data: np.ndarray, path: str = "<array>", size: int | None = None):
+        self.path = path
+        data = np.asarray(data)
+        if data.ndim == 2:
+            data = data[None]
+        if data.ndim != 3:
+            raise InputError(path, f"expected a 2-D image or a 3-D volume, got shape {data.shape}")
+        if data.dtype.kind == "c":
+            raise InputError(path, "complex magnitude volume: expected real-valued images")
+        if data.dtype.kind not in "biuf":
+            raise InputError(path, f"unsupported data type {data.dtype}")
+        if data.shape[0] == 0:
+            raise InputError(path, "the volume holds zero slices")
+        H, W = data.shape[1:]
+        if H < 8 or W < 8:
+            raise InputError(path, f"slices of {H}x{W} are too small (need at least 8x8)")
+        if H * W > MAX_SLICE_PIXELS:
+            raise InputError(path, f"slices of {H}x{W} are larger than this tool reads")
+        size = max(H, W) if size is None else int(size)
+        self._data = data
+        self.info = VolumeInfo(path, "magnitude", data.shape[0], (size, size), (size, size), True)
+
+    def _read(self, index: int) -> Slice:
+        img = np.asarray(self._data[index], dtype=np.float32)
+        _check_finite(self.path, "image", img, index)
+        img = np.abs(pad_or_crop(img, self.info.grid))
+        return Slice(magnitude_to_kspace(img), img, None)
+
+
+def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A 3-D NIfTI as float32 ``(slices, H, W)`` (slices along its last axis) and voxel sizes."""
+    import nibabel as nib
+
+    path = os.fspath(path)
+    try:
+        img = nib.load(path)
+        dtype = img.get_data_dtype()
+    except Exception as err:
+        raise InputError(path, f"not a readable NIfTI file ({_short(err)})") from None
+    if dtype.kind == "c":
+        raise InputError(path, "complex NIfTI data: expected a real magnitude volume")
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) not in (2, 3):
+        raise InputError(path, f"expected a 2-D or 3-D volume, got shape {img.shape}")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except Exception as err:
+        raise InputError(path, f"cannot read the image data ({_short(err)})") from None
+    if data.ndim == 2:
+        data = data[:, :, None]
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    return np.moveaxis(data, -1, 0), zooms
+
+
+def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = None) -> Volume:
+    """Open any supported input by its content/extension; raises InputError otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file")
+    if p.is_dir():
+        raise InputError(p, "is a directory, expected a file")
+    if p.stat().st_size == 0:
+        raise InputError(p, "the file is empty")
+    name = p.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        data, _ = load_nifti(p)
+        return MagnitudeVolume(data, os.fspath(p))
+    if name.endswith(".npy"):
+        try:
+            data = np.load(p, allow_pickle=False, mmap_mode="r")
+        except Exception as err:
+            raise InputError(p, f"not a readable .npy array ({_short(err)})") from None
+        return MagnitudeVolume(data, os.fspath(p))
+    if h5py.is_hdf5(os.fspath(p)):
+        return FastMRIVolume(p, crop=crop)
+    raise InputError(p, "unrecognised file type (expected fastMRI .h5, .nii/.nii.gz or .npy)")
+
+
+def _crop_shape(crop, H: int, W: int, path) -> tuple[int, int]:
+    if crop is None:
+        crop = (min(DEFAULT_CROP, H), min(DEFAULT_CROP, W))
+    elif isinstance(crop, int):
+        crop = (crop, crop)
+    crop = (int(crop[0]), int(crop[1]))
+    if crop[0] > H or crop[1] > W:
+        raise InputError(path, f"k-space of {H}x{W} is smaller than the crop {crop[0]}x{crop[1]}")
+    return crop
+
+
+def _attr(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:160]
+
+
+def display_volume(volume: Volume) -> np.ndarray:
+    """Magnitudes to look at, ``(slices, h, w)`` float32 on the output grid.
+
+    The reference where the file has one (or the magnitude itself), else the magnitude of the
+    zero-filled image of the stored k-space (test files: their own undersampling).
+    """
+    from .fft import ifft2c_np
+
+    out = np.zeros((len(volume),) + volume.info.output_shape, dtype=np.float32)
+    for i, s in enumerate(volume):
+        if s.reference is not None:
+            out[i] = s.reference
+        else:
+            out[i] = np.abs(center_crop(ifft2c_np(s.kspace), volume.info.output_shape))
+    return out

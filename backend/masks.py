@@ -1,0 +1,177 @@
+"""Cartesian column undersampling masks with fastMRI semantics.
+
+A mask function is a callable object holding its own ``numpy.random.RandomState``; calling it
+with a seed reseeds that generator for the call only and restores its state afterwards, so the
+global numpy/torch random state is never touched and the same seed always gives the same mask.
+The sequence of random draws is the one of ``fastmri.data.subsample`` (0.3.0), so for the same
+seed our masks equal fastMRI's ``RandomMaskFunc`` / ``EquiSpacedMaskFunc`` masks (tested).
+
+Rules (REFERENCE section 2, fastMRI):
+
+* ``num_low = round(W * center_fraction)`` fully sampled centre columns starting at
+  ``(W - num_low + 1) // 2``;
+* random: every column is kept with probability ``(W / acc - num_low) / (W - num_low)``;
+* equispaced: every ``acc``-th column from a random offset in ``[0, acc)``;
+* default centre fraction: ``0.32 / acceleration`` (8 % at 4x, 4 % at 8x, the paper's setting).
+
+Per-volume reproducible masks use :func:`seed_from_filename` (``tuple(map(ord, name))``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+def default_center_fraction(acceleration: float) -> float:
+    """The paper's centre fraction: 0.08 at 4x, 0.04 at 8x, i.e. ``0.32 / acceleration``."""
+    return 0.32 / float(acceleration)
+
+
+def seed_from_filename(path: str | os.PathLike) -> tuple[int, ...]:
+    """fastMRI's per-volume seed: the code points of the file's base name."""
+    return tuple(map(ord, os.path.basename(os.fspath(path))))
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A realised column mask.
+
+    Attributes:
+        lines: bool array ``(W,)``, True where a phase-encode column is sampled.
+        num_low_frequencies: width of the fully sampled centre block.
+        acceleration: the nominal acceleration asked for.
+    """
+
+    lines: np.ndarray
+    num_low_frequencies: int
+    acceleration: float
+
+    @property
+    def realised_acceleration(self) -> float:
+        """``W / number of sampled columns`` (what the mask really achieves)."""
+        n = int(self.lines.sum())
+        return float("inf") if n == 0 else self.lines.size / n
+
+
+@contextlib.contextmanager
+def _temp_seed(rng: np.random.RandomState, seed) -> Iterator[None]:
+    if seed is None:
+        yield
+        return
+    state = rng.get_state()
+    rng.seed(seed)
+    try:
+        yield
+    finally:
+        rng.set_state(state)
+
+
+def center_block(num_cols: int, num_low: int) -> np.ndarray:
+    """Bool ``(W,)`` with the ``num_low`` centre columns set, fastMRI placement."""
+    mask = np.zeros(num_cols, dtype=bool)
+    start = (num_cols - num_low + 1) // 2
+    mask[start : start + num_low] = True
+    return mask
+
+
+class MaskFunc:
+    """Base class: pick (centre fraction, acceleration), build centre block + outer lines.
+
+    Args:
+        center_fractions: one per acceleration; ``None`` -> :func:`default_center_fraction`.
+        accelerations: one or more; with several, each call picks one at random (fastMRI).
+        seed: seed of the function's own generator (used when a call passes no seed).
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        accelerations: Sequence[float] = (4,),
+        center_fractions: Sequence[float] | None = None,
+        seed=None,
+    ):
+        accelerations = [float(a) for a in accelerations]
+        if center_fractions is None:
+            center_fractions = [default_center_fraction(a) for a in accelerations]
+        center_fractions = [float(c) for c in center_fractions]
+        if not accelerations or len(accelerations) != len(center_fractions):
+            raise ValueError("give one centre fraction per acceleration")
+        for acc, cf in zip(accelerations, center_fractions):
+            if not acc >= 1:
+                raise ValueError(f"acceleration must be >= 1, got {acc}")
+            if not 0 <= cf <= 1:
+                raise ValueError(f"centre fraction must lie in [0, 1], got {cf}")
+            if cf * acc > 1 + 1e-9:
+                raise ValueError(
+                    f"centre fraction {cf} alone samples more than 1/{acc:g} of k-space"
+                )
+        self.accelerations = accelerations
+        self.center_fractions = center_fractions
+        self.rng = np.random.RandomState(seed)
+
+    def __call__(self, num_cols: int, seed=None, offset: int | None = None) -> Mask:
+        """Draw a mask for ``num_cols`` phase-encode columns; ``seed`` makes it reproducible."""
+        if num_cols < 1:
+            raise ValueError(f"number of columns must be positive, got {num_cols}")
+        with _temp_seed(self.rng, seed):
+            choice = self.rng.randint(len(self.center_fractions))
+            cf, acc = self.center_fractions[choice], self.accelerations[choice]
+            num_low = round(num_cols * cf)
+            lines = center_block(num_cols, num_low) | self._outer(num_cols, acc, num_low, offset)
+        return Mask(lines=lines, num_low_frequencies=num_low, acceleration=acc)
+
+    def _outer(self, num_cols: int, acc: float, num_low: int, offset: int | None) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RandomMaskFunc(MaskFunc):
+    """Outer columns kept independently with the probability that gives ``acc`` on average."""
+
+    name = "random"
+
+    def _outer(self, num_cols, acc, num_low, offset):
+        if num_cols == num_low:
+            return np.zeros(num_cols, dtype=bool)
+        prob = (num_cols / acc - num_low) / (num_cols - num_low)
+        return self.rng.uniform(size=num_cols) < prob
+
+
+class EquiSpacedMaskFunc(MaskFunc):
+    """Every ``acc``-th column from a random offset (the paper: "under-sampled uniformly")."""
+
+    name = "equispaced"
+
+    def _outer(self, num_cols, acc, num_low, offset):
+        if offset is None:
+            offset = self.rng.randint(0, high=round(acc))
+        mask = np.zeros(num_cols, dtype=bool)
+        mask[offset :: round(acc)] = True
+        return mask
+
+
+MASK_FUNCS: dict[str, type[MaskFunc]] = {
+    RandomMaskFunc.name: RandomMaskFunc,
+    EquiSpacedMaskFunc.name: EquiSpacedMaskFunc,
+}
+
+
+def make_mask(
+    kind: str,
+    num_cols: int,
+    acceleration: float = 4,
+    center_fraction: float | None = None,
+    seed=None,
+) -> Mask:
+    """One mask of type ``kind`` (``random`` or ``equispaced``) for ``num_cols`` columns."""
+    try:
+        cls = MASK_FUNCS[kind]
+    except KeyError:
+        raise ValueError(f"unknown mask type {kind!r}; choose from {sorted(MASK_FUNCS)}") from None
+    cfs = None if center_fraction is None else [center_fraction]
+    return cls([acceleration], cfs)(num_cols, seed=seed)

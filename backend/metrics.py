@@ -1,0 +1,118 @@
+"""Reconstruction metrics exactly as fastMRI's ``evaluate.py`` (REFERENCE section 3).
+
+All metrics take magnitude volumes ``(slices, H, W)`` (a 2-D array counts as one slice):
+
+* ``mse  = mean((gt - pred)^2)``
+* ``nmse = ||gt - pred||^2 / ||gt||^2``
+* ``psnr = 10 log10(max(gt)^2 / mse)`` with ``data_range = gt.max()`` over the *volume*
+* ``ssim``: per slice with a 7x7 uniform window, K1 = 0.01, K2 = 0.03, sample covariance
+  (``N / (N - 1)``), ``data_range = gt.max()`` over the volume, mean over slices. This is
+  scikit-image's ``structural_similarity`` default (checked against it in the tests),
+  re-implemented with :func:`scipy.ndimage.uniform_filter` so that it also yields the map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+SSIM_WINDOW = 7
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+def _volume(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x[None] if x.ndim == 2 else x
+
+
+def _check(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gt, pred = _volume(gt), _volume(pred)
+    if gt.shape != pred.shape:
+        raise ValueError(f"shape mismatch: reference {gt.shape} vs prediction {pred.shape}")
+    if gt.ndim != 3:
+        raise ValueError(f"expected (slices, H, W) magnitudes, got shape {gt.shape}")
+    return gt, pred
+
+
+def mse(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Mean squared error."""
+    gt, pred = _check(gt, pred)
+    return float(np.mean((gt - pred) ** 2))
+
+
+def nmse(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Normalised MSE ``||gt - pred||^2 / ||gt||^2``."""
+    gt, pred = _check(gt, pred)
+    return float(np.sum((gt - pred) ** 2) / np.sum(gt**2))
+
+
+def psnr(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> float:
+    """PSNR in dB with ``data_range = gt.max()`` over the volume unless given."""
+    gt, pred = _check(gt, pred)
+    data_range = gt.max() if data_range is None else data_range
+    err = np.mean((gt - pred) ** 2)
+    return float("inf") if err == 0 else float(10 * np.log10(data_range**2 / err))
+
+
+def ssim_map(gt2d: np.ndarray, pred2d: np.ndarray, data_range: float) -> np.ndarray:
+    """SSIM map of one slice (scikit-image defaults); the mean over the valid interior is SSIM."""
+    x = np.asarray(gt2d, dtype=np.float64)
+    y = np.asarray(pred2d, dtype=np.float64)
+    n = SSIM_WINDOW**2
+    cov_norm = n / (n - 1)
+    ux = uniform_filter(x, SSIM_WINDOW)
+    uy = uniform_filter(y, SSIM_WINDOW)
+    uxx = uniform_filter(x * x, SSIM_WINDOW)
+    uyy = uniform_filter(y * y, SSIM_WINDOW)
+    uxy = uniform_filter(x * y, SSIM_WINDOW)
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    num = (2 * ux * uy + c1) * (2 * vxy + c2)
+    den = (ux**2 + uy**2 + c1) * (vx + vy + c2)
+    return num / den
+
+
+def ssim(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> float:
+    """Mean over slices of the per-slice SSIM, ``data_range = gt.max()`` of the volume."""
+    gt, pred = _check(gt, pred)
+    if min(gt.shape[1:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs slices of at least {SSIM_WINDOW}x{SSIM_WINDOW}")
+    data_range = gt.max() if data_range is None else data_range
+    pad = (SSIM_WINDOW - 1) // 2
+    values = [
+        ssim_map(g, p, data_range)[pad:-pad, pad:-pad].mean() for g, p in zip(gt, pred)
+    ]
+    return float(np.mean(values))
+
+
+@dataclass(frozen=True)
+class VolumeMetrics:
+    """The four metrics of one volume; ``asdict`` gives the JSON keys ``mse nmse psnr ssim``."""
+
+    mse: float
+    nmse: float
+    psnr: float
+    ssim: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def evaluate_volume(gt: np.ndarray, pred: np.ndarray) -> VolumeMetrics:
+    """All four metrics of one volume of magnitudes ``(slices, H, W)``."""
+    return VolumeMetrics(mse=mse(gt, pred), nmse=nmse(gt, pred), psnr=psnr(gt, pred), ssim=ssim(gt, pred))
+
+
+def summarise(rows: list[VolumeMetrics]) -> dict[str, tuple[float, float]]:
+    """Mean and (population) standard deviation of each metric over volumes."""
+    out = {}
+    for key in ("mse", "nmse", "psnr", "ssim"):
+        vals = np.array([getattr(r, key) for r in rows], dtype=np.float64)
+        out[key] = (float(vals.mean()), float(vals.std()))
+    return out

@@ -1,0 +1,67 @@
+"""Image-space crops and padding, the 6/max normalisation, and magnitude -> k-space.
+
+All crops and pads happen in image space; k-space is recomputed from the cropped image with
+:func:`backend.fft.fft2c_np` (never by cutting k-space), as the paper's knee pipeline does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .fft import fft2c_np, ifft2c_np
+
+#: Magnitude peak of the normalised zero-filled image (paper 4.1: images scaled to [-6, 6]).
+NORMALISED_PEAK = 6.0
+
+
+def center_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Centre crop the last two axes to ``shape`` (fastMRI placement: start ``(H - h) // 2``)."""
+    h, w = shape
+    H, W = image.shape[-2:]
+    if h > H or w > W:
+        raise ValueError(f"cannot crop {H}x{W} to {h}x{w}: the image is smaller than the crop")
+    top, left = (H - h) // 2, (W - w) // 2
+    return image[..., top : top + h, left : left + w]
+
+
+def center_pad(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Zero-pad the last two axes symmetrically to ``shape`` (inverse placement of the crop)."""
+    h, w = shape
+    H, W = image.shape[-2:]
+    if h < H or w < W:
+        raise ValueError(f"cannot pad {H}x{W} to {h}x{w}")
+    top, left = (h - H) // 2, (w - W) // 2
+    out = np.zeros(image.shape[:-2] + (h, w), dtype=image.dtype)
+    out[..., top : top + H, left : left + W] = image
+    return out
+
+
+def pad_or_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per axis: centre-pad when smaller than ``shape``, centre-crop when larger."""
+    H, W = image.shape[-2:]
+    h, w = shape
+    image = center_pad(image, (max(H, h), max(W, w)))
+    return center_crop(image, shape)
+
+
+def crop_kspace_via_image(kspace: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The paper's knee pipeline: IFFT -> centre crop the complex image -> FFT.
+
+    ``kspace`` is complex ``(..., H, W)`` with ``H, W >= shape``; returns ``(..., *shape)``.
+    """
+    return fft2c_np(center_crop(ifft2c_np(kspace), shape)).astype(np.complex64)
+
+
+def magnitude_to_kspace(image: np.ndarray) -> np.ndarray:
+    """The paper's brain protocol: a real magnitude image taken as zero phase, then FFT."""
+    return fft2c_np(np.asarray(image, dtype=np.float32).astype(np.complex64)).astype(np.complex64)
+
+
+def normalisation_scale(zero_filled: torch.Tensor) -> torch.Tensor:
+    """Per-slice factor ``6 / max|zero-filled|`` for complex ``(B, H, W)``; shape ``(B,)``.
+
+    Slices whose zero-filled image is all zero get the factor 1 (nothing to scale).
+    """
+    peak = zero_filled.abs().flatten(1).amax(dim=1)
+    return torch.where(peak > 0, NORMALISED_PEAK / peak.clamp_min(1e-30), torch.ones_like(peak))

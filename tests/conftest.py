@@ -1,0 +1,77 @@
+"""Shared fixtures: small fake fastMRI files with the real key layout, written once per session."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
+os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+
+
+def smooth_phantom(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth positive image with some structure (ellipses), float32."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[-1 : 1 : h * 1j, -1 : 1 : w * 1j]
+    img = np.zeros((h, w), dtype=np.float32)
+    for _ in range(5):
+        cy, cx = rng.uniform(-0.4, 0.4, 2)
+        ry, rx = rng.uniform(0.15, 0.6, 2)
+        img += rng.uniform(0.3, 1.0) * (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1)
+    return img
+
+
+@pytest.fixture(scope="session")
+def fastmri_files(tmp_path_factory):
+    """Paths of fake single-coil, multi-coil and test h5 files with the fastMRI layout."""
+    from backend.fft import fft2c_np, ifft2c_np
+    from backend.transforms import center_crop
+
+    root = tmp_path_factory.mktemp("fastmri")
+    rng = np.random.default_rng(0)
+    S, H, W, crop = 3, 40, 28, 16
+    # complex images with smooth phase, like raw knee data
+    images = np.stack([smooth_phantom(H, W, s) for s in range(S)]).astype(np.complex64)
+    phase = np.exp(1j * np.linspace(0, 1.5, W))[None, None, :]
+    kspace = fft2c_np(images * phase).astype(np.complex64)
+    esc = np.abs(center_crop(ifft2c_np(kspace), (crop, crop))).astype(np.float32)
+    single = root / "file_single.h5"
+    with h5py.File(single, "w") as f:
+        f.create_dataset("kspace", data=kspace)
+        f.create_dataset("reconstruction_esc", data=esc)
+        f.create_dataset("ismrmrd_header", data="<ismrmrdHeader/>")
+        f.attrs["acquisition"] = "CORPD_FBK"
+        f.attrs["max"] = float(esc.max())
+        f.attrs["norm"] = float(np.linalg.norm(esc))
+        f.attrs["patient_id"] = "fake"
+    coils = 4
+    sens = rng.uniform(0.5, 1.0, (coils, 1, 1)).astype(np.float32)
+    mc_k = fft2c_np(images[:, None] * sens[None]).astype(np.complex64)
+    rss = np.sqrt((np.abs(ifft2c_np(mc_k)) ** 2).sum(1))
+    multi = root / "file_multi.h5"
+    with h5py.File(multi, "w") as f:
+        f.create_dataset("kspace", data=mc_k)
+        f.create_dataset("reconstruction_rss", data=center_crop(rss, (crop, crop)).astype(np.float32))
+    mask = np.zeros(W, dtype=bool)
+    mask[::3] = True
+    mask[W // 2 - 2 : W // 2 + 2] = True
+    test = root / "file_test.h5"
+    with h5py.File(test, "w") as f:
+        f.create_dataset("kspace", data=kspace * mask[None, None, :])
+        f.create_dataset("mask", data=mask)
+        f.attrs["acceleration"] = 3
+        f.attrs["num_low_frequency"] = 4
+    return {"single": single, "multi": multi, "test": test, "kspace": kspace, "esc": esc,
+            "crop": crop, "mask": mask, "rss": rss}
+
+
+@pytest.fixture(scope="session")
+def sample_file():
+    from backend.sample import sample_path
+
+    path = sample_path()
+    assert path.exists(), "the shipped sample is missing"
+    return path

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+
+from backend.masks import (
+    EquiSpacedMaskFunc,
+    RandomMaskFunc,
+    center_block,
+    default_center_fraction,
+    make_mask,
+    seed_from_filename,
+)
+
+
+def test_center_block_placement_by_hand():
+    # fastMRI: start = (W - n + 1) // 2
+    assert np.flatnonzero(center_block(16, 4)).tolist() == [6, 7, 8, 9]
+    assert np.flatnonzero(center_block(15, 4)).tolist() == [6, 7, 8, 9]
+    assert np.flatnonzero(center_block(15, 3)).tolist() == [6, 7, 8]
+
+
+def test_equispaced_hand_computed_lines():
+    m = EquiSpacedMaskFunc([4], [0.25])(16, offset=1)
+    # centre 4 columns 6..9, outer every 4th from 1: 1, 5, 9, 13
+    assert np.flatnonzero(m.lines).tolist() == [1, 5, 6, 7, 8, 9, 13]
+    assert m.num_low_frequencies == 4
+    assert m.realised_acceleration == pytest.approx(16 / 7)
+
+
+def test_random_mask_reproduces_its_draws_by_hand():
+    W, acc, cf, seed = 100, 4, 0.08, 1234
+    m = RandomMaskFunc([acc], [cf])(W, seed=seed)
+    rng = np.random.RandomState(seed)
+    rng.randint(1)  # fastMRI's choice of (centre fraction, acceleration)
+    num_low = round(W * cf)
+    prob = (W / acc - num_low) / (W - num_low)
+    expected = (rng.uniform(size=W) < prob) | center_block(W, num_low)
+    assert np.array_equal(m.lines, expected)
+
+
+def test_paper_default_center_fractions():
+    assert default_center_fraction(4) == pytest.approx(0.08)
+    assert default_center_fraction(8) == pytest.approx(0.04)
+    assert make_mask("random", 320, 4, seed=0).num_low_frequencies == round(320 * 0.08)
+    assert make_mask("equispaced", 320, 8, seed=0).num_low_frequencies == round(320 * 0.04)
+
+
+def test_same_seed_same_mask_and_global_rng_untouched():
+    np.random.seed(7)
+    torch.manual_seed(7)
+    before_np = np.random.get_state()[1].copy()
+    before_torch = torch.get_rng_state().clone()
+    func = RandomMaskFunc([8])
+    a = func(368, seed=(1, 2, 3))
+    func(368)  # an unseeded draw in between
+    b = func(368, seed=(1, 2, 3))
+    assert np.array_equal(a.lines, b.lines)
+    assert np.array_equal(np.random.get_state()[1], before_np)
+    assert torch.equal(torch.get_rng_state(), before_torch)
+
+
+def test_realised_acceleration_close_to_nominal_on_average():
+    for acc in (4, 8):
+        accs = [make_mask("random", 368, acc, seed=s).realised_acceleration for s in range(200)]
+        n_lines = [368 / a for a in accs]
+        assert np.mean(n_lines) == pytest.approx(368 / acc, rel=0.03)
+        eq = make_mask("equispaced", 368, acc, seed=0)
+        assert 368 / eq.lines.sum() == pytest.approx(eq.realised_acceleration)
+
+
+def test_seed_from_filename_is_fastmri_convention():
+    assert seed_from_filename("/data/file1000.h5") == tuple(map(ord, "file1000.h5"))
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        make_mask("spiral", 100)
+    with pytest.raises(ValueError):
+        RandomMaskFunc([4], [0.5])  # centre alone exceeds 1/4
+    with pytest.raises(ValueError):
+        RandomMaskFunc([4, 8], [0.08])
+
+
+fastmri_subsample = pytest.importorskip("fastmri.data.subsample", reason="fastmri not installed")
+
+
+@pytest.mark.parametrize("kind", ["random", "equispaced"])
+@pytest.mark.parametrize("W", [368, 320, 101])
+@pytest.mark.parametrize("acc,cf", [(4, 0.08), (8, 0.04), (6, 0.06)])
+def test_matches_fastmri_package(kind, W, acc, cf):
+    theirs_cls = {"random": fastmri_subsample.RandomMaskFunc, "equispaced": fastmri_subsample.EquiSpacedMaskFunc}[kind]
+    for seed in [0, 42, tuple(map(ord, "file1001.h5"))]:
+        theirs, num_low = theirs_cls([cf], [acc])((1, W, 1), seed=seed)
+        ours = make_mask(kind, W, acc, cf, seed=seed)
+        assert np.array_equal(theirs.numpy().ravel().astype(bool), ours.lines)
+        assert num_low == ours.num_low_frequencies

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from backend.metrics import evaluate_volume, mse, nmse, psnr, ssim, summarise
+
+
+def _pair(seed=0, shape=(3, 40, 36)):
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(0, 1, shape).cumsum(axis=1)  # some structure
+    pred = gt + rng.normal(0, 0.3, shape)
+    return gt, pred
+
+
+def test_ssim_matches_scikit_image_per_slice_with_volume_max():
+    gt, pred = _pair()
+    expected = np.mean([structural_similarity(g, p, data_range=gt.max()) for g, p in zip(gt, pred)])
+    assert ssim(gt, pred) == pytest.approx(expected, rel=1e-9)
+
+
+def test_psnr_matches_scikit_image_with_volume_max():
+    gt, pred = _pair(1)
+    assert psnr(gt, pred) == pytest.approx(peak_signal_noise_ratio(gt, pred, data_range=gt.max()), rel=1e-9)
+
+
+def test_mse_nmse_by_hand():
+    gt = np.array([[[1.0, 2.0], [3.0, 4.0]]])
+    pred = np.array([[[1.0, 1.0], [3.0, 6.0]]])
+    assert mse(gt, pred) == pytest.approx((1 + 4) / 4)
+    assert nmse(gt, pred) == pytest.approx(5 / 30)
+
+
+def test_identical_volumes_and_summary():
+    gt, _ = _pair(2)
+    m = evaluate_volume(gt, gt)
+    assert m.mse == 0 and m.nmse == 0 and m.psnr == float("inf") and m.ssim == pytest.approx(1.0)
+    s = summarise([evaluate_volume(*_pair(i)) for i in range(3)])
+    assert set(s) == {"mse", "nmse", "psnr", "ssim"}
+    assert s["psnr"][1] >= 0
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError):
+        mse(np.zeros((2, 8, 8)), np.zeros((2, 8, 9)))
