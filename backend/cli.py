@@ -151,6 +151,20 @@ def cmd_data_sample(args) -> int:
     return 0
 
 
+# -- model-info ----------------------------------------------------------------------------
+def cmd_model_info(args) -> int:
+    from .models import Genotype, model_info
+
+    genotype = Genotype.load(args.genotype) if args.genotype else None
+    info = model_info(args.model, genotype=genotype, blocks=args.blocks)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"{args.model}: {info['params']:,} parameters, {info['gflops']:.2f} GFLOPs "
+              "(conv multiply-accumulates + bias adds, one 320x320 2-channel input)")
+    return 0
+
+
 # -- demo ----------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
     from .demo import run_demo
@@ -202,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("sample", help="(re)build the shipped sample volume", description="Write the small real sample volume (held-out ch2 slab, fastMRI single-coil layout) that ships with the package.")
     q.add_argument("--out", default=None, help="output .h5 (default: the package's sample file)")
     q.set_defaults(func=cmd_data_sample)
+
+    p = sub.add_parser("model-info", help="parameters and GFLOPs of a model", description="Parameter count and GFLOPs (conv multiply-accumulates + bias adds for one 320x320 2-channel input, the paper's convention) of a registry model.")
+    p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")
+    p.add_argument("--genotype", default=None, help="genotype JSON for nasn (default: the shipped NasN genotype)")
+    p.add_argument("--blocks", type=int, default=None, help="residual blocks (dccnn, modl) or recursions (rdn); default 3")
+    p.add_argument("--json", action="store_true", help='print {"params": int, "gflops": float}')
+    p.set_defaults(func=cmd_model_info)
 
     p = sub.add_parser("demo", help="reconstruct the shipped sample at 4x and 8x", description="Reconstruct the shipped real sample at 4x and 8x with every available method, print the metrics table, and write a side-by-side figure with error maps.")
     p.add_argument("--out", default="demo_out", help="output folder (default %(default)s)")

@@ -48,3 +48,13 @@ def write_json(path: str | os.PathLike, data) -> None:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns ``path`` as a ``Path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)

@@ -159,9 +159,11 @@ def network_reconstructor(config: cfg.ReconConfig) -> Reconstructor:
     from .models import load_model, shipped_weights
 
     weights = config.weights or shipped_weights(config.model)
-    model, meta = load_model(weights)
-    if meta.get("model") != config.model:
-        raise InputError(weights, f"weights are for model {meta.get('model')!r}, not {config.model!r}")
+    if not config.weights and not weights.exists():
+        raise InputError(None, f"no weights ship for {config.model!r}: pass --weights (see 'nascsmri train')")
+    model, _ = load_model(weights)
+    if model.config.name != config.model:
+        raise InputError(weights, f"weights are for model {model.config.name!r}, not {config.model!r}")
     return NetworkReconstructor(model, resolve_device(config.device))
 
 

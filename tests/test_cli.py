@@ -88,3 +88,29 @@ def test_help_is_complete(argv, capsys):
     if argv[:1] == ["reconstruct"]:
         for flag in ["--model", "--weights", "--mask", "--acceleration", "--center-fraction", "--seed", "--out", "--json"]:
             assert flag in text
+
+
+def test_model_info_json(capsys):
+    assert main(["model-info", "--model", "dccnn", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] == 170022 and info["gflops"] == pytest.approx(17.41, abs=0.01)
+
+
+def test_reconstruct_with_network_weights_and_mismatch(sample_file, tmp_path, capsys):
+    import torch
+
+    from backend.models import build_model, save_weights
+
+    torch.manual_seed(0)
+    model = build_model("dccnn", blocks=1, channels=4)
+    weights = save_weights(model, tmp_path / "dccnn.safetensors", {"note": "untrained"})
+    js = tmp_path / "m.json"
+    assert main(["reconstruct", str(sample_file), "--model", "dccnn", "--weights", str(weights),
+                 "--out", str(tmp_path / "o.h5"), "--json", str(js), "--quiet"]) == 0
+    assert np.isfinite(json.loads(js.read_text())["psnr"])
+    # weights of another architecture: one-line error naming the mismatch, exit 2
+    assert main(["reconstruct", str(sample_file), "--model", "nasn", "--weights", str(weights),
+                 "--out", str(tmp_path / "o2.h5"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dccnn" in err[0] and "nasn" in err[0]
+    assert not (tmp_path / "o2.h5").exists()

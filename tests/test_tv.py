@@ -36,10 +36,13 @@ def test_torch_tv_beats_zero_filled_on_real_slice(real_slice):
 @pytest.mark.skipif(not bart_available(), reason="BART is not installed (Debian package 'bart')")
 def test_bart_and_torch_agree_on_real_slice(real_slice):
     s, mask = real_slice
-    b = tv_bart(s.kspace, mask)
-    t = tv_torch(s.kspace, mask)
     zf = ifft2c_np(s.kspace * mask)
-    assert _psnr(s.reference, b) > _psnr(s.reference, zf) + 1.0
-    # the two solvers of the same problem agree far better than either matches the truth
+    b200 = tv_bart(s.kspace, mask)  # the paper's setting
+    assert _psnr(s.reference, b200) > _psnr(s.reference, zf) + 1.0
+    # BART's ADMM is not converged after 200 iterations on these slices (measured: 26.0 dB at
+    # 200, 27.4 dB at 1000); our exact-update ADMM converges faster. Near convergence the two
+    # solvers of the same problem agree far better than either matches the truth.
+    b = tv_bart(s.kspace, mask, iterations=1000)
+    t = tv_torch(s.kspace, mask)
     assert _psnr(s.reference, t) == pytest.approx(_psnr(s.reference, b), abs=1.0)
     assert _psnr(np.abs(b), np.abs(t)) > 35
