@@ -151,6 +151,67 @@ def cmd_data_sample(args) -> int:
     return 0
 
 
+# -- train / search ------------------------------------------------------------------------
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _run_job(gen, quiet: bool) -> dict:
+    """Drive a search/training generator: a progress bar for steps, a line per epoch.
+
+    Under torchrun only rank 0 reports.
+    """
+    bar = ProgressBar(quiet or not _is_main_rank(), unit="step")
+
+    def show(event) -> None:
+        if not _is_main_rank():
+            return
+        bar(event)
+        if event.kind in ("start", "epoch", "done"):
+            (bar.bar.write if bar.bar is not None else print)(event.message)
+
+    try:
+        return run(gen, show)
+    finally:
+        bar.close()
+
+
+def cmd_train(args) -> int:
+    from .training.train import train
+
+    config = cfg.apply_preset(
+        cfg.TrainConfig(model=args.model, genotype=args.genotype, blocks=args.blocks, data=args.data,
+                        preset=args.preset, seed=args.seed, device=args.device),
+        cfg.TRAIN_PRESETS,
+        {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop},
+    )
+    summary = _run_job(train(config, args.out, resume=args.resume), args.quiet)
+    if not _is_main_rank():
+        return 0
+    best = summary["best"]
+    print(f"best epoch {best['epoch'] + 1}: validation PSNR {best['psnr']:.2f} dB, SSIM {best['ssim']:.4f}; "
+          f"weights in {args.out}/best.safetensors")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .search.search import search
+
+    config = cfg.apply_preset(
+        cfg.SearchConfig(data=args.data, space=args.space, nodes=args.nodes, preset=args.preset,
+                         seed=args.seed, device=args.device),
+        cfg.SEARCH_PRESETS,
+        {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop,
+         "channels": args.channels, "cells": args.cells, "patience": args.patience},
+    )
+    summary = _run_job(search(config, args.out, resume=args.resume), args.quiet)
+    if not _is_main_rank():
+        return 0
+    print(f"genotype ({'early stop' if summary['stopped_early'] else 'all epochs'}): {args.out}/genotype.json")
+    print(json.dumps(summary["genotype"]))
+    return 0
+
+
 # -- model-info ----------------------------------------------------------------------------
 def cmd_model_info(args) -> int:
     from .models import Genotype, model_info
@@ -216,6 +277,40 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("sample", help="(re)build the shipped sample volume", description="Write the small real sample volume (held-out ch2 slab, fastMRI single-coil layout) that ships with the package.")
     q.add_argument("--out", default=None, help="output .h5 (default: the package's sample file)")
     q.set_defaults(func=cmd_data_sample)
+
+    p = sub.add_parser("search", help="DARTS search of the NasN cell", description="Differentiable architecture search (DARTS, first order) of the cell inside the unrolled DC cascade: weights (SGD) on one half of the training files, alphas (Adam) on the other, early stop when the derived genotype is stable. Writes RUN/genotype.json, RUN/alphas.json, RUN/cell.png, RUN/alphas.png, RUN/history.json, RUN/checkpoint.pt, RUN/events.jsonl. Under torchrun it uses DistributedDataParallel.")
+    p.add_argument("--data", required=True, help="prepared dataset folder (train/ and val/)")
+    p.add_argument("--space", choices=("A", "B", "extended"), default="A", help="operation search space (default %(default)s)")
+    p.add_argument("--nodes", type=int, choices=(2, 3, 4), default=3, help="internal nodes per cell (default %(default)s)")
+    p.add_argument("--preset", choices=sorted(cfg.SEARCH_PRESETS), default="cpu", help="cpu: a small supernet on crops for 2 CPU cores; paper: the authors' sizes (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="override the preset's steps per epoch")
+    p.add_argument("--crop", type=int, default=None, help="override the preset's crop")
+    p.add_argument("--channels", type=int, default=None, help="override the preset's supernet channels")
+    p.add_argument("--cells", type=int, default=None, help="override the preset's cells per module")
+    p.add_argument("--patience", type=int, default=None, help="early stop after this many epochs with an unchanged genotype")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("train", help="train a network (NasN from a genotype, or a baseline)", description="Train a network on a prepared dataset (nascsmri data prepare): Adam, L1 loss, lr 1e-3 then 1e-4 at half the epochs, batch 2, a random 4x or 8x mask per slice each step, validation PSNR/SSIM per epoch. Writes RUN/best.safetensors, RUN/last.safetensors (+ JSON sidecars), RUN/checkpoint.pt, RUN/history.json, RUN/events.jsonl.")
+    p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network to train")
+    p.add_argument("--genotype", default=None, help="genotype JSON for nasn (default: the shipped NasN genotype)")
+    p.add_argument("--blocks", type=int, default=None, help="residual blocks (dccnn, modl) or recursions (rdn)")
+    p.add_argument("--data", required=True, help="prepared dataset folder (train/ and val/)")
+    p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default="cpu", help="cpu: small crops and epochs for 2 CPU cores; paper: the authors' schedule (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="override the preset's steps per epoch")
+    p.add_argument("--crop", type=int, default=None, help="override the preset's training crop")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, augmentation and masks (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs of a model", description="Parameter count and GFLOPs (conv multiply-accumulates + bias adds for one 320x320 2-channel input, the paper's convention) of a registry model.")
     p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")

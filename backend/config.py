@@ -81,3 +81,117 @@ class PrepareConfig:
     foreground_threshold: float = 0.1
     min_foreground: float = 0.15
     val_every: int = 5
+
+
+@dataclass
+class TrainConfig:
+    """Retraining a network (paper section 3.2.3 / 4.2: Adam, L1, lr 1e-3 then 1e-4 at half).
+
+    Attributes:
+        model, genotype, blocks, channels, cells, cascades: the architecture (registry names).
+        data: prepared dataset folder (``train/`` and ``val/`` of fastMRI h5 files).
+        preset: ``cpu`` or ``paper`` (:data:`TRAIN_PRESETS`); explicit fields override it.
+        epochs, steps_per_epoch (None = one pass over the training slices), batch_size.
+        lr, lr_drop_factor: Adam learning rate, multiplied by the factor at half the epochs.
+        crop: random square image-space crop for training (None = full grid).
+        accelerations: each slice gets one of these, with equal probability, per step.
+        phase_prob: probability of multiplying a training image by a synthetic smooth phase
+            (so zero-phase training data also prepares for raw k-space with phase).
+        val_volumes: validation volumes evaluated per epoch (None = all).
+        seed, device, channels_last, amp (bf16 autocast on CUDA).
+    """
+
+    model: str = "nasn"
+    genotype: str | None = None
+    blocks: int | None = None
+    channels: int = 32
+    cells: int = 3
+    cascades: int = 3
+    data: str = "data/brain"
+    preset: str = "cpu"
+    epochs: int = 80
+    steps_per_epoch: int | None = None
+    batch_size: int = 2
+    lr: float = 1e-3
+    lr_drop_factor: float = 0.1
+    crop: int | None = None
+    accelerations: tuple = ACCELERATIONS
+    phase_prob: float = 0.5
+    val_volumes: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = True
+    amp: bool = True
+
+
+#: Preset overrides. ``paper``: the authors' schedule (80 epochs, batch 2, full grid).
+#: ``cpu``: the same code path sized for 2 CPU cores (about 2,400 steps on 128x128 crops).
+TRAIN_PRESETS: dict[str, dict] = {
+    "paper": dict(epochs=80, steps_per_epoch=None, crop=None, val_volumes=None),
+    "cpu": dict(epochs=12, steps_per_epoch=200, crop=128, val_volumes=4),
+}
+
+
+@dataclass
+class SearchConfig:
+    """DARTS search of the cell inside the DC cascade (first order, REFERENCE section 1).
+
+    Attributes:
+        space: ``A``, ``B`` or ``extended``; nodes: internal nodes per cell.
+        channels, cells, cascades: supernet size (search small, retrain the full size).
+        epochs, steps_per_epoch, batch_size, crop: as in :class:`TrainConfig`.
+        w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: SGD on the weights (cosine).
+        alpha_lr, alpha_betas, alpha_weight_decay, alpha_init: Adam on the alphas.
+        patience: stop when the derived genotype has not changed for this many epochs
+            (``None`` = run all epochs); min_epochs: never stop before this many epochs
+            (the alphas start almost uniform and move slowly, so an early genotype can look
+            "stable" only because nothing has been learnt yet).
+    """
+
+    data: str = "data/brain"
+    space: str = "A"
+    nodes: int = 3
+    preset: str = "cpu"
+    channels: int = 32
+    cells: int = 3
+    cascades: int = 3
+    epochs: int = 50
+    steps_per_epoch: int | None = None
+    batch_size: int = 2
+    crop: int | None = None
+    accelerations: tuple = ACCELERATIONS
+    phase_prob: float = 0.5
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    alpha_lr: float = 3e-4
+    alpha_betas: tuple = (0.5, 0.999)
+    alpha_weight_decay: float = 1e-3
+    alpha_init: float = 1e-3
+    patience: int | None = 10
+    min_epochs: int = 20
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = True
+    amp: bool = True
+
+
+#: ``paper``: the authors' release (50 epochs, 32 channels, 3 cells, full grid).
+#: ``cpu``: a 16-channel, 2-cell supernet on 96x96 crops, about 1,200 steps.
+SEARCH_PRESETS: dict[str, dict] = {
+    "paper": dict(channels=32, cells=3, epochs=50, steps_per_epoch=None, crop=None, patience=10, min_epochs=20),
+    "cpu": dict(channels=16, cells=2, epochs=12, steps_per_epoch=100, crop=96, patience=3, min_epochs=6),
+}
+
+
+def apply_preset(config, presets: dict[str, dict], overrides: dict | None = None):
+    """Return ``config`` with its preset's values, then the explicit ``overrides``, applied."""
+    from dataclasses import replace
+
+    if config.preset not in presets:
+        raise ValueError(f"unknown preset {config.preset!r}; choose from {sorted(presets)}")
+    merged = dict(presets[config.preset])
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return replace(config, **merged)

@@ -75,3 +75,22 @@ def sample_file():
     path = sample_path()
     assert path.exists(), "the shipped sample is missing"
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, sample_file):
+    """A prepared-dataset folder (train/ val/) of real ch2 slices cropped to 48x48 (image space)."""
+    from backend.config import PrepareConfig
+    from backend.datasets import SOURCES, write_fastmri_h5
+    from backend.transforms import center_crop
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    with h5py.File(sample_file) as f:
+        images = center_crop(f["reconstruction_esc"][()], (48, 48))
+    config = PrepareConfig(size=48)
+    # (val shares slices with train: fine for testing the machinery, not for measuring)
+    for split, name, rows in [("train", "a.h5", slice(0, 4)), ("train", "b.h5", slice(4, 8)),
+                              ("val", "c.h5", slice(6, 8))]:
+        (root / split).mkdir(exist_ok=True)
+        write_fastmri_h5(root / split / name, images[rows], SOURCES["ch2"], config)
+    return root

@@ -188,3 +188,20 @@ parameters and 14.17 G MACs (paper's searched NasN_Knee: 142.3K, 15.07G)."""
 
 GENOTYPES: dict[str, Genotype] = {"HAND_A3": HAND_A3}
 """Named genotypes shipped as data."""
+
+
+SHIPPED_GENOTYPE = "data/genotypes/nasn.json"
+
+
+def shipped_genotype_path():
+    """Path of the searched NasN genotype that ships with the package (may not exist yet)."""
+    from importlib import resources
+    from pathlib import Path
+
+    return Path(str(resources.files("backend") / SHIPPED_GENOTYPE))
+
+
+def default_genotype() -> "Genotype":
+    """The shipped searched genotype when present, else the hand-made :data:`HAND_A3`."""
+    path = shipped_genotype_path()
+    return Genotype.load(path) if path.exists() else HAND_A3

@@ -1,0 +1,96 @@
+"""Pictures of a search: the derived cell as a graph, and the alpha weights over epochs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..models import SPACES, Genotype
+from .supernet import edge_offsets
+
+OP_COLOURS = {
+    "sep_conv_3x3": "tab:blue", "dil_2_conv_3x3": "tab:orange", "dil_3_conv_3x3": "tab:green",
+    "conv_9x1_1x9": "tab:purple", "skip_connect": "tab:gray", "none": "black",
+}
+
+
+def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    from ..files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def draw_cell(genotype: Genotype, path: str | os.PathLike, title: str = "") -> None:
+    """The cell as a graph: inputs C(l-2), C(l-1) on the left, nodes, the concat output."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+
+    n = genotype.num_nodes
+    pos = {0: (0.0, 1.0), 1: (0.0, -1.0)}
+    for i in range(n):
+        pos[i + 2] = (1.6 * (i + 1), 1.2 * ((i % 2) - 0.5) * (1 if n > 1 else 0))
+    out = (1.6 * (n + 1), 0.0)
+    fig, ax = plt.subplots(figsize=(2.4 * (n + 2), 3.8))
+    for node, op, src in genotype.edges():
+        a, b = pos[src], pos[node + 2]
+        rad = 0.25 if src + 1 != node + 2 else 0.0
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=14, lw=2,
+                                     color=OP_COLOURS.get(op, "k"), connectionstyle=f"arc3,rad={rad}",
+                                     shrinkA=18, shrinkB=18))
+        mx, my = (a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + rad * 0.6
+        ax.text(mx, my, op, fontsize=8, ha="center", va="center", color=OP_COLOURS.get(op, "k"),
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
+    for i in range(n):
+        ax.add_patch(FancyArrowPatch(pos[i + 2], out, arrowstyle="-|>", mutation_scale=10, lw=1,
+                                     color="lightgray", shrinkA=18, shrinkB=18, linestyle="--"))
+    labels = {0: "C(l-2)", 1: "C(l-1)", **{i + 2: f"node {i + 1}" for i in range(n)}}
+    for k, (x, y) in pos.items():
+        colour = "#cde" if k < 2 else "#fdb"
+        ax.text(x, y, labels[k], ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round,pad=0.5", facecolor=colour, edgecolor="k"))
+    ax.text(*out, "concat\nC(l)", ha="center", va="center", fontsize=9,
+            bbox=dict(boxstyle="round,pad=0.5", facecolor="#dfd", edgecolor="k"))
+    ax.set_xlim(-0.8, out[0] + 0.8)
+    ax.set_ylim(-1.8, 1.8)
+    ax.axis("off")
+    ax.set_title(title or f"cell, space {genotype.space}, {n} nodes", fontsize=10)
+    _save(fig, path)
+
+
+def draw_alphas(history: list[list[list[float]]], space: str, nodes: int, path: str | os.PathLike) -> None:
+    """Softmax weight of every operation on every edge, per epoch (one panel per edge)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = np.asarray(history)  # (epochs, edges, ops)
+    names = SPACES[space]
+    offsets = edge_offsets(nodes)
+    fig, axes = plt.subplots(nodes, nodes + 1, figsize=(2.6 * (nodes + 1), 2.1 * nodes), squeeze=False, sharey=True,
+                             layout="constrained")
+    epochs = np.arange(1, weights.shape[0] + 1)
+    for i in range(nodes):
+        for j in range(nodes + 1):
+            ax = axes[i][j]
+            if j >= i + 2:
+                ax.axis("off")
+                continue
+            for k, name in enumerate(names):
+                ax.plot(epochs, weights[:, offsets[i] + j, k], color=OP_COLOURS.get(name, "k"), lw=1.5,
+                        label=name if (i, j) == (0, 0) else None)
+            src = ["C(l-2)", "C(l-1)"][j] if j < 2 else f"node {j - 1}"
+            ax.set_title(f"{src} -> node {i + 1}", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.legend(loc="lower right", fontsize=7)
+    fig.supxlabel("epoch", fontsize=8)
+    fig.supylabel("softmax(alpha)", fontsize=8)
+    _save(fig, path)

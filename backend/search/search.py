@@ -1,0 +1,170 @@
+"""DARTS search (first order) of the cell inside the DC cascade.
+
+The training files are split by file into two disjoint halves, ``train_w`` and ``train_alpha``.
+Every step: (1) an SGD step of the network weights on a ``train_w`` batch, (2) an Adam step of
+the alphas on a ``train_alpha`` batch (the authors' optimiser settings are the defaults of
+:class:`backend.config.SearchConfig`). After every epoch the genotype is derived; the search
+stops when it has not changed for ``patience`` epochs.
+
+Files written in the run folder (besides those of :mod:`backend.training.runs`):
+``genotype.json`` (after every epoch; final at the end), ``alphas.json`` (softmax weights per
+epoch), ``cell.png`` and ``alphas.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Generator
+
+import torch
+
+from ..config import SearchConfig
+from ..datasets import dataset_files
+from ..files import write_json
+from ..models import SPACES, Genotype
+from ..training.data import EpochBatches, SliceIndex, split_files
+from ..training.distributed import mean, teardown, unwrap, wrap
+from ..training.loop import config_dict, l1_loss, prepare_device, to_device, validate
+from ..training.runs import RunEvent, RunFolder
+from .plots import draw_alphas, draw_cell
+from .supernet import SuperNet
+
+VAL_VOLUMES = 2
+STEP_EVENT_EVERY = 5
+
+
+def cosine_lr(config: SearchConfig, epoch: int) -> float:
+    """Cosine annealing from ``w_lr`` to ``w_lr_min`` over the epochs (per epoch)."""
+    t = epoch / max(1, config.epochs)
+    return config.w_lr_min + 0.5 * (config.w_lr - config.w_lr_min) * (1 + math.cos(math.pi * t))
+
+
+def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[RunEvent, None, dict]:
+    device, dist = prepare_device(config.device)
+    run = RunFolder(out, "search", config_dict(config), resume, writer=dist.is_main)
+    try:
+        w_files, a_files = split_files(dataset_files(config.data, "train"), config.seed)
+        w_index, a_index = SliceIndex(w_files), SliceIndex(a_files)
+        val_files = dataset_files(config.data, "val")[:VAL_VOLUMES]
+        torch.manual_seed(config.seed)
+        model = SuperNet(config.space, config.nodes, config.channels, config.cells, config.cascades,
+                         config.alpha_init).to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
+                                weight_decay=config.w_weight_decay)
+        a_opt = torch.optim.Adam(model.arch_parameters(), lr=config.alpha_lr, betas=tuple(config.alpha_betas),
+                                 weight_decay=config.alpha_weight_decay)
+        start, history, stable = 0, [], 0
+        state = run.load_checkpoint() if resume else None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            w_opt.load_state_dict(state["w_opt"])
+            a_opt.load_state_dict(state["a_opt"])
+            start, history, stable = state["epoch"] + 1, state["history"], state["stable"]
+        net = wrap(model, dist, device)
+
+        def batches(index, epoch, stream):
+            return EpochBatches(index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
+                                crop=config.crop, accelerations=config.accelerations,
+                                phase_prob=config.phase_prob, steps=config.steps_per_epoch,
+                                rank=dist.rank, world=dist.world, stream=stream)
+
+        steps = min(len(batches(w_index, 0, 0)), len(batches(a_index, 0, 1)))
+        total = config.epochs * steps
+        yield run.emit(RunEvent("start", start * steps, total,
+                                f"search space {config.space}, {config.nodes} nodes: epoch {start + 1}/{config.epochs}",
+                                start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
+        genotype = model.genotype()
+
+        def converged() -> bool:
+            return (config.patience is not None and stable >= config.patience
+                    and len(history) >= config.min_epochs)
+
+        for epoch in range(start, config.epochs):
+            if converged():
+                break
+            lr = cosine_lr(config, epoch)
+            for group in w_opt.param_groups:
+                group["lr"] = lr
+            net.train()
+            t0, w_losses, a_losses = time.time(), [], []
+            for step, (bw, ba) in enumerate(zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1))):
+                if step >= steps:
+                    break
+                loss_w = l1_loss(net, to_device(bw, device, config.channels_last), device, config.amp)
+                w_opt.zero_grad(set_to_none=True)
+                a_opt.zero_grad(set_to_none=True)
+                loss_w.backward()
+                torch.nn.utils.clip_grad_norm_(model.weight_parameters(), config.grad_clip)
+                w_opt.step()
+                loss_a = l1_loss(net, to_device(ba, device, config.channels_last), device, config.amp)
+                w_opt.zero_grad(set_to_none=True)
+                a_opt.zero_grad(set_to_none=True)
+                loss_a.backward()
+                a_opt.step()
+                w_losses.append(float(loss_w.detach()))
+                a_losses.append(float(loss_a.detach()))
+                event = RunEvent("step", epoch * steps + step + 1, total,
+                                 f"epoch {epoch + 1}/{config.epochs} w {w_losses[-1]:.4f} a {a_losses[-1]:.4f}",
+                                 epoch, {"loss_w": w_losses[-1], "loss_alpha": a_losses[-1], "lr": lr})
+                if (step + 1) % STEP_EVENT_EVERY == 0:
+                    run.emit(event)
+                yield event
+            in_sync = alphas_in_sync(model, dist)
+            new = model.genotype()
+            stable = stable + 1 if new == genotype else 0
+            genotype = new
+            val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
+            record = {"epoch": epoch, "loss_w": mean(sum(w_losses) / len(w_losses), dist),
+                      "loss_alpha": mean(sum(a_losses) / len(a_losses), dist), "lr": lr,
+                      "seconds": time.time() - t0, "stable_epochs": stable, "alphas_in_sync": in_sync, **val,
+                      "genotype": genotype.to_dict(), "alphas": model.op_weights().tolist()}
+            history.append(record)
+            if dist.is_main:
+                _write_results(run, config, genotype, history)
+            run.save_checkpoint({"model": model.state_dict(), "w_opt": w_opt.state_dict(),
+                                 "a_opt": a_opt.state_dict(), "epoch": epoch, "history": history,
+                                 "stable": stable})
+            run.write_history(history)
+            msg = (f"epoch {epoch + 1}/{config.epochs}: w-loss {record['loss_w']:.4f}, "
+                   f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {stable} epoch(s)")
+            if val:
+                msg += f", supernet val PSNR {val['psnr']:.2f} dB"
+            yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))
+        stopped_early = converged() and len(history) < config.epochs
+        if dist.is_main and history:
+            _write_results(run, config, genotype, history)
+        summary = {"genotype": genotype.to_dict(), "epochs_run": len(history), "stopped_early": stopped_early,
+                   "out": str(run.path)}
+        yield run.emit(RunEvent("done", total, total,
+                                f"search finished after {len(history)} epochs"
+                                + (" (genotype stable: early stop)" if stopped_early else ""),
+                                len(history) - 1, summary))
+        return summary
+    except Exception as err:
+        run.emit(RunEvent("error", 0, 0, f"{type(err).__name__}: {err}"))
+        raise
+    finally:
+        teardown(dist)
+
+
+def alphas_in_sync(model: SuperNet, dist) -> bool:
+    """True when every rank holds the same alphas (always true in one process)."""
+    if not dist.enabled:
+        return True
+    import torch.distributed as tdist
+
+    gathered = [torch.zeros_like(model.alphas.detach()) for _ in range(dist.world)]
+    tdist.all_gather(gathered, model.alphas.detach().contiguous())
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+def _write_results(run: RunFolder, config: SearchConfig, genotype: Genotype, history: list[dict]) -> None:
+    genotype.save(run.path / "genotype.json")
+    write_json(run.path / "alphas.json", {"space": config.space, "nodes": config.nodes,
+                                          "ops": list(SPACES[config.space]),
+                                          "epochs": [h["alphas"] for h in history]})
+    draw_cell(genotype, run.path / "cell.png", f"searched cell (space {config.space}, epoch {len(history)})")
+    draw_alphas([h["alphas"] for h in history], config.space, config.nodes, run.path / "alphas.png")

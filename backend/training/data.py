@@ -1,0 +1,175 @@
+"""Training batches: slices of a prepared dataset, augmented, undersampled and normalised.
+
+Every random choice for sample ``index`` of epoch ``epoch`` comes from
+``numpy.random.default_rng([seed, epoch, index])`` and the order of an epoch from
+``default_rng([seed, epoch])``: batches depend on nothing else (no global RNG, no state to
+save), so a resumed run and an uninterrupted run see identical data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..fft import complex_to_channels, fft2c_np, ifft2c_np
+from ..io import FastMRIVolume
+from ..masks import MASK_FUNCS
+from ..transforms import NORMALISED_PEAK
+
+
+@dataclass
+class Batch:
+    """A batch in the normalised domain (``6 / max|zero-filled|`` per slice).
+
+    Attributes:
+        x: zero-filled input ``(B, 2, H, W)``; k0: measured k-space, complex ``(B, H, W)``;
+        mask: ``(B, W)`` 0/1; target: fully sampled image ``(B, 2, H, W)``.
+    """
+
+    x: torch.Tensor
+    k0: torch.Tensor
+    mask: torch.Tensor
+    target: torch.Tensor
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.x, self.k0, self.mask, self.target)))
+
+
+class SliceIndex:
+    """All slices of a list of fastMRI h5 files; reads one slice at a time (files kept open)."""
+
+    def __init__(self, files: Sequence[str | os.PathLike]):
+        if not files:
+            raise InputError(None, "no training files")
+        self.files = [os.fspath(f) for f in files]
+        self._volumes: dict[int, FastMRIVolume] = {}
+        self.entries: list[tuple[int, int]] = []
+        for i, f in enumerate(self.files):
+            vol = FastMRIVolume(f)
+            self.entries.extend((i, s) for s in range(len(vol)))
+            vol.close()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def image(self, index: int) -> np.ndarray:
+        """The fully sampled complex image ``(H, W)`` of entry ``index``."""
+        fi, si = self.entries[index]
+        vol = self._volumes.get(fi)
+        if vol is None:
+            vol = self._volumes[fi] = FastMRIVolume(self.files[fi])
+        return ifft2c_np(vol[si].kspace).astype(np.complex64)
+
+    def close(self) -> None:
+        for vol in self._volumes.values():
+            vol.close()
+        self._volumes.clear()
+
+
+def smooth_phase(shape: tuple[int, int], rng: np.random.Generator, amplitude: float = np.pi) -> np.ndarray:
+    """A random smooth phase map: a 4x4 Gaussian field upsampled (cubic) to ``shape``."""
+    from scipy.ndimage import zoom
+
+    coarse = rng.standard_normal((4, 4))
+    field = zoom(coarse, (shape[0] / 4, shape[1] / 4), order=3, mode="nearest")[: shape[0], : shape[1]]
+    field = field / (np.abs(field).max() + 1e-12)
+    return (amplitude * field).astype(np.float32)
+
+
+def random_crop(image: np.ndarray, size: int | None, rng: np.random.Generator) -> np.ndarray:
+    """A random ``size x size`` window of the image (image space), or the image itself."""
+    if size is None:
+        return image
+    H, W = image.shape
+    if size > H or size > W:
+        raise InputError(None, f"crop {size} is larger than the training slices ({H}x{W})")
+    top = int(rng.integers(0, H - size + 1))
+    left = int(rng.integers(0, W - size + 1))
+    return image[top : top + size, left : left + size]
+
+
+def make_sample(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    crop: int | None,
+    accelerations: Sequence[float],
+    phase_prob: float,
+    mask_kind: str = "random",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Augment one complex image; return ``(image, kspace, mask lines)`` on the crop grid."""
+    image = random_crop(image, crop, rng)
+    if phase_prob > 0 and rng.random() < phase_prob:
+        image = image * np.exp(1j * smooth_phase(image.shape, rng))
+    kspace = fft2c_np(image).astype(np.complex64)
+    acc = accelerations[int(rng.integers(len(accelerations)))]
+    mask = MASK_FUNCS[mask_kind]([acc])(image.shape[1], seed=int(rng.integers(2**31)))
+    return image.astype(np.complex64), kspace, mask.lines.astype(np.float32)
+
+
+def collate(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Batch:
+    """Stack samples and normalise each by ``6 / max|zero-filled|``."""
+    images = torch.from_numpy(np.stack([s[0] for s in samples]))
+    kspace = torch.from_numpy(np.stack([s[1] for s in samples]))
+    mask = torch.from_numpy(np.stack([s[2] for s in samples]))
+    k0 = kspace * mask[:, None, :]
+    zf = torch.from_numpy(ifft2c_np(k0.numpy()))
+    peak = zf.abs().flatten(1).amax(1).clamp_min(1e-12)
+    scale = (NORMALISED_PEAK / peak).view(-1, 1, 1)
+    return Batch(complex_to_channels(zf * scale), k0 * scale, mask, complex_to_channels(images * scale))
+
+
+class EpochBatches:
+    """Deterministic batches of one epoch for one rank.
+
+    Args:
+        index: the slices to draw from; seed/epoch: the RNG key; rank/world: this process's
+        share (every ``world``-th batch of the shared order); steps: batches per epoch (None =
+        one pass over the slices, the last partial batch dropped).
+    """
+
+    def __init__(self, index: SliceIndex, *, seed: int, epoch: int, batch_size: int, crop: int | None,
+                 accelerations: Sequence[float], phase_prob: float, steps: int | None = None,
+                 rank: int = 0, world: int = 1, stream: int = 0):
+        self.index, self.seed, self.epoch, self.batch_size = index, seed, epoch, batch_size
+        self.crop, self.accelerations, self.phase_prob = crop, accelerations, phase_prob
+        self.rank, self.world, self.stream = rank, world, stream
+        per_pass = len(index) // (batch_size * world)
+        if per_pass == 0:
+            raise InputError(None, f"{len(index)} training slices are too few for batch {batch_size} x {world} ranks")
+        self.steps = per_pass if steps is None else steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _order(self, repeat: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.stream, self.epoch, repeat]).permutation(len(self.index))
+
+    def __iter__(self) -> Iterator[Batch]:
+        n_per_step = self.batch_size * self.world
+        per_pass = len(self.index) // n_per_step
+        for step in range(self.steps):
+            repeat, within = divmod(step, per_pass)
+            order = self._order(repeat)
+            start = within * n_per_step + self.rank * self.batch_size
+            samples = []
+            for pos in range(start, start + self.batch_size):
+                idx = int(order[pos])
+                rng = np.random.default_rng([self.seed, self.stream, self.epoch, step, pos])
+                samples.append(make_sample(self.index.image(idx), rng, self.crop, self.accelerations, self.phase_prob))
+            yield collate(samples)
+
+
+def split_files(files: Sequence[Path], seed: int) -> tuple[list[Path], list[Path]]:
+    """Two disjoint halves of the training files (by file, i.e. by slab) for DARTS."""
+    files = sorted(files)
+    if len(files) < 2:
+        raise InputError(None, "the search needs at least 2 training files (train_w and train_alpha)")
+    order = np.random.default_rng([seed, 7]).permutation(len(files))
+    half = len(files) // 2
+    return [files[i] for i in sorted(order[:half])], [files[i] for i in sorted(order[half:])]

@@ -1,0 +1,131 @@
+"""Run folders: configuration, progress events (JSON lines), atomic checkpoints, resume.
+
+Layout of a run folder (search and training alike)::
+
+    RUN/config.json       the full configuration (a resume must match it)
+    RUN/events.jsonl      one JSON object per line: {"time", "kind", "done", "total", "epoch",
+                          "message", ...data}; kinds: start, step, epoch, done, error.
+                          Written by the job as it runs; the GUI follows it (also for runs
+                          started from the CLI).
+    RUN/checkpoint.pt     the resumable state (model, optimisers, epoch, history), written
+                          atomically at the end of every epoch, loaded with weights_only=True
+    RUN/history.json      per-epoch metrics
+
+The protocol of ``events.jsonl`` is the only contract between a job and its viewers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..files import atomic_path, write_json
+
+CHECKPOINT = "checkpoint.pt"
+EVENTS = "events.jsonl"
+CONFIG = "config.json"
+HISTORY = "history.json"
+
+
+@dataclass
+class RunEvent:
+    """A progress event: ``done`` of ``total`` steps, with per-kind data (losses, metrics...)."""
+
+    kind: str
+    done: int
+    total: int
+    message: str = ""
+    epoch: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": time.time(), "kind": self.kind, "done": self.done, "total": self.total,
+                "epoch": self.epoch, "message": self.message, **self.data}
+
+
+def _jsonable(config: dict) -> dict:
+    return json.loads(json.dumps(config, default=list))
+
+
+class RunFolder:
+    """One run's folder. Only the writer (rank 0) touches files.
+
+    Args:
+        path: the folder; kind: ``search`` or ``train``; config: the run's configuration;
+        resume: continue from ``checkpoint.pt``; without it, a folder holding a checkpoint is
+        refused (nothing is overwritten).
+    """
+
+    def __init__(self, path: str | os.PathLike, kind: str, config: dict, resume: bool, writer: bool = True):
+        self.path = Path(path)
+        self.kind = kind
+        self.writer = writer
+        self.config = _jsonable(config)
+        ckpt = self.path / CHECKPOINT
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(self.path, "exists and is not a folder")
+        if ckpt.exists() and not resume:
+            raise InputError(self.path, "already holds a run: pass --resume to continue it, or choose another --out")
+        if resume and (self.path / CONFIG).exists():
+            saved = json.loads((self.path / CONFIG).read_text())
+            diff = sorted(k for k in set(saved) | set(self.config)
+                          if k not in ("device",) and saved.get(k) != self.config.get(k))
+            if diff:
+                raise InputError(self.path / CONFIG, f"--resume with a different configuration ({', '.join(diff[:4])})")
+        if writer:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.path, os.W_OK):
+                raise InputError(self.path, "output folder is not writable")
+            write_json(self.path / CONFIG, self.config)
+
+    # -- events ------------------------------------------------------------------------------
+    def emit(self, event: RunEvent) -> RunEvent:
+        """Append the event to ``events.jsonl`` (writer only) and return it."""
+        if self.writer:
+            with open(self.path / EVENTS, "a") as f:
+                f.write(json.dumps(event.to_json()) + "\n")
+        return event
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict) -> None:
+        if not self.writer:
+            return
+        with atomic_path(self.path / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self) -> dict | None:
+        ckpt = self.path / CHECKPOINT
+        if not ckpt.exists():
+            return None
+        try:
+            return torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise InputError(ckpt, f"cannot resume: unreadable checkpoint ({str(err).splitlines()[0][:120]})") from None
+
+    def write_history(self, history: list[dict]) -> None:
+        if self.writer:
+            write_json(self.path / HISTORY, history)
+
+
+def read_events(path: str | os.PathLike, start: int = 0) -> tuple[list[dict], int]:
+    """Events of a run folder from byte offset ``start``; returns ``(events, new offset)``.
+
+    Only complete lines are returned, so a viewer polling a running job never sees half an
+    event.
+    """
+    file = Path(path) / EVENTS
+    if not file.exists():
+        return [], start
+    with open(file, "rb") as f:
+        f.seek(start)
+        chunk = f.read()
+    end = chunk.rfind(b"\n") + 1
+    events = [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
+    return events, start + end

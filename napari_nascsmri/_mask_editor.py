@@ -1,0 +1,132 @@
+"""The editable column mask of the reconstruction widget (no napari import here).
+
+:class:`MaskEditor` holds the sampled phase-encode columns ``lines`` (bool ``(W,)``, columns of
+*centred* k-space, as :mod:`backend.masks`), toggles/paints them, and exports them in exactly
+the two formats :func:`backend.recon.load_mask_file` reads (so ``nascsmri reconstruct
+--mask-file FILE`` reuses an edited mask):
+
+* ``.npy``: a ``(W,)`` uint8 array of 0/1;
+* ``.json``: ``{"lines": [0, 1, ...]}``.
+
+:meth:`MaskEditor.drag_callback` is a napari ``mouse_drag_callbacks`` generator for the mask
+layer (a 2-D ``H x W`` image): a press toggles the column under the cursor (column = data x
+coordinate), dragging paints the same new state over the columns it crosses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable
+
+import numpy as np
+
+MASK_SUFFIXES = (".npy", ".json")
+
+
+class MaskEditor:
+    """State of an editable column mask.
+
+    Args:
+        on_change: called with no argument after every change of ``lines``.
+    """
+
+    def __init__(self, on_change: Callable[[], None] | None = None):
+        self.lines: np.ndarray | None = None
+        self.edited = False
+        self.editable = True
+        self.on_change = on_change
+
+    # -- state ---------------------------------------------------------------------------------
+    def reset(self, lines: np.ndarray, editable: bool = True) -> None:
+        """Start from a freshly drawn (or file) mask; clears the edited flag."""
+        self.lines = np.asarray(lines, dtype=bool).copy()
+        self.edited = False
+        self.editable = editable
+
+    @property
+    def num_sampled(self) -> int:
+        return 0 if self.lines is None else int(self.lines.sum())
+
+    @property
+    def realised_acceleration(self) -> float:
+        """``W / sampled columns`` (inf when nothing is sampled)."""
+        n = self.num_sampled
+        return float("inf") if n == 0 else self.lines.size / n
+
+    def as_image(self, height: int) -> np.ndarray:
+        """The mask as a 2-D float32 ``(height, W)`` image (1 on sampled columns)."""
+        return np.repeat(self.lines[None, :].astype(np.float32), height, axis=0)
+
+    def set_range(self, start: int, stop: int, state: bool) -> bool:
+        """Set columns ``start..stop`` (inclusive, either order) to ``state``.
+
+        Refuses (returns False) when the mask is not editable, a column is out of range or the
+        change would leave no sampled column. Returns True when ``lines`` changed.
+        """
+        if self.lines is None or not self.editable:
+            return False
+        lo, hi = sorted((int(start), int(stop)))
+        if lo < 0 or hi >= self.lines.size:
+            return False
+        new = self.lines.copy()
+        new[lo : hi + 1] = bool(state)
+        if not new.any() or np.array_equal(new, self.lines):
+            return False
+        self.lines = new
+        self.edited = True
+        if self.on_change is not None:
+            self.on_change()
+        return True
+
+    def toggle(self, column: int) -> bool:
+        """Toggle one column; returns True when the mask changed."""
+        if self.lines is None or not 0 <= column < self.lines.size:
+            return False
+        return self.set_range(column, column, not self.lines[column])
+
+    # -- files -----------------------------------------------------------------------------------
+    def export(self, path: str | os.PathLike) -> str:
+        """Write the mask as ``.npy`` (uint8 0/1) or JSON ``{"lines": [...]}``, atomically."""
+        from backend.errors import InputError
+        from backend.files import atomic_path
+
+        path = os.fspath(path)
+        if self.lines is None:
+            raise InputError(path, "no mask to export: choose a source volume first")
+        if not path.lower().endswith(MASK_SUFFIXES):
+            raise InputError(path, "mask files end in .npy or .json")
+        values = self.lines.astype(np.uint8)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb" if path.lower().endswith(".npy") else "w") as f:
+                if path.lower().endswith(".npy"):
+                    np.save(f, values)
+                else:
+                    json.dump({"lines": values.tolist()}, f)
+                    f.write("\n")
+        return path
+
+    # -- napari mouse interaction --------------------------------------------------------------
+    def column_at(self, layer, position) -> int | None:
+        """Column index under a world ``position`` on the 2-D mask ``layer`` (None outside)."""
+        if self.lines is None:
+            return None
+        x = float(layer.world_to_data(position)[-1])
+        col = int(np.floor(x + 0.5))
+        return col if 0 <= col < self.lines.size else None
+
+    def drag_callback(self, layer, event):
+        """napari mouse-drag callback: press toggles a column, dragging paints that state."""
+        col = self.column_at(layer, event.position)
+        if col is None or not self.editable:
+            return
+        state = not self.lines[col]
+        self.set_range(col, col, state)
+        last = col
+        yield
+        while event.type == "mouse_move":
+            col = self.column_at(layer, event.position)
+            if col is not None and col != last:
+                self.set_range(last, col, state)
+                last = col
+            yield

@@ -1,0 +1,106 @@
+"""Training: deterministic batches, the loop, checkpoints, and resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from backend.config import TrainConfig
+from backend.fft import channels_to_complex, fft2c
+from backend.recon import run
+from backend.training.data import EpochBatches, SliceIndex, smooth_phase
+from backend.training.train import train
+
+
+def _batches(tiny_dataset, epoch, **kw):
+    index = SliceIndex(sorted((tiny_dataset / "train").glob("*.h5")))
+    opts = dict(seed=0, epoch=epoch, batch_size=2, crop=32, accelerations=(4, 8), phase_prob=0.5, steps=3)
+    opts.update(kw)
+    return list(EpochBatches(index, **opts))
+
+
+def test_batches_are_deterministic_and_normalised(tiny_dataset):
+    a, b, c = _batches(tiny_dataset, 0), _batches(tiny_dataset, 0), _batches(tiny_dataset, 1)
+    for x, y in zip(a, b):
+        assert torch.equal(x.x, y.x) and torch.equal(x.mask, y.mask)
+    assert not all(torch.equal(x.x, z.x) for x, z in zip(a, c))
+    for batch in a:
+        assert batch.x.shape == (2, 2, 32, 32) and batch.k0.shape == (2, 32, 32)
+        peak = channels_to_complex(batch.x).abs().flatten(1).amax(1)
+        torch.testing.assert_close(peak, torch.full((2,), 6.0))
+        # k0 is the target's k-space on the sampled columns and zero elsewhere
+        k_target = fft2c(channels_to_complex(batch.target))
+        torch.testing.assert_close(batch.k0, k_target * batch.mask[:, None, :], atol=1e-4, rtol=0)
+
+
+def test_rank_shares_are_disjoint(tiny_dataset):
+    r0 = _batches(tiny_dataset, 0, world=2, rank=0, steps=1, crop=None, phase_prob=0)[0]
+    r1 = _batches(tiny_dataset, 0, world=2, rank=1, steps=1, crop=None, phase_prob=0)[0]
+    assert not torch.equal(r0.target, r1.target)
+
+
+def test_smooth_phase_is_smooth():
+    phi = smooth_phase((64, 64), np.random.default_rng(0))
+    assert np.abs(phi).max() == pytest.approx(np.pi, rel=1e-5)
+    assert np.abs(np.diff(phi, axis=0)).max() < 0.5 and np.abs(np.diff(phi, axis=1)).max() < 0.5
+
+
+def _tiny_config(data, **kw):
+    base = dict(model="dccnn", blocks=1, channels=4, data=str(data), epochs=3, steps_per_epoch=3,
+                crop=32, val_volumes=1, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_writes_weights_history_and_events(tiny_dataset, tmp_path):
+    from backend.models import load_model
+
+    out = tmp_path / "run"
+    summary = run(train(_tiny_config(tiny_dataset), str(out)))
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert history[0]["lr"] == pytest.approx(1e-3) and history[2]["lr"] == pytest.approx(1e-4)
+    assert summary["best"]["psnr"] == max(h["psnr"] for h in history)
+    model, meta = load_model(out / "best.safetensors")
+    assert model.config.name == "dccnn" and meta["epoch"] == summary["best"]["epoch"]
+    kinds = [json.loads(line)["kind"] for line in (out / "events.jsonl").read_text().splitlines()]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 3
+    # a second run into the same folder is refused, nothing overwritten
+    with pytest.raises(Exception, match="--resume"):
+        run(train(_tiny_config(tiny_dataset), str(out)))
+
+
+def _cli_train(data, out, *extra):
+    return [sys.executable, "-m", "backend", "train", "--model", "dccnn", "--blocks", "1", "--data", str(data),
+            "--epochs", "4", "--steps-per-epoch", "6", "--crop", "32", "--device", "cpu", "--out", str(out),
+            "--quiet", *extra]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_the_same_weights(tiny_dataset, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(_cli_train(tiny_dataset, ref), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(_cli_train(tiny_dataset, killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "history.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(json.loads((killed / "history.json").read_text()))
+    assert done < 4, "the run finished before it could be killed"
+    subprocess.run(_cli_train(tiny_dataset, killed, "--resume"), check=True, env=env, capture_output=True)
+    a, b = load_file(ref / "last.safetensors"), load_file(killed / "last.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+    assert json.loads((ref / "history.json").read_text())[-1]["psnr"] == pytest.approx(
+        json.loads((killed / "history.json").read_text())[-1]["psnr"])
