@@ -179,10 +179,10 @@ class SearchConfig:
 
 
 #: ``paper``: the authors' release (50 epochs, 32 channels, 3 cells, full grid).
-#: ``cpu``: a 16-channel, 2-cell supernet on 96x96 crops, about 1,200 steps.
+#: ``cpu``: a 16-channel, 2-cell supernet on 64x64 crops, 1,200 steps at most.
 SEARCH_PRESETS: dict[str, dict] = {
     "paper": dict(channels=32, cells=3, epochs=50, steps_per_epoch=None, crop=None, patience=10, min_epochs=20),
-    "cpu": dict(channels=16, cells=2, epochs=12, steps_per_epoch=100, crop=96, patience=3, min_epochs=6),
+    "cpu": dict(channels=16, cells=2, epochs=12, steps_per_epoch=100, crop=64, patience=3, min_epochs=6),
 }
 
 

@@ -57,6 +57,7 @@ def show_colorbar(layer) -> None:
     if colorbar is not None:
         colorbar.size = (12, 90)
         colorbar.font_size = 8
+        colorbar.position = "bottom_right"  # the name overlay sits top left
         colorbar.visible = True
 
 
@@ -79,8 +80,8 @@ def arrange(viewer: napari.viewer.Viewer, rows: Sequence[Sequence[str]], grid: b
     """Put the named layers last in the layer list, row after row, and lay them out as a grid.
 
     With ``grid``, napari's grid mode shows one layer per cell in list order; when the viewer
-    holds no other visible layer, the grid gets as many columns as the longest row so that
-    rows line up (reference above its |error| maps is not possible: row 2 starts with the mask).
+    holds no other visible layer, the grid gets as many columns as the longest row so that the
+    rows line up (each |error| map under its reconstruction).
     """
     names = [n for row in rows for n in row if n in viewer.layers]
     for name in names:

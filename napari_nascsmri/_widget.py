@@ -481,8 +481,11 @@ class ReconstructionWidget(Container):
         layer.metadata["nascsmri_mask_lines"] = self.editor.lines.astype(np.uint8).tolist()
         if self.reference is not None:
             self._set_error_slice(ZERO_FILLED, index, image)
-            entry = self.metrics.setdefault(ZERO_FILLED, {"slices": [None] * len(self.volume), "volume": None})
-            entry["slices"][index] = slice_metrics(self.reference[index], image, self.data_range) if self.data_range else None
+            entry = self.metrics.setdefault(ZERO_FILLED, {"slices": None, "volume": None})
+            if entry["slices"] is None:
+                entry["slices"] = [None] * len(self.volume)
+            if self.data_range:
+                entry["slices"][index] = slice_metrics(self.reference[index], image, self.data_range)
             layer.metadata["nascsmri_metrics"] = {"slices": entry["slices"], "volume": entry["volume"],
                                                   "data_range": self.data_range}
         self._render_table()
@@ -537,9 +540,11 @@ class ReconstructionWidget(Container):
         if self.volume is None:
             return
         methods = [ZERO_FILLED] + self._models
-        ref = [self._source_layer.name] if self._source_layer is not None and self._source_layer in self.viewer.layers else []
+        source = self._source_layer
+        ref = [source.name] if source is not None and source in self.viewer.layers else []
+        errors = [self._name(f"|error| {m}") for m in methods] if self.reference is not None else []
         rows = [ref + [self._name(m) for m in methods],
-                [self._name("mask")] + ([self._name(f"|error| {m}") for m in methods] if self.reference is not None else []),
+                [self._name("mask")] + errors,
                 [self._name("k-space")]]
         arrange(self.viewer, rows, self.side_by_side.value)
         if ref:
@@ -715,6 +720,7 @@ class ReconstructionWidget(Container):
 
     def _on_returned(self, value) -> None:
         if value is None:
+            self.progress.value = self.progress.max
             self.status.value = f"{self._job_method}: current slice done"
             return
         result, per_slice, data_range = value
