@@ -94,3 +94,22 @@ def tiny_dataset(tmp_path_factory, sample_file):
         (root / split).mkdir(exist_ok=True)
         write_fastmri_h5(root / split / name, images[rows], SOURCES["ch2"], config)
     return root
+
+
+def kill_after_first_epoch_then_resume(cmd: list[str], run_dir, epochs: int) -> None:
+    """Start ``cmd`` (a CLI run writing ``run_dir``), SIGKILL it once an epoch has finished,
+    check it really was interrupted, then finish the run with ``--resume``."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run_dir / "history.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(json.loads((run_dir / "history.json").read_text())) < epochs, "finished before the kill"
+    subprocess.run(cmd + ["--resume"], check=True, env=env, capture_output=True)

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -16,6 +14,8 @@ from backend.models import Genotype, build_model
 from backend.recon import run
 from backend.search.search import search
 from backend.search.supernet import SuperNet, derive_genotype, edge_offsets, num_edges
+
+from conftest import kill_after_first_epoch_then_resume
 
 
 def test_edge_bookkeeping():
@@ -89,18 +89,10 @@ def _cli_search(data, out, *extra):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_genotype(tiny_dataset, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cli_search(tiny_dataset, ref), check=True, env=env, capture_output=True)
-    proc = subprocess.Popen(_cli_search(tiny_dataset, killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (killed / "history.json").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert len(json.loads((killed / "history.json").read_text())) < 4
-    subprocess.run(_cli_search(tiny_dataset, killed, "--resume"), check=True, env=env, capture_output=True)
+    subprocess.run(_cli_search(tiny_dataset, ref), check=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                   capture_output=True)
+    kill_after_first_epoch_then_resume(_cli_search(tiny_dataset, killed), killed, epochs=4)
     assert (ref / "genotype.json").read_text() == (killed / "genotype.json").read_text()
     a = json.loads((ref / "alphas.json").read_text())["epochs"]
     b = json.loads((killed / "alphas.json").read_text())["epochs"]

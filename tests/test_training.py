@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +15,8 @@ from backend.fft import channels_to_complex, fft2c
 from backend.recon import run
 from backend.training.data import EpochBatches, SliceIndex, smooth_phase
 from backend.training.train import train
+
+from conftest import kill_after_first_epoch_then_resume
 
 
 def _batches(tiny_dataset, epoch, **kw):
@@ -85,19 +85,10 @@ def _cli_train(data, out, *extra):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_weights(tiny_dataset, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cli_train(tiny_dataset, ref), check=True, env=env, capture_output=True)
-    proc = subprocess.Popen(_cli_train(tiny_dataset, killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (killed / "history.json").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(json.loads((killed / "history.json").read_text()))
-    assert done < 4, "the run finished before it could be killed"
-    subprocess.run(_cli_train(tiny_dataset, killed, "--resume"), check=True, env=env, capture_output=True)
+    subprocess.run(_cli_train(tiny_dataset, ref), check=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                   capture_output=True)
+    kill_after_first_epoch_then_resume(_cli_train(tiny_dataset, killed), killed, epochs=4)
     a, b = load_file(ref / "last.safetensors"), load_file(killed / "last.safetensors")
     assert a.keys() == b.keys()
     for key in a:
