@@ -142,6 +142,10 @@ class SearchConfig:
         epochs, steps_per_epoch, batch_size, crop: as in :class:`TrainConfig`.
         w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: SGD on the weights (cosine).
         alpha_lr, alpha_betas, alpha_weight_decay, alpha_init: Adam on the alphas.
+        warmup_epochs: epochs that train only the weights (alphas frozen) before the
+            alternation starts; max_skip: at most this many ``skip_connect`` edges in the derived
+            cell (P-DARTS). Neither is in the paper: without them the search here collapsed onto
+            an all-skip cell within two epochs (see the README).
         patience: stop when the derived genotype has not changed for this many epochs
             (``None`` = run all epochs); min_epochs: never stop before this many epochs
             (the alphas start almost uniform and move slowly, so an early genotype can look
@@ -170,6 +174,8 @@ class SearchConfig:
     alpha_betas: tuple = (0.5, 0.999)
     alpha_weight_decay: float = 1e-3
     alpha_init: float = 1e-3
+    warmup_epochs: int = 10
+    max_skip: int | None = 2
     patience: int | None = 10
     min_epochs: int = 20
     seed: int = 0
@@ -179,10 +185,12 @@ class SearchConfig:
 
 
 #: ``paper``: the authors' release (50 epochs, 32 channels, 3 cells, full grid).
-#: ``cpu``: a 16-channel, 2-cell supernet on 64x64 crops, 1,200 steps at most.
+#: ``cpu``: a 16-channel, 2-cell supernet on 64x64 crops, 1,200 steps at most (400 weights-only).
 SEARCH_PRESETS: dict[str, dict] = {
-    "paper": dict(channels=32, cells=3, epochs=50, steps_per_epoch=None, crop=None, patience=10, min_epochs=20),
-    "cpu": dict(channels=16, cells=2, epochs=12, steps_per_epoch=100, crop=64, patience=3, min_epochs=6),
+    "paper": dict(channels=32, cells=3, epochs=50, steps_per_epoch=None, crop=None, warmup_epochs=10,
+                  patience=10, min_epochs=25),
+    "cpu": dict(channels=16, cells=2, epochs=12, steps_per_epoch=100, crop=64, warmup_epochs=4,
+                patience=3, min_epochs=8),
 }
 
 

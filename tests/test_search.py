@@ -57,7 +57,8 @@ def test_supernet_parameters_and_dc():
 
 def _tiny(data, **kw):
     base = dict(data=str(data), space="A", nodes=2, channels=4, cells=1, cascades=2, epochs=3,
-                steps_per_epoch=3, crop=32, patience=None, min_epochs=0, device="cpu")
+                steps_per_epoch=3, crop=32, patience=None, min_epochs=0, warmup_epochs=0, max_skip=None,
+                device="cpu")
     base.update(kw)
     return SearchConfig(**base)
 
@@ -83,7 +84,7 @@ def test_early_stop_when_genotype_is_stable(tiny_dataset, tmp_path):
 
 def _cli_search(data, out, *extra):
     return [sys.executable, "-m", "backend", "search", "--data", str(data), "--nodes", "2", "--channels", "4",
-            "--cells", "1", "--epochs", "4", "--steps-per-epoch", "4", "--crop", "32", "--device", "cpu",
+            "--cells", "1", "--epochs", "4", "--steps-per-epoch", "4", "--crop", "32", "--device", "cpu", "--warmup-epochs", "1",
             "--out", str(out), "--quiet", *extra]
 
 
@@ -115,3 +116,28 @@ def test_torchrun_two_processes_keep_alphas_identical(tiny_dataset, tmp_path):
     assert config["batch_size"] == 2
     starts = [json.loads(l) for l in (out / "events.jsonl").read_text().splitlines() if '"start"' in l]
     assert starts[0]["world"] == 2
+
+
+def test_skip_cap_replaces_the_weakest_skips():
+    # space A, 2 nodes, every edge prefers skip; the cap keeps the strongest skip only
+    w = torch.tensor([[0.10, 0.05, 0.05, 0.70, 0.10],
+                      [0.20, 0.05, 0.05, 0.60, 0.10],
+                      [0.05, 0.30, 0.05, 0.50, 0.10],
+                      [0.05, 0.05, 0.05, 0.40, 0.45],
+                      [0.05, 0.05, 0.25, 0.55, 0.10]])
+    raw = derive_genotype(w, "A", 2)
+    assert all(op == "skip_connect" for node in raw.nodes for op, _ in node)
+    capped = derive_genotype(w, "A", 2, max_skip=1)
+    assert capped.nodes == ((("skip_connect", 0), ("sep_conv_3x3", 1)),
+                            (("dil_2_conv_3x3", 0), ("dil_3_conv_3x3", 2)))
+
+
+def test_warmup_keeps_alphas_fixed(tiny_dataset, tmp_path):
+    out = tmp_path / "w"
+    run(search(_tiny(tiny_dataset, epochs=2, warmup_epochs=1), str(out)))
+    history = json.loads((out / "history.json").read_text())
+    assert history[0]["warmup"] and history[0]["loss_alpha"] is None
+    assert not history[1]["warmup"] and history[1]["loss_alpha"] > 0
+    torch.manual_seed(0)
+    initial = SuperNet("A", 2, 4, 1, 2).op_weights().tolist()
+    assert history[0]["alphas"] == initial and history[1]["alphas"] != initial

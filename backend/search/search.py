@@ -76,7 +76,7 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
         yield run.emit(RunEvent("start", start * steps, total,
                                 f"search space {config.space}, {config.nodes} nodes: epoch {start + 1}/{config.epochs}",
                                 start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
-        genotype = model.genotype()
+        genotype = model.genotype(config.max_skip)
 
         def converged() -> bool:
             return (config.patience is not None and stable >= config.patience
@@ -89,6 +89,7 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
             for group in w_opt.param_groups:
                 group["lr"] = lr
             net.train()
+            warm = epoch < config.warmup_epochs
             t0, w_losses, a_losses = time.time(), [], []
             for step, (bw, ba) in enumerate(zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1))):
                 if step >= steps:
@@ -99,28 +100,32 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
                 loss_w.backward()
                 torch.nn.utils.clip_grad_norm_(model.weight_parameters(), config.grad_clip)
                 w_opt.step()
-                loss_a = l1_loss(net, to_device(ba, device, config.channels_last), device, config.amp)
-                w_opt.zero_grad(set_to_none=True)
-                a_opt.zero_grad(set_to_none=True)
-                loss_a.backward()
-                a_opt.step()
                 w_losses.append(float(loss_w.detach()))
-                a_losses.append(float(loss_a.detach()))
+                if not warm:  # during the warm-up only the weights learn
+                    loss_a = l1_loss(net, to_device(ba, device, config.channels_last), device, config.amp)
+                    w_opt.zero_grad(set_to_none=True)
+                    a_opt.zero_grad(set_to_none=True)
+                    loss_a.backward()
+                    a_opt.step()
+                    a_losses.append(float(loss_a.detach()))
+                loss_alpha = a_losses[-1] if a_losses else None
                 event = RunEvent("step", epoch * steps + step + 1, total,
-                                 f"epoch {epoch + 1}/{config.epochs} w {w_losses[-1]:.4f} a {a_losses[-1]:.4f}",
-                                 epoch, {"loss_w": w_losses[-1], "loss_alpha": a_losses[-1], "lr": lr})
+                                 f"epoch {epoch + 1}/{config.epochs} w {w_losses[-1]:.4f}"
+                                 + ("" if loss_alpha is None else f" a {loss_alpha:.4f}"),
+                                 epoch, {"loss_w": w_losses[-1], "loss_alpha": loss_alpha, "lr": lr})
                 if (step + 1) % STEP_EVENT_EVERY == 0:
                     run.emit(event)
                 yield event
             in_sync = alphas_in_sync(model, dist)
-            new = model.genotype()
-            stable = stable + 1 if new == genotype else 0
+            new = model.genotype(config.max_skip)
+            stable = 0 if warm else (stable + 1 if new == genotype else 0)
             genotype = new
             val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
             record = {"epoch": epoch, "loss_w": mean(sum(w_losses) / len(w_losses), dist),
-                      "loss_alpha": mean(sum(a_losses) / len(a_losses), dist), "lr": lr,
+                      "loss_alpha": mean(sum(a_losses) / len(a_losses), dist) if a_losses else None, "lr": lr,
                       "seconds": time.time() - t0, "stable_epochs": stable, "alphas_in_sync": in_sync, **val,
-                      "genotype": genotype.to_dict(), "alphas": model.op_weights().tolist()}
+                      "warmup": warm, "genotype": genotype.to_dict(),
+                      "genotype_uncapped": model.genotype(None).to_dict(), "alphas": model.op_weights().tolist()}
             history.append(record)
             if dist.is_main:
                 _write_results(run, config, genotype, history)
@@ -129,7 +134,8 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
                                  "stable": stable})
             run.write_history(history)
             msg = (f"epoch {epoch + 1}/{config.epochs}: w-loss {record['loss_w']:.4f}, "
-                   f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {stable} epoch(s)")
+                   + ("weights-only warm-up" if warm else
+                      f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {stable} epoch(s)"))
             if val:
                 msg += f", supernet val PSNR {val['psnr']:.2f} dB"
             yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))

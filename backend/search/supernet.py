@@ -120,23 +120,37 @@ class SuperNet(nn.Module):
         """Softmax of the alphas ``(edges, ops)``, detached, on the CPU."""
         return F.softmax(self.alphas.detach().float().cpu(), dim=-1)
 
-    def genotype(self) -> Genotype:
-        return derive_genotype(self.op_weights(), self.space, self.nodes)
+    def genotype(self, max_skip: int | None = None) -> Genotype:
+        return derive_genotype(self.op_weights(), self.space, self.nodes, max_skip)
 
 
-def derive_genotype(weights: torch.Tensor, space: str, nodes: int) -> Genotype:
+def derive_genotype(weights: torch.Tensor, space: str, nodes: int, max_skip: int | None = None) -> Genotype:
     """DARTS derivation: per node the two strongest incoming edges (strength = best non-``none``
-    weight), each with its strongest non-``none`` operation. Ties go to the earlier edge/op."""
+    weight), each with its strongest non-``none`` operation. Ties go to the earlier edge/op.
+
+    ``max_skip`` (P-DARTS' rule, not the paper's): when more than ``max_skip`` chosen edges are
+    ``skip_connect``, the weakest of them (by their skip weight) take their best operation other
+    than skip and ``none`` instead. DARTS is known to collapse onto parameter-free skips; the
+    cap keeps the cell a network (see the README for the collapse measured here).
+    """
     names = SPACES[space]
     keep = [k for k, n in enumerate(names) if n != "none"]
-    result = []
+    convs = [k for k in keep if names[k] != "skip_connect"]
+
+    def best_op(row, allowed):
+        return max(allowed, key=lambda k: (float(row[k]), -k))
+
+    chosen = []  # (node, input, op index)
     for i, offset in enumerate(edge_offsets(nodes)):
-        rows = weights[offset : offset + i + 2][:, keep]
-        strength = rows.max(dim=1).values.tolist()
-        best = sorted(range(i + 2), key=lambda j: (-strength[j], j))[:2]
-        node = []
-        for j in sorted(best):
-            op = keep[max(range(len(keep)), key=lambda k: (float(rows[j, k]), -k))]
-            node.append((names[op], j))
-        result.append(tuple(node))
+        rows = weights[offset : offset + i + 2]
+        strength = [float(rows[j, keep].max()) for j in range(i + 2)]
+        for j in sorted(sorted(range(i + 2), key=lambda j: (-strength[j], j))[:2]):
+            chosen.append((i, j, best_op(rows[j], keep)))
+    if max_skip is not None:
+        skips = [(float(weights[edge_offsets(nodes)[i] + j, op]), n)
+                 for n, (i, j, op) in enumerate(chosen) if names[op] == "skip_connect"]
+        for _, n in sorted(skips, reverse=True)[max_skip:]:
+            i, j, _ = chosen[n]
+            chosen[n] = (i, j, best_op(weights[edge_offsets(nodes)[i] + j], convs))
+    result = [tuple((names[op], j) for i2, j, op in chosen if i2 == i) for i in range(nodes)]
     return Genotype(space, tuple(result))
