@@ -1,7 +1,21 @@
 """The ``nascsmri`` command line.
 
-Every subcommand builds a config from :mod:`backend.config` and calls the backend. Problems with
-inputs print one line ``nascsmri: error: FILE: problem`` and exit with status 2.
+Every subcommand builds a config from :mod:`backend.config` and calls the backend.
+
+Exit status and error lines (see :func:`main`):
+
+* 0 -- success.
+* 2 -- the user can act on it: a bad input file, option or output path
+  (:class:`~backend.errors.InputError`, raised by the backend where it knows the problem is
+  about an input) or an operating-system error on a file (``OSError``: disk full, permission,
+  I/O error). One line ``nascsmri: error: FILE: problem`` on stderr; argparse usage errors also
+  exit 2.
+* 1 -- an internal error (anything else, i.e. a bug or an exhausted machine): one line
+  ``nascsmri: internal error: Type: message``; set ``NASCSMRI_DEBUG=1`` for the traceback.
+* 130 -- interrupted.
+
+Outputs are written atomically (temporary name + rename), and every output path is checked
+before work starts, so a failed command leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ from .errors import InputError
 from .recon import Progress, run
 
 EXIT_INPUT_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
 
 
 class ProgressBar:
@@ -75,9 +90,14 @@ def _recon_config(args) -> cfg.ReconConfig:
 def cmd_reconstruct(args) -> int:
     from .recon import reconstruct_volume, write_reconstruction
 
+    from .files import check_output_path
+
     config = _recon_config(args)
     if config.model not in cfg.model_choices():
         raise InputError(None, f"unknown model {config.model!r}; choose from {', '.join(cfg.model_choices())}")
+    for path in (args.out, args.json):
+        if path:
+            check_output_path(path)
     bar = ProgressBar(args.quiet)
     try:
         result = run(reconstruct_volume(args.input, config), bar)
@@ -112,7 +132,10 @@ def cmd_reconstruct(args) -> int:
 # -- evaluate ------------------------------------------------------------------------------
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_dirs, format_table
+    from .files import check_output_path
 
+    if args.json:
+        check_output_path(args.json)
     bar = ProgressBar(args.quiet, unit="volume")
     try:
         report = run(evaluate_dirs(args.targets, args.predictions), bar)
@@ -202,7 +225,8 @@ def cmd_search(args) -> int:
                          seed=args.seed, device=args.device),
         cfg.SEARCH_PRESETS,
         {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop,
-         "channels": args.channels, "cells": args.cells, "patience": args.patience},
+         "channels": args.channels, "cells": args.cells, "patience": args.patience,
+         "warmup_epochs": args.warmup_epochs},
     )
     summary = _run_job(search(config, args.out, resume=args.resume), args.quiet)
     if not _is_main_rank():
@@ -232,6 +256,18 @@ def cmd_demo(args) -> int:
 
     run_demo(args.out, quiet=args.quiet, tv_backend=args.tv_backend)
     return 0
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """Flags shared by ``search`` and ``train``."""
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="override the preset's steps per epoch")
+    p.add_argument("--crop", type=int, default=None, help="override the preset's square training crop")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, augmentation and masks (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,17 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", choices=("A", "B", "extended"), default="A", help="operation search space (default %(default)s)")
     p.add_argument("--nodes", type=int, choices=(2, 3, 4), default=3, help="internal nodes per cell (default %(default)s)")
     p.add_argument("--preset", choices=sorted(cfg.SEARCH_PRESETS), default="cpu", help="cpu: a small supernet on crops for 2 CPU cores; paper: the authors' sizes (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="override the preset's steps per epoch")
-    p.add_argument("--crop", type=int, default=None, help="override the preset's crop")
     p.add_argument("--channels", type=int, default=None, help="override the preset's supernet channels")
     p.add_argument("--cells", type=int, default=None, help="override the preset's cells per module")
     p.add_argument("--patience", type=int, default=None, help="early stop after this many epochs with an unchanged genotype")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--warmup-epochs", type=int, default=None, help="override the preset's weights-only warm-up epochs")
+    _add_run_args(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("train", help="train a network (NasN from a genotype, or a baseline)", description="Train a network on a prepared dataset (nascsmri data prepare): Adam, L1 loss, lr 1e-3 then 1e-4 at half the epochs, batch 2, a random 4x or 8x mask per slice each step, validation PSNR/SSIM per epoch. Writes RUN/best.safetensors, RUN/last.safetensors (+ JSON sidecars), RUN/checkpoint.pt, RUN/history.json, RUN/events.jsonl.")
@@ -302,14 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, default=None, help="residual blocks (dccnn, modl) or recursions (rdn)")
     p.add_argument("--data", required=True, help="prepared dataset folder (train/ and val/)")
     p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default="cpu", help="cpu: small crops and epochs for 2 CPU cores; paper: the authors' schedule (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="override the preset's steps per epoch")
-    p.add_argument("--crop", type=int, default=None, help="override the preset's training crop")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, augmentation and masks (default %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs of a model", description="Parameter count and GFLOPs (conv multiply-accumulates + bias adds for one 320x320 2-channel input, the paper's convention) of a registry model.")
@@ -327,17 +350,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (the GUI's Stop, a scheduler) behaves like Ctrl-C: clean-up code runs, temporary
+    files are removed, runs record a ``stopped`` event; the last checkpoint stays."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0, 1, 2 or 130, see the module docstring).
+
+    Every failure prints exactly one line on stderr. ``InputError`` and ``OSError`` (a file the
+    user can fix) exit 2; any other exception is an internal error, exit 1, reported with its
+    type and message (its traceback with ``NASCSMRI_DEBUG=1``, never silently swallowed).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    _terminate_as_interrupt()
     try:
         return args.func(args)
     except InputError as err:
-        print(f"nascsmri: error: {err}", file=sys.stderr)
+        print(f"nascsmri: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         print("nascsmri: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if os.environ.get("NASCSMRI_DEBUG"):
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        problem = err.strerror or str(err) or type(err).__name__
+        print(f"nascsmri: error: {where}{_one_line(problem)}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except Exception as err:
+        if os.environ.get("NASCSMRI_DEBUG"):
+            raise
+        print(f"nascsmri: internal error: {type(err).__name__}: {_one_line(err)[:300]} "
+              "(set NASCSMRI_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

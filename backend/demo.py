@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .config import ACCELERATIONS, ReconConfig, network_model_names
+from .config import ACCELERATIONS, ReconConfig
 from .files import write_json
 from .recon import reconstruct_volume, run
 from .sample import sample_path
@@ -21,18 +21,9 @@ CLASSICAL = ("zero-filled", "tv")
 
 def demo_methods() -> list[str]:
     """Classical methods plus every network whose weights ship with the package."""
-    methods = list(CLASSICAL)
-    try:
-        from .models import shipped_weights
-    except ImportError:
-        return methods
-    for name in network_model_names():
-        try:
-            if shipped_weights(name).exists():
-                methods.append(name)
-        except Exception:  # no shipped weights for this model
-            continue
-    return methods
+    from .models import MODEL_NAMES, shipped_weights
+
+    return list(CLASSICAL) + [name for name in MODEL_NAMES if shipped_weights(name).exists()]
 
 
 def run_demo(out_dir: str = "demo_out", quiet: bool = False, tv_backend: str = "auto") -> dict:

@@ -16,27 +16,38 @@ import h5py
 import numpy as np
 
 from .errors import InputError
-from .io import REFERENCE_KEYS
-from .metrics import evaluate_volume, summarise
+from .io import MAX_VOLUME_PIXELS, REFERENCE_KEYS
+from .metrics import SSIM_WINDOW, evaluate_volume, summarise
 from .recon import Progress
 from .transforms import center_crop
 
 
 def _read(path: Path, keys: tuple[str, ...]) -> np.ndarray:
+    """A real magnitude volume ``(slices, H, W)`` as float64; its shape and type are checked
+    from the declaration, before anything is read (a file may declare an enormous shape)."""
     try:
         with h5py.File(path, "r") as f:
             key = next((k for k in keys if k in f), None)
             if key is None:
                 raise InputError(path, f"no dataset {' or '.join(repr(k) for k in keys)}")
-            data = np.asarray(f[key][()], dtype=np.float64)
-    except (OSError, ValueError) as err:
+            ds = f[key]
+            if not isinstance(ds, h5py.Dataset):
+                raise InputError(path, f"'{key}' is not a dataset")
+            shape = (1,) + ds.shape if ds.ndim == 2 else ds.shape
+            if len(shape) != 3 or shape[0] == 0:
+                raise InputError(path, f"expected (slices, H, W), got shape {ds.shape}")
+            if ds.dtype.kind not in "biuf":
+                raise InputError(path, f"'{key}' holds {ds.dtype}, expected real magnitudes")
+            if min(shape[1:]) < SSIM_WINDOW:
+                raise InputError(path, f"slices of {shape[1]}x{shape[2]} are too small "
+                                       f"(SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW})")
+            if np.prod(shape, dtype=np.float64) > MAX_VOLUME_PIXELS:
+                raise InputError(path, f"a volume of shape {ds.shape} is larger than this tool reads")
+            data = np.asarray(ds[()], dtype=np.float64).reshape(shape)
+    except (OSError, ValueError, KeyError, TypeError) as err:
         if isinstance(err, InputError):
             raise
         raise InputError(path, f"not a readable HDF5 file ({str(err).splitlines()[0][:120]})") from None
-    if data.ndim == 2:
-        data = data[None]
-    if data.ndim != 3 or data.shape[0] == 0:
-        raise InputError(path, f"expected (slices, H, W), got shape {data.shape}")
     if not np.all(np.isfinite(data)):
         raise InputError(path, "contains NaN or Inf values")
     return data
@@ -58,6 +69,8 @@ def evaluate_dirs(targets: str | os.PathLike, predictions: str | os.PathLike) ->
         if not target_path.exists():
             raise InputError(target_path, f"no target for prediction {pred_path.name}")
         gt = _read(target_path, REFERENCE_KEYS)
+        if not np.any(gt):
+            raise InputError(target_path, "the reference is all zero: metrics are not defined")
         pred = _read(pred_path, ("reconstruction",))
         if gt.shape[0] != pred.shape[0]:
             raise InputError(pred_path, f"{pred.shape[0]} slices, the target has {gt.shape[0]}")

@@ -18,12 +18,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
     On any exception the temporary file is removed and ``path`` is left untouched.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(folder, "output folder does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(folder, "output folder is not writable")
+    path = check_output_path(path)
+    folder = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
@@ -34,6 +30,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Raise :class:`InputError` unless a file can be written at ``path``; returns it as a Path.
+
+    Commands call this for every output before starting work, so that a typo in ``--out``
+    fails at once rather than after a long reconstruction. The folder must exist and be
+    writable, and ``path`` must not be a folder itself.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "output folder does not exist"
+        raise InputError(folder, problem)
+    if not os.access(folder, os.W_OK):
+        raise InputError(folder, "output folder is not writable")
+    if path.is_dir():
+        raise InputError(path, "is a folder, expected an output file name")
+    return path
 
 
 def _umask() -> int:

@@ -15,7 +15,13 @@ Supported inputs (see :func:`open_volume`):
   native grid and the output is centre-cropped to ``crop``.
 * Magnitude volumes: NIfTI (``.nii``, ``.nii.gz``) or ``.npy`` arrays ``(slices, H, W)`` / 2-D.
   Slices are taken along the last NIfTI axis, zero-padded to a square grid (``max(H, W)``), and
-  turned into zero-phase k-space (the paper's brain protocol).
+  turned into zero-phase k-space (the paper's brain protocol). Integer data (any width,
+  int8 included) is a valid magnitude volume, read as float32; negative values count by their
+  magnitude.
+
+Shapes are checked from the file's declaration before anything is read: slices of at least
+8x8, at most :data:`MAX_SLICE_PIXELS` per slice and :data:`MAX_VOLUME_PIXELS` per volume (a
+tiny file can declare terabytes).
 
 Every problem is an :class:`~backend.errors.InputError` naming the file.
 """
@@ -38,6 +44,16 @@ from .transforms import center_crop, crop_kspace_via_image, magnitude_to_kspace,
 DEFAULT_CROP = 320
 #: Largest slice we agree to read, in pixels (a 4096 x 4096 slice); guards against absurd shapes.
 MAX_SLICE_PIXELS = 4096 * 4096
+#: Largest volume (slices x H x W) we agree to reconstruct or display: 2^28 pixels, 1 GiB per
+#: float32 output array (e.g. 1024 slices of 512 x 512). Files can *declare* far larger shapes
+#: (chunked datasets with a fill value, resized ``maxshape`` datasets, NIfTI/npy headers) in a few
+#: bytes; such shapes are refused from the declaration, before anything is allocated.
+MAX_VOLUME_PIXELS = 1 << 28
+#: Smallest slice (and output grid) we reconstruct: SSIM needs a 7x7 window.
+MIN_SIDE = 8
+#: ``ismrmrd_header`` datasets larger than this (bytes/elements) are not read (it is only kept
+#: as information).
+MAX_HEADER_SIZE = 1 << 20
 REFERENCE_KEYS = ("reconstruction_esc", "reconstruction_rss")
 
 
@@ -73,6 +89,32 @@ class VolumeInfo:
 def _check_finite(path, what: str, array: np.ndarray, index: int) -> None:
     if not np.all(np.isfinite(array)):
         raise InputError(path, f"{what} of slice {index} contains NaN or Inf values")
+
+
+def _check_size(path, slices: int, H: int, W: int, coils: int = 1) -> None:
+    """Refuse absurd declared shapes before reading (see :data:`MAX_VOLUME_PIXELS`)."""
+    if slices == 0:
+        raise InputError(path, "the volume holds zero slices")
+    if H < MIN_SIDE or W < MIN_SIDE:
+        raise InputError(path, f"slices of {H}x{W} are too small (need at least {MIN_SIDE}x{MIN_SIDE})")
+    if H * W * coils > MAX_SLICE_PIXELS:
+        what = f"{coils}x{H}x{W}" if coils > 1 else f"{H}x{W}"
+        raise InputError(path, f"one slice of {what} is larger than this tool reads")
+    if slices * H * W > MAX_VOLUME_PIXELS:
+        raise InputError(path, f"a volume of {slices} slices of {H}x{W} is larger than this tool reads "
+                               f"(at most {MAX_VOLUME_PIXELS} pixels)")
+
+
+def _dataset(f: h5py.File, key: str, path) -> h5py.Dataset:
+    """``f[key]`` as a dataset; a group, a broken link or an unreadable object is an InputError."""
+    try:
+        obj = f[key]
+    except (KeyError, OSError, ValueError) as err:
+        reason = err.args[0] if isinstance(err, KeyError) and err.args else _short(err)
+        raise InputError(path, f"'{key}' cannot be opened ({reason})") from None
+    if not isinstance(obj, h5py.Dataset):
+        raise InputError(path, f"'{key}' is not a dataset")
+    return obj
 
 
 def _decode(value) -> str:
@@ -130,7 +172,13 @@ class FastMRIVolume(Volume):
             raise InputError(self.path, f"not a readable HDF5 file ({_short(err)})") from None
         try:
             self.info = self._inspect(crop)
-        except Exception:
+        except InputError:
+            self._file.close()
+            raise
+        except (OSError, KeyError, ValueError, TypeError) as err:  # h5py on a damaged file
+            self._file.close()
+            raise InputError(self.path, f"cannot read the file's structure ({_short(err)})") from None
+        except BaseException:
             self._file.close()
             raise
 
@@ -144,9 +192,7 @@ class FastMRIVolume(Volume):
         if "kspace" not in f:
             keys = ", ".join(sorted(f.keys())[:6]) or "none"
             raise InputError(path, f"no 'kspace' dataset: not a fastMRI file (keys: {keys})")
-        ks = f["kspace"]
-        if not isinstance(ks, h5py.Dataset):
-            raise InputError(path, "'kspace' is not a dataset")
+        ks = _dataset(f, "kspace", path)
         if ks.dtype.kind != "c":
             raise InputError(path, f"'kspace' must be complex, found {ks.dtype}")
         if ks.ndim not in (3, 4):
@@ -157,21 +203,15 @@ class FastMRIVolume(Volume):
         H, W = ks.shape[-2:]
         if num_slices == 0:
             raise InputError(path, "'kspace' holds zero slices")
-        if H < 8 or W < 8:
-            raise InputError(path, f"slices of {H}x{W} are too small (need at least 8x8)")
         coils = ks.shape[1] if ks.ndim == 4 else 1
-        if H * W * coils > MAX_SLICE_PIXELS:
-            raise InputError(path, f"one slice of {coils}x{H}x{W} is larger than this tool reads")
-        attrs = {k: _attr(v) for k, v in f.attrs.items()}
-        if "ismrmrd_header" in f:
-            try:
-                attrs["ismrmrd_header"] = _decode(f["ismrmrd_header"][()])
-            except Exception:  # unreadable header: keep going, it is informational only
-                attrs["ismrmrd_header"] = ""
+        if coils == 0:
+            raise InputError(path, f"'kspace' {ks.shape} holds zero coils")
+        _check_size(path, num_slices, H, W, coils)
+        attrs = _read_attrs(f)
         notices: list[str] = []
 
         if "mask" in f:  # fastMRI test/challenge file
-            mask = f["mask"]
+            mask = _dataset(f, "mask", path)
             if mask.shape != (W,):
                 raise InputError(path, f"'mask' has shape {mask.shape}, expected ({W},)")
             self._mask = np.asarray(mask[()], dtype=bool)
@@ -186,7 +226,7 @@ class FastMRIVolume(Volume):
         ref_key = next((k for k in REFERENCE_KEYS if k in f), None)
         self._ref_key = ref_key
         if ref_key is not None:
-            ref = f[ref_key]
+            ref = _dataset(f, ref_key, path)
             if ref.ndim != 3 or ref.shape[0] != num_slices:
                 raise InputError(
                     path, f"'{ref_key}' has shape {ref.shape}, expected ({num_slices}, h, w)"
@@ -194,6 +234,9 @@ class FastMRIVolume(Volume):
             out = tuple(int(s) for s in ref.shape[1:])
             if out[0] > H or out[1] > W:
                 raise InputError(path, f"reference {out} is larger than the k-space grid {H}x{W}")
+            if min(out) < MIN_SIDE:
+                raise InputError(path, f"reference slices of {out[0]}x{out[1]} are too small "
+                                       f"(need at least {MIN_SIDE}x{MIN_SIDE})")
         else:
             out = _crop_shape(crop, H, W, path)
         if ks.ndim == 4:
@@ -248,13 +291,8 @@ class MagnitudeVolume(Volume):
             raise InputError(path, "complex magnitude volume: expected real-valued images")
         if data.dtype.kind not in "biuf":
             raise InputError(path, f"unsupported data type {data.dtype}")
-        if data.shape[0] == 0:
-            raise InputError(path, "the volume holds zero slices")
         H, W = data.shape[1:]
-        if H < 8 or W < 8:
-            raise InputError(path, f"slices of {H}x{W} are too small (need at least 8x8)")
-        if H * W > MAX_SLICE_PIXELS:
-            raise InputError(path, f"slices of {H}x{W} are larger than this tool reads")
+        _check_size(path, data.shape[0], H, W)
         size = max(H, W) if size is None else int(size)
         self._data = data
         self.info = VolumeInfo(path, "magnitude", data.shape[0], (size, size), (size, size), True)
@@ -283,6 +321,7 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
         shape = shape[:3]
     if len(shape) not in (2, 3):
         raise InputError(path, f"expected a 2-D or 3-D volume, got shape {img.shape}")
+    _check_size(path, shape[2] if len(shape) == 3 else 1, shape[0], shape[1])
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
     except Exception as err:
@@ -323,9 +362,30 @@ def _crop_shape(crop, H: int, W: int, path) -> tuple[int, int]:
     elif isinstance(crop, int):
         crop = (crop, crop)
     crop = (int(crop[0]), int(crop[1]))
+    if min(crop) < MIN_SIDE:
+        raise InputError(path, f"crop {crop[0]}x{crop[1]} is too small (need at least {MIN_SIDE}x{MIN_SIDE})")
     if crop[0] > H or crop[1] > W:
         raise InputError(path, f"k-space of {H}x{W} is smaller than the crop {crop[0]}x{crop[1]}")
     return crop
+
+
+def _read_attrs(f: h5py.File) -> dict:
+    """File attributes and a small ``ismrmrd_header``, as information only: anything unreadable
+    (odd types, invalid UTF-8, an absurdly large header) is skipped rather than failing."""
+    attrs = {}
+    for key in f.attrs:
+        try:
+            attrs[key] = _attr(f.attrs[key])
+        except Exception:  # informational: an unreadable attribute is dropped
+            pass
+    if "ismrmrd_header" in f:
+        try:
+            header = f["ismrmrd_header"]
+            small = isinstance(header, h5py.Dataset) and header.size <= MAX_HEADER_SIZE
+            attrs["ismrmrd_header"] = _decode(header[()]) if small else ""
+        except Exception:  # unreadable header: keep going, it is informational only
+            attrs["ismrmrd_header"] = ""
+    return attrs
 
 
 def _attr(value):

@@ -7,6 +7,7 @@ events as a progress bar and the napari widgets as a progress widget (same code)
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Iterable
@@ -85,7 +86,19 @@ def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray
         lines = load_mask_file(config.mask_file, W)
         return Mask(lines, 0, W / int(lines.sum())), None
     seed = config.seed if config.seed is not None else seed_from_filename(info.path)
-    mask = make_mask(config.mask, W, config.acceleration, config.center_fraction, seed=seed)
+    try:
+        acc = float(config.acceleration)
+    except (TypeError, ValueError):
+        acc = math.nan
+    if not (math.isfinite(acc) and acc >= 1):
+        raise InputError(None, f"acceleration must be a number >= 1, got {config.acceleration!r}")
+    try:
+        mask = make_mask(config.mask, W, acc, config.center_fraction, seed=seed)
+    except ValueError as err:  # centre fraction out of range, unknown mask type
+        raise InputError(None, str(err)) from None
+    if not mask.lines.any():
+        raise InputError(None, f"the {config.mask} mask at {acc:g}x samples no k-space line of "
+                               f"the {W} columns (lower the acceleration or raise the centre fraction)")
     return mask, seed
 
 

@@ -1,7 +1,9 @@
 """napari reader for fastMRI h5 files and NIfTI volumes.
 
-``get_reader`` does cheap checks and returns None for files it cannot take (never raises);
-problems found while reading become a napari notification through the raised InputError.
+``get_reader`` does cheap checks and returns None for files it cannot take (never raises); it
+takes fastMRI h5 files (HDF5 with ``kspace``), damaged HDF5 files with the ``.h5`` extension and
+NIfTI files. Problems found while reading become a napari notification through the raised
+InputError (the only exception the reader raises for a bad file).
 """
 
 from __future__ import annotations
@@ -19,21 +21,33 @@ def _looks_supported(path: str) -> bool:
 
             if not h5py.is_hdf5(path):
                 return False
+        except Exception:
+            return False
+        try:
             with h5py.File(path, "r") as f:
                 return "kspace" in f
         except Exception:
-            return False
+            # an HDF5 file that cannot be opened (truncated, damaged): no reader can read it, so
+            # take it and let read_volume report the problem rather than "no reader found"
+            return True
     return False
 
 
 def get_reader(path):
-    """Return :func:`read_volume` when ``path`` is a fastMRI h5 or a NIfTI file, else None."""
-    if isinstance(path, (list, tuple)):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    path = os.fspath(path)
-    return read_volume if _looks_supported(path) else None
+    """Return :func:`read_volume` when ``path`` is a fastMRI h5 or a NIfTI file, else None.
+
+    Never raises: anything that is not recognisably ours (including a path that is not a path)
+    is declined with None, so napari can offer it to other readers.
+    """
+    try:
+        if isinstance(path, (list, tuple)):
+            if len(path) != 1:
+                return None
+            path = path[0]
+        path = os.fspath(path)
+        return read_volume if _looks_supported(path) else None
+    except Exception:
+        return None
 
 
 def read_volume(path):

@@ -270,7 +270,7 @@ def make_corpus(outdir: str | os.PathLike) -> list[Case]:
     recon("center_fraction_too_large", good, "centre fraction", names=None,
           extra=["--acceleration", "4", "--center-fraction", "0.9"], reader=False)
     recon("acceleration_samples_nothing", good, "samples no k-space line", names=None,
-          extra=["--acceleration", "1000", "--seed", "1"], reader=False)
+          extra=["--acceleration", "1000", "--seed", "2"], reader=False)
 
     # ---- mask files ------------------------------------------------------------------------
     np.save(root / "mask_w17.npy", np.ones(W + 1, bool))
@@ -409,29 +409,30 @@ def _evaluate_cases(root: Path) -> list[Case]:
                 (folder / "vol.h5").write_bytes(content)
             else:
                 _write_h5(folder / "vol.h5", **{key: content})
+        named = {"target": f"{t.name}/vol.h5", "prediction": f"{p.name}/vol.h5"}[names]
         cases.append(Case(name, ["evaluate", "--targets", str(t), "--predictions", str(p)], expect,
-                          names, None, False, note, outputs=False))
+                          named, None, False, note, outputs=False))
 
     cases.append(Case("evaluate_targets_missing",
                       ["evaluate", "--targets", str(root / "no_targets"), "--predictions", str(root)],
                       "is not a folder", "no_targets", None, False, "", outputs=False))
-    pair("evaluate_prediction_not_hdf5", ref, b"garbage" * 100, "not a readable HDF5", "vol.h5")
-    pair("evaluate_target_without_reference", lambda p: _write_h5(p, kspace=_kspace()), ref, "no dataset", "vol.h5")
+    pair("evaluate_prediction_not_hdf5", ref, b"garbage" * 100, "not a readable HDF5", "prediction")
+    pair("evaluate_target_without_reference", lambda p: _write_h5(p, kspace=_kspace()), ref, "no dataset", "target")
     nan = ref.copy()
     nan[0, 1, 1] = np.nan
-    pair("evaluate_prediction_nan", ref, nan, "NaN or Inf", "vol.h5")
-    pair("evaluate_prediction_wrong_slices", ref, ref[:1], "1 slices, the target has 2", "vol.h5")
-    pair("evaluate_prediction_4d", ref, ref[None], "expected (slices, H, W)", "vol.h5")
-    pair("evaluate_prediction_complex", ref, ref.astype(np.complex64), "real", "vol.h5")
-    pair("evaluate_prediction_tiny", ref[:, :4, :4], ref[:, :4, :4], "too small", "vol.h5",
+    pair("evaluate_prediction_nan", ref, nan, "NaN or Inf", "prediction")
+    pair("evaluate_prediction_wrong_slices", ref, ref[:1], "1 slices, the target has 2", "prediction")
+    pair("evaluate_prediction_4d", ref, ref[None], "expected (slices, H, W)", "prediction")
+    pair("evaluate_prediction_complex", ref, ref.astype(np.complex64), "real", "prediction")
+    pair("evaluate_prediction_tiny", ref[:, :4, :4], ref[:, :4, :4], "too small", "target",
          note="4x4 slices: SSIM's 7x7 window does not fit")
-    pair("evaluate_target_all_zero", np.zeros_like(ref), ref, "all zero", "vol.h5")
+    pair("evaluate_target_all_zero", np.zeros_like(ref), ref, "all zero", "target")
 
     def huge(path):
         with h5py.File(path, "w") as f:
             f.create_dataset("reconstruction", shape=(10**8, 64, 64), dtype=np.float32, chunks=(1, 64, 64))
 
-    pair("evaluate_prediction_huge_declared", ref, huge, "larger than this tool reads", "vol.h5")
+    pair("evaluate_prediction_huge_declared", ref, huge, "larger than this tool reads", "prediction")
     cases[-1].big = True
     return cases
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from backend.models import build_model, count_macs, count_params, model_info
+from backend.models import HAND_A3, Genotype, build_model, count_macs, count_params, model_info
+from backend.models.genotype import shipped_genotype_path
 
 HW = 320 * 320
 
@@ -76,13 +77,28 @@ def test_counts_match_paper_table1(name, blocks, params, gflops, tol):
 
 def test_exact_counts_of_our_models():
     got = {(n, b): model_info(n, blocks=b) for n, b in
-           [("modl", 11), ("rdn", 3), ("rdn", 8), ("unet", None), ("nasn", None)]}
+           [("modl", 11), ("rdn", 3), ("rdn", 8), ("unet", None)]}
+    got["nasn", None] = model_info("nasn", genotype=HAND_A3)
     assert got["modl", 11]["params"] == 204_642  # paper 204.3K (0.17 %, 613.9K / 3 = 204.6K)
     assert got["rdn", 3]["params"] == got["rdn", 8]["params"] == 86_790
     assert got["rdn", 3]["gflops"] == pytest.approx(25.9332096)
     assert got["unet", None] == {"params": 3_348_536, "gflops": pytest.approx(12.1714688)}
     assert got["nasn", None]["params"] == 138_342  # HAND_A3; searched NasN_Knee: 142.3K
     assert got["nasn", None]["gflops"] == pytest.approx(138_342 * HW / 1e9)
+
+
+def test_shipped_searched_nasn_by_hand():
+    """The shipped genotype (2 dil_2, 2 dil_3, 2 skip per cell) counted by hand, C = 32."""
+    genotype = Genotype.load(shipped_genotype_path())
+    ops = sorted(op for _, op, _ in genotype.edges())
+    assert ops == ["dil_2_conv_3x3"] * 2 + ["dil_3_conv_3x3"] * 2 + ["skip_connect"] * 2
+    stem, head = 2 * 9 * 32 + 32, 96 * 9 * 2 + 2
+    preprocess = (32 * 32 * 2) + (32 * 32 + 96 * 32) + (96 * 32 * 2)  # cells 1, 2, 3
+    dil = 9 * 32 + 32 * 32  # depthwise 3x3 + pointwise
+    per_module = stem + head + preprocess + 3 * 4 * dil
+    info = model_info("nasn")  # the default is the shipped genotype
+    assert info["params"] == 3 * per_module == 91_110
+    assert info["gflops"] == pytest.approx(info["params"] * HW / 1e9)  # every param is a conv weight used once per pixel
 
 
 def test_shared_weights_count_params_once_macs_every_time():

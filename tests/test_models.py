@@ -153,8 +153,11 @@ def test_build_model_errors(kwargs, expected):
 
 
 def test_config_defaults():
+    from backend.models.genotype import default_genotype, shipped_genotype_path
+
     config = build_model("nasn").config
-    assert (config.genotype, config.cascades, config.channels, config.cells) == (HAND_A3, 3, 32, 3)
+    assert (config.genotype, config.cascades, config.channels, config.cells) == (default_genotype(), 3, 32, 3)
+    assert default_genotype() == Genotype.load(shipped_genotype_path()) != HAND_A3
     assert build_model("rdn").config.blocks == 3
     assert build_model("unet").config.cascades is None
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import InputError
 from .baselines import UNet, dccnn, modl, rdn
-from .genotype import HAND_A3, Genotype
+from .genotype import Genotype, default_genotype
 from .nasn import nasn
 
 DEFAULT_CASCADES = 3
@@ -82,7 +82,7 @@ def model_config(name: str, *, genotype: Genotype | None = None, blocks: int | N
                  cells: int = DEFAULT_CELLS) -> ModelConfig:
     """Validate and normalise build options into a :class:`ModelConfig`.
 
-    Defaults: NasN genotype :data:`HAND_A3`, blocks from :data:`DEFAULT_BLOCKS`. Options a
+    Defaults: NasN genotype = the shipped searched one (:func:`default_genotype`), blocks from :data:`DEFAULT_BLOCKS`. Options a
     model does not use are stored as None; passing ``genotype`` to a non-NasN model or
     ``blocks`` to NasN / U-net is an error. Problems raise ``InputError(None, ...)``.
     """
@@ -101,7 +101,7 @@ def model_config(name: str, *, genotype: Genotype | None = None, blocks: int | N
             raise InputError(None, f"{key} must be a positive integer, got {value!r}")
     config = ModelConfig(name, channels=channels)
     if name == "nasn":
-        genotype = HAND_A3 if genotype is None else genotype
+        genotype = default_genotype() if genotype is None else genotype
         return replace(config, genotype=genotype, cascades=cascades, cells=cells)
     if name in DEFAULT_BLOCKS:
         blocks = DEFAULT_BLOCKS[name] if blocks is None else blocks
@@ -123,7 +123,7 @@ def build_model(name: str, *, genotype: Genotype | None = None, blocks: int | No
 
     Args:
         name: ``nasn``, ``dccnn``, ``modl``, ``rdn`` or ``unet``.
-        genotype: NasN cell (default :data:`HAND_A3`); NasN only.
+        genotype: NasN cell (default: the shipped searched genotype); NasN only.
         blocks: residual blocks (DCCNN, MoDL) or recursions (RDN); default 3.
         cascades: module + DC stages (not U-net). channels: feature width (U-net: start
             channels). cells: NasN cells per module.

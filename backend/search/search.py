@@ -149,6 +149,9 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
                                 + (" (genotype stable: early stop)" if stopped_early else ""),
                                 len(history) - 1, summary))
         return summary
+    except KeyboardInterrupt:
+        run.emit(RunEvent("stopped", 0, 0, "stopped by the user; the last finished epoch is kept"))
+        raise
     except Exception as err:
         run.emit(RunEvent("error", 0, 0, f"{type(err).__name__}: {err}"))
         raise

@@ -4,7 +4,7 @@ Layout of a run folder (search and training alike)::
 
     RUN/config.json       the full configuration (a resume must match it)
     RUN/events.jsonl      one JSON object per line: {"time", "kind", "done", "total", "epoch",
-                          "message", ...data}; kinds: start, step, epoch, done, error.
+                          "message", ...data}; kinds: start, step, epoch, done, error, stopped.
                           Written by the job as it runs; the GUI follows it (also for runs
                           started from the CLI).
     RUN/checkpoint.pt     the resumable state (model, optimisers, epoch, history), written

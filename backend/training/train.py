@@ -116,6 +116,9 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
         summary = {"best": best, "epochs": config.epochs, "out": str(run.path)}
         yield run.emit(RunEvent("done", total, total, "training finished", config.epochs - 1, summary))
         return summary
+    except KeyboardInterrupt:
+        run.emit(RunEvent("stopped", 0, 0, "stopped by the user; the last finished epoch is kept"))
+        raise
     except Exception as err:
         run.emit(RunEvent("error", 0, 0, f"{type(err).__name__}: {err}"))
         raise
