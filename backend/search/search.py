@@ -44,117 +44,112 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
     device, dist = prepare_device(config.device)
     run = RunFolder(out, "search", config_dict(config), resume, writer=dist.is_main)
     try:
-        w_files, a_files = split_files(dataset_files(config.data, "train"), config.seed)
-        w_index, a_index = SliceIndex(w_files), SliceIndex(a_files)
-        val_files = dataset_files(config.data, "val")[:VAL_VOLUMES]
-        torch.manual_seed(config.seed)
-        model = SuperNet(config.space, config.nodes, config.channels, config.cells, config.cascades,
-                         config.alpha_init).to(device)
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
-                                weight_decay=config.w_weight_decay)
-        a_opt = torch.optim.Adam(model.arch_parameters(), lr=config.alpha_lr, betas=tuple(config.alpha_betas),
-                                 weight_decay=config.alpha_weight_decay)
-        start, history, stable = 0, [], 0
-        state = run.load_checkpoint() if resume else None
-        if state is not None:
-            model.load_state_dict(state["model"])
-            w_opt.load_state_dict(state["w_opt"])
-            a_opt.load_state_dict(state["a_opt"])
-            start, history, stable = state["epoch"] + 1, state["history"], state["stable"]
-        net = wrap(model, dist, device)
+        with run.recording():
+            w_files, a_files = split_files(dataset_files(config.data, "train"), config.seed)
+            w_index, a_index = SliceIndex(w_files), SliceIndex(a_files)
+            val_files = dataset_files(config.data, "val")[:VAL_VOLUMES]
+            torch.manual_seed(config.seed)
+            model = SuperNet(config.space, config.nodes, config.channels, config.cells, config.cascades,
+                             config.alpha_init).to(device)
+            if config.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
+                                    weight_decay=config.w_weight_decay)
+            a_opt = torch.optim.Adam(model.arch_parameters(), lr=config.alpha_lr, betas=tuple(config.alpha_betas),
+                                     weight_decay=config.alpha_weight_decay)
+            start, history, stable = 0, [], 0
+            state = run.load_checkpoint() if resume else None
+            if state is not None:
+                model.load_state_dict(state["model"])
+                w_opt.load_state_dict(state["w_opt"])
+                a_opt.load_state_dict(state["a_opt"])
+                start, history, stable = state["epoch"] + 1, state["history"], state["stable"]
+            net = wrap(model, dist, device)
 
-        def batches(index, epoch, stream):
-            return EpochBatches(index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
-                                crop=config.crop, accelerations=config.accelerations,
-                                phase_prob=config.phase_prob, steps=config.steps_per_epoch,
-                                rank=dist.rank, world=dist.world, stream=stream)
+            def batches(index, epoch, stream):
+                return EpochBatches(index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
+                                    crop=config.crop, accelerations=config.accelerations,
+                                    phase_prob=config.phase_prob, steps=config.steps_per_epoch,
+                                    rank=dist.rank, world=dist.world, stream=stream)
 
-        steps = min(len(batches(w_index, 0, 0)), len(batches(a_index, 0, 1)))
-        total = config.epochs * steps
-        yield run.emit(RunEvent("start", start * steps, total,
-                                f"search space {config.space}, {config.nodes} nodes: epoch {start + 1}/{config.epochs}",
-                                start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
-        genotype = model.genotype(config.max_skip)
+            steps = min(len(batches(w_index, 0, 0)), len(batches(a_index, 0, 1)))
+            total = config.epochs * steps
+            yield run.emit(RunEvent("start", start * steps, total,
+                                    f"search space {config.space}, {config.nodes} nodes: epoch {start + 1}/{config.epochs}",
+                                    start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
+            genotype = model.genotype(config.max_skip)
 
-        def converged() -> bool:
-            return (config.patience is not None and stable >= config.patience
-                    and len(history) >= config.min_epochs)
+            def converged() -> bool:
+                return (config.patience is not None and stable >= config.patience
+                        and len(history) >= config.min_epochs)
 
-        for epoch in range(start, config.epochs):
-            if converged():
-                break
-            lr = cosine_lr(config, epoch)
-            for group in w_opt.param_groups:
-                group["lr"] = lr
-            net.train()
-            warm = epoch < config.warmup_epochs
-            t0, w_losses, a_losses = time.time(), [], []
-            for step, (bw, ba) in enumerate(zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1))):
-                if step >= steps:
+            for epoch in range(start, config.epochs):
+                if converged():
                     break
-                loss_w = l1_loss(net, to_device(bw, device, config.channels_last), device, config.amp)
-                w_opt.zero_grad(set_to_none=True)
-                a_opt.zero_grad(set_to_none=True)
-                loss_w.backward()
-                torch.nn.utils.clip_grad_norm_(model.weight_parameters(), config.grad_clip)
-                w_opt.step()
-                w_losses.append(float(loss_w.detach()))
-                if not warm:  # during the warm-up only the weights learn
-                    loss_a = l1_loss(net, to_device(ba, device, config.channels_last), device, config.amp)
+                lr = cosine_lr(config, epoch)
+                for group in w_opt.param_groups:
+                    group["lr"] = lr
+                net.train()
+                warm = epoch < config.warmup_epochs
+                t0, w_losses, a_losses = time.time(), [], []
+                for step, (bw, ba) in enumerate(zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1))):
+                    if step >= steps:
+                        break
+                    loss_w = l1_loss(net, to_device(bw, device, config.channels_last), device, config.amp)
                     w_opt.zero_grad(set_to_none=True)
                     a_opt.zero_grad(set_to_none=True)
-                    loss_a.backward()
-                    a_opt.step()
-                    a_losses.append(float(loss_a.detach()))
-                loss_alpha = a_losses[-1] if a_losses else None
-                event = RunEvent("step", epoch * steps + step + 1, total,
-                                 f"epoch {epoch + 1}/{config.epochs} w {w_losses[-1]:.4f}"
-                                 + ("" if loss_alpha is None else f" a {loss_alpha:.4f}"),
-                                 epoch, {"loss_w": w_losses[-1], "loss_alpha": loss_alpha, "lr": lr})
-                if (step + 1) % STEP_EVENT_EVERY == 0:
-                    run.emit(event)
-                yield event
-            in_sync = alphas_in_sync(model, dist)
-            new = model.genotype(config.max_skip)
-            stable = 0 if warm else (stable + 1 if new == genotype else 0)
-            genotype = new
-            val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
-            record = {"epoch": epoch, "loss_w": mean(sum(w_losses) / len(w_losses), dist),
-                      "loss_alpha": mean(sum(a_losses) / len(a_losses), dist) if a_losses else None, "lr": lr,
-                      "seconds": time.time() - t0, "stable_epochs": stable, "alphas_in_sync": in_sync, **val,
-                      "warmup": warm, "genotype": genotype.to_dict(),
-                      "genotype_uncapped": model.genotype(None).to_dict(), "alphas": model.op_weights().tolist()}
-            history.append(record)
-            if dist.is_main:
+                    loss_w.backward()
+                    torch.nn.utils.clip_grad_norm_(model.weight_parameters(), config.grad_clip)
+                    w_opt.step()
+                    w_losses.append(float(loss_w.detach()))
+                    if not warm:  # during the warm-up only the weights learn
+                        loss_a = l1_loss(net, to_device(ba, device, config.channels_last), device, config.amp)
+                        w_opt.zero_grad(set_to_none=True)
+                        a_opt.zero_grad(set_to_none=True)
+                        loss_a.backward()
+                        a_opt.step()
+                        a_losses.append(float(loss_a.detach()))
+                    loss_alpha = a_losses[-1] if a_losses else None
+                    event = RunEvent("step", epoch * steps + step + 1, total,
+                                     f"epoch {epoch + 1}/{config.epochs} w {w_losses[-1]:.4f}"
+                                     + ("" if loss_alpha is None else f" a {loss_alpha:.4f}"),
+                                     epoch, {"loss_w": w_losses[-1], "loss_alpha": loss_alpha, "lr": lr})
+                    if (step + 1) % STEP_EVENT_EVERY == 0:
+                        run.emit(event)
+                    yield event
+                in_sync = alphas_in_sync(model, dist)
+                new = model.genotype(config.max_skip)
+                stable = 0 if warm else (stable + 1 if new == genotype else 0)
+                genotype = new
+                val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
+                record = {"epoch": epoch, "loss_w": mean(sum(w_losses) / len(w_losses), dist),
+                          "loss_alpha": mean(sum(a_losses) / len(a_losses), dist) if a_losses else None, "lr": lr,
+                          "seconds": time.time() - t0, "stable_epochs": stable, "alphas_in_sync": in_sync, **val,
+                          "warmup": warm, "genotype": genotype.to_dict(),
+                          "genotype_uncapped": model.genotype(None).to_dict(), "alphas": model.op_weights().tolist()}
+                history.append(record)
+                if dist.is_main:
+                    _write_results(run, config, genotype, history)
+                run.save_checkpoint({"model": model.state_dict(), "w_opt": w_opt.state_dict(),
+                                     "a_opt": a_opt.state_dict(), "epoch": epoch, "history": history,
+                                     "stable": stable})
+                run.write_history(history)
+                msg = (f"epoch {epoch + 1}/{config.epochs}: w-loss {record['loss_w']:.4f}, "
+                       + ("weights-only warm-up" if warm else
+                          f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {stable} epoch(s)"))
+                if val:
+                    msg += f", supernet val PSNR {val['psnr']:.2f} dB"
+                yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))
+            stopped_early = converged() and len(history) < config.epochs
+            if dist.is_main and history:
                 _write_results(run, config, genotype, history)
-            run.save_checkpoint({"model": model.state_dict(), "w_opt": w_opt.state_dict(),
-                                 "a_opt": a_opt.state_dict(), "epoch": epoch, "history": history,
-                                 "stable": stable})
-            run.write_history(history)
-            msg = (f"epoch {epoch + 1}/{config.epochs}: w-loss {record['loss_w']:.4f}, "
-                   + ("weights-only warm-up" if warm else
-                      f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {stable} epoch(s)"))
-            if val:
-                msg += f", supernet val PSNR {val['psnr']:.2f} dB"
-            yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))
-        stopped_early = converged() and len(history) < config.epochs
-        if dist.is_main and history:
-            _write_results(run, config, genotype, history)
-        summary = {"genotype": genotype.to_dict(), "epochs_run": len(history), "stopped_early": stopped_early,
-                   "out": str(run.path)}
-        yield run.emit(RunEvent("done", total, total,
-                                f"search finished after {len(history)} epochs"
-                                + (" (genotype stable: early stop)" if stopped_early else ""),
-                                len(history) - 1, summary))
-        return summary
-    except KeyboardInterrupt:
-        run.emit(RunEvent("stopped", 0, 0, "stopped by the user; the last finished epoch is kept"))
-        raise
-    except Exception as err:
-        run.emit(RunEvent("error", 0, 0, f"{type(err).__name__}: {err}"))
-        raise
+            summary = {"genotype": genotype.to_dict(), "epochs_run": len(history), "stopped_early": stopped_early,
+                       "out": str(run.path)}
+            yield run.emit(RunEvent("done", total, total,
+                                    f"search finished after {len(history)} epochs"
+                                    + (" (genotype stable: early stop)" if stopped_early else ""),
+                                    len(history) - 1, summary))
+            return summary
     finally:
         teardown(dist)
 

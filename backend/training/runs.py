@@ -16,12 +16,13 @@ The protocol of ``events.jsonl`` is the only contract between a job and its view
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -92,6 +93,18 @@ class RunFolder:
             with open(self.path / EVENTS, "a") as f:
                 f.write(json.dumps(event.to_json()) + "\n")
         return event
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Record how a job ends abnormally: ``stopped`` on Ctrl-C/SIGTERM, ``error`` otherwise."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.emit(RunEvent("stopped", 0, 0, "stopped by the user; the last finished epoch is kept"))
+            raise
+        except Exception as err:
+            self.emit(RunEvent("error", 0, 0, f"{type(err).__name__}: {err}"))
+            raise
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:

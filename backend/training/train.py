@@ -52,75 +52,70 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
     device, dist = prepare_device(config.device)
     run = RunFolder(out, "train", config_dict(config), resume, writer=dist.is_main)
     try:
-        train_index = SliceIndex(dataset_files(config.data, "train"))
-        val_files = dataset_files(config.data, "val")[: config.val_volumes]
-        model = build_for_training(config).to(device)
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-        start, history, best = 0, [], None
-        state = run.load_checkpoint() if resume else None
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            start, history, best = state["epoch"] + 1, state["history"], state["best"]
-        net = wrap(model, dist, device)
-        steps = len(EpochBatches(train_index, seed=config.seed, epoch=0, batch_size=config.batch_size,
-                                 crop=config.crop, accelerations=config.accelerations,
-                                 phase_prob=config.phase_prob, steps=config.steps_per_epoch,
-                                 world=dist.world))
-        total = config.epochs * steps
-        yield run.emit(RunEvent("start", start * steps, total, f"{config.model}: epoch {start + 1}/{config.epochs}",
-                                start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
-        meta_base = {"training": config_dict(config), "data_licences": _dataset_provenance(config.data),
-                     "normalisation": "6 / max|zero-filled| per slice"}
-        for epoch in range(start, config.epochs):
-            lr = config.lr * (config.lr_drop_factor if epoch >= config.epochs // 2 else 1.0)
-            for group in optimiser.param_groups:
-                group["lr"] = lr
-            net.train()
-            t0, losses = time.time(), []
-            batches = EpochBatches(train_index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
-                                   crop=config.crop, accelerations=config.accelerations,
-                                   phase_prob=config.phase_prob, steps=config.steps_per_epoch,
-                                   rank=dist.rank, world=dist.world)
-            for step, batch in enumerate(batches):
-                loss = l1_loss(net, to_device(batch, device, config.channels_last), device, config.amp)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                losses.append(float(loss.detach()))
-                event = RunEvent("step", epoch * steps + step + 1, total,
-                                 f"epoch {epoch + 1}/{config.epochs} loss {losses[-1]:.4f}", epoch,
-                                 {"loss": losses[-1], "lr": lr})
-                if (step + 1) % STEP_EVENT_EVERY == 0:
-                    run.emit(event)
-                yield event
-            train_loss = mean(sum(losses) / len(losses), dist)
-            val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
-            record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "seconds": time.time() - t0, **val}
-            history.append(record)
-            if dist.is_main:
-                meta = {**meta_base, "epoch": epoch, "validation": val}
-                save_weights(unwrap(net), run.path / "last.safetensors", meta)
-                if best is None or val["psnr"] > best["psnr"]:
-                    best = {"epoch": epoch, "psnr": val["psnr"], "ssim": val["ssim"]}
-                    save_weights(unwrap(net), run.path / "best.safetensors", meta)
-            run.save_checkpoint({"model": unwrap(net).state_dict(), "optimiser": optimiser.state_dict(),
-                                 "epoch": epoch, "history": history, "best": best})
-            run.write_history(history)
-            msg = f"epoch {epoch + 1}/{config.epochs}: loss {train_loss:.4f}"
-            if val:
-                msg += f", val PSNR {val['psnr']:.2f} dB (best {best['psnr']:.2f})"
-            yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))
-        summary = {"best": best, "epochs": config.epochs, "out": str(run.path)}
-        yield run.emit(RunEvent("done", total, total, "training finished", config.epochs - 1, summary))
-        return summary
-    except KeyboardInterrupt:
-        run.emit(RunEvent("stopped", 0, 0, "stopped by the user; the last finished epoch is kept"))
-        raise
-    except Exception as err:
-        run.emit(RunEvent("error", 0, 0, f"{type(err).__name__}: {err}"))
-        raise
+        with run.recording():
+            train_index = SliceIndex(dataset_files(config.data, "train"))
+            val_files = dataset_files(config.data, "val")[: config.val_volumes]
+            model = build_for_training(config).to(device)
+            if config.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+            start, history, best = 0, [], None
+            state = run.load_checkpoint() if resume else None
+            if state is not None:
+                model.load_state_dict(state["model"])
+                optimiser.load_state_dict(state["optimiser"])
+                start, history, best = state["epoch"] + 1, state["history"], state["best"]
+            net = wrap(model, dist, device)
+            steps = len(EpochBatches(train_index, seed=config.seed, epoch=0, batch_size=config.batch_size,
+                                     crop=config.crop, accelerations=config.accelerations,
+                                     phase_prob=config.phase_prob, steps=config.steps_per_epoch,
+                                     world=dist.world))
+            total = config.epochs * steps
+            yield run.emit(RunEvent("start", start * steps, total, f"{config.model}: epoch {start + 1}/{config.epochs}",
+                                    start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
+            meta_base = {"training": config_dict(config), "data_licences": _dataset_provenance(config.data),
+                         "normalisation": "6 / max|zero-filled| per slice"}
+            for epoch in range(start, config.epochs):
+                lr = config.lr * (config.lr_drop_factor if epoch >= config.epochs // 2 else 1.0)
+                for group in optimiser.param_groups:
+                    group["lr"] = lr
+                net.train()
+                t0, losses = time.time(), []
+                batches = EpochBatches(train_index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
+                                       crop=config.crop, accelerations=config.accelerations,
+                                       phase_prob=config.phase_prob, steps=config.steps_per_epoch,
+                                       rank=dist.rank, world=dist.world)
+                for step, batch in enumerate(batches):
+                    loss = l1_loss(net, to_device(batch, device, config.channels_last), device, config.amp)
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    losses.append(float(loss.detach()))
+                    event = RunEvent("step", epoch * steps + step + 1, total,
+                                     f"epoch {epoch + 1}/{config.epochs} loss {losses[-1]:.4f}", epoch,
+                                     {"loss": losses[-1], "lr": lr})
+                    if (step + 1) % STEP_EVENT_EVERY == 0:
+                        run.emit(event)
+                    yield event
+                train_loss = mean(sum(losses) / len(losses), dist)
+                val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
+                record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "seconds": time.time() - t0, **val}
+                history.append(record)
+                if dist.is_main:
+                    meta = {**meta_base, "epoch": epoch, "validation": val}
+                    save_weights(unwrap(net), run.path / "last.safetensors", meta)
+                    if best is None or val["psnr"] > best["psnr"]:
+                        best = {"epoch": epoch, "psnr": val["psnr"], "ssim": val["ssim"]}
+                        save_weights(unwrap(net), run.path / "best.safetensors", meta)
+                run.save_checkpoint({"model": unwrap(net).state_dict(), "optimiser": optimiser.state_dict(),
+                                     "epoch": epoch, "history": history, "best": best})
+                run.write_history(history)
+                msg = f"epoch {epoch + 1}/{config.epochs}: loss {train_loss:.4f}"
+                if val:
+                    msg += f", val PSNR {val['psnr']:.2f} dB (best {best['psnr']:.2f})"
+                yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))
+            summary = {"best": best, "epochs": config.epochs, "out": str(run.path)}
+            yield run.emit(RunEvent("done", total, total, "training finished", config.epochs - 1, summary))
+            return summary
     finally:
         teardown(dist)
