@@ -202,11 +202,18 @@ def test_network_reconstruction_side_by_side(rig, tiny_weights, qtbot):
 
     viewer, widget, source = rig
     viewer.dims.set_current_step(0, 4)
-    # no shipped weights yet: the "shipped" entry is greyed out and "file" chosen
-    widget.method.value = "dccnn"
+    # no MoDL weights ship: the "shipped" entry is greyed out and "file" chosen
+    widget.method.value = "modl"
     shipped_item = widget.weights.native.model().item(0)
     assert not shipped_item.isEnabled() and "no weights ship" in shipped_item.toolTip()
     assert widget.weights.value == "file"
+    # DCCNN-3 weights ship with the package: "shipped" is offered; pick a file instead
+    widget.method.value = "dccnn"
+    widget.weights.value = "shipped"
+    shipped_item = widget.weights.native.model().item(0)
+    assert shipped_item.isEnabled() and widget.weights.value == "shipped"
+    assert widget.config().weights is None  # the backend then loads the shipped weights
+    widget.weights.value = "file"
     widget.weights_file.value = tiny_weights
     config = widget.config()
     assert config.model == "dccnn" and config.weights == str(tiny_weights)
@@ -286,6 +293,7 @@ def test_corrupt_inputs_become_notifications(rig, tmp_path, sample_file):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not safetensors at all")
     widget.method.value = "dccnn"
+    widget.weights.value = "file"
     widget.weights_file.value = bad
     start = notification_count()
     widget.reconstruct()
