@@ -258,6 +258,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _add_architecture_args(p: argparse.ArgumentParser) -> None:
+    """Flags naming a registry network, shared by ``train`` and ``model-info``."""
+    p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")
+    p.add_argument("--genotype", default=None, help="genotype JSON for nasn (default: the shipped NasN genotype)")
+    p.add_argument("--blocks", type=int, default=None,
+                   help="residual blocks (dccnn, modl) or recursions (rdn); default 3")
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``search`` and ``train``."""
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
@@ -327,18 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("train", help="train a network (NasN from a genotype, or a baseline)", description="Train a network on a prepared dataset (nascsmri data prepare): Adam, L1 loss, lr 1e-3 then 1e-4 at half the epochs, batch 2, a random 4x or 8x mask per slice each step, validation PSNR/SSIM per epoch. Writes RUN/best.safetensors, RUN/last.safetensors (+ JSON sidecars), RUN/checkpoint.pt, RUN/history.json, RUN/events.jsonl.")
-    p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network to train")
-    p.add_argument("--genotype", default=None, help="genotype JSON for nasn (default: the shipped NasN genotype)")
-    p.add_argument("--blocks", type=int, default=None, help="residual blocks (dccnn, modl) or recursions (rdn)")
+    _add_architecture_args(p)
     p.add_argument("--data", required=True, help="prepared dataset folder (train/ and val/)")
     p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default="cpu", help="cpu: small crops and epochs for 2 CPU cores; paper: the authors' schedule (default %(default)s)")
     _add_run_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs of a model", description="Parameter count and GFLOPs (conv multiply-accumulates + bias adds for one 320x320 2-channel input, the paper's convention) of a registry model.")
-    p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")
-    p.add_argument("--genotype", default=None, help="genotype JSON for nasn (default: the shipped NasN genotype)")
-    p.add_argument("--blocks", type=int, default=None, help="residual blocks (dccnn, modl) or recursions (rdn); default 3")
+    _add_architecture_args(p)
     p.add_argument("--json", action="store_true", help='print {"params": int, "gflops": float}')
     p.set_defaults(func=cmd_model_info)
 

@@ -96,20 +96,23 @@ def tiny_dataset(tmp_path_factory, sample_file):
     return root
 
 
-def kill_after_first_epoch_then_resume(cmd: list[str], run_dir, epochs: int) -> None:
-    """Start ``cmd`` (a CLI run writing ``run_dir``), SIGKILL it once an epoch has finished,
-    check it really was interrupted, then finish the run with ``--resume``."""
+def uninterrupted_and_resumed(make_cmd, tmp_path, epochs: int):
+    """Run the CLI job ``make_cmd(out)`` once straight through and once SIGKILLed after its first
+    epoch and finished with ``--resume``; returns the two run folders ``(reference, resumed)``."""
     import json
     import signal
     import subprocess
     import time
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(make_cmd(ref), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(make_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (run_dir / "history.json").exists() and time.time() < deadline:
+    while not (killed / "history.json").exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert len(json.loads((run_dir / "history.json").read_text())) < epochs, "finished before the kill"
-    subprocess.run(cmd + ["--resume"], check=True, env=env, capture_output=True)
+    assert len(json.loads((killed / "history.json").read_text())) < epochs, "finished before the kill"
+    subprocess.run(make_cmd(killed) + ["--resume"], check=True, env=env, capture_output=True)
+    return ref, killed

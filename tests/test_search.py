@@ -15,7 +15,7 @@ from backend.recon import run
 from backend.search.search import search
 from backend.search.supernet import SuperNet, derive_genotype, edge_offsets, num_edges
 
-from conftest import kill_after_first_epoch_then_resume
+from conftest import uninterrupted_and_resumed
 
 
 def test_edge_bookkeeping():
@@ -90,10 +90,7 @@ def _cli_search(data, out, *extra):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_genotype(tiny_dataset, tmp_path):
-    ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cli_search(tiny_dataset, ref), check=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                   capture_output=True)
-    kill_after_first_epoch_then_resume(_cli_search(tiny_dataset, killed), killed, epochs=4)
+    ref, killed = uninterrupted_and_resumed(lambda out: _cli_search(tiny_dataset, out), tmp_path, epochs=4)
     assert (ref / "genotype.json").read_text() == (killed / "genotype.json").read_text()
     a = json.loads((ref / "alphas.json").read_text())["epochs"]
     b = json.loads((killed / "alphas.json").read_text())["epochs"]

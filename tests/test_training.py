@@ -1,8 +1,6 @@
 """Training: deterministic batches, the loop, checkpoints, and resume after SIGKILL."""
 
 import json
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -16,7 +14,7 @@ from backend.recon import run
 from backend.training.data import EpochBatches, SliceIndex, smooth_phase
 from backend.training.train import train
 
-from conftest import kill_after_first_epoch_then_resume
+from conftest import uninterrupted_and_resumed
 
 
 def _batches(tiny_dataset, epoch, **kw):
@@ -85,10 +83,7 @@ def _cli_train(data, out, *extra):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_weights(tiny_dataset, tmp_path):
-    ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cli_train(tiny_dataset, ref), check=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                   capture_output=True)
-    kill_after_first_epoch_then_resume(_cli_train(tiny_dataset, killed), killed, epochs=4)
+    ref, killed = uninterrupted_and_resumed(lambda out: _cli_train(tiny_dataset, out), tmp_path, epochs=4)
     a, b = load_file(ref / "last.safetensors"), load_file(killed / "last.safetensors")
     assert a.keys() == b.keys()
     for key in a:
