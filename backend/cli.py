@@ -61,6 +61,16 @@ class ProgressBar:
 
 
 # -- reconstruct ---------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
     d = cfg.ReconConfig()
     p.add_argument("--mask", choices=("random", "equispaced"), default=d.mask, help="mask type (fastMRI semantics; default %(default)s)")
@@ -84,6 +94,8 @@ def _recon_config(args) -> cfg.ReconConfig:
         tv_iterations=getattr(args, "tv_iterations", cfg.ReconConfig.tv_iterations),
         tv_backend=getattr(args, "tv_backend", "auto"),
         device=getattr(args, "device", "auto"),
+        execution=getattr(args, "execution", cfg.ReconConfig.execution),
+        batch_size=getattr(args, "batch_size", None) or cfg.ReconConfig.batch_size,
     )
 
 
@@ -296,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tv-iterations", type=int, default=cfg.ReconConfig.tv_iterations, help="TV iterations (default %(default)d)")
     p.add_argument("--tv-backend", choices=("auto", "bart", "torch"), default="auto", help="TV solver: BART's pics or the built-in PyTorch ADMM (default: BART when installed)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: CUDA when available)")
+    p.add_argument("--execution", choices=("auto", "fast", "reference"), default=cfg.ReconConfig.execution,
+                   help="network execution: 'fast' (CPU: re-planned NasN, same outputs to float32 rounding; CUDA: "
+                        "bf16 autocast), 'reference' (the training module as is); default %(default)s = fast")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help=f"slices per network call (default {cfg.ReconConfig.batch_size})")
     p.add_argument("--out", required=True, help="output .h5")
     p.add_argument("--json", default=None, metavar="METRICS.json", help="write metrics (mse nmse psnr ssim) and mask facts as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

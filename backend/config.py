@@ -43,6 +43,10 @@ class ReconConfig:
         tv_weight, tv_iterations, tv_backend: the TV baseline (paper: 0.01, 200, BART).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         batch_size: slices processed at once.
+        execution: how a network runs: ``auto`` (fast on every device), ``fast`` (CPU: a
+            re-planned NasN with the same outputs to float32 rounding, channels_last; CUDA:
+            channels_last + bf16 autocast) or ``reference`` (the training module as is);
+            see :mod:`backend.models.fast`.
     """
 
     model: str = "zero-filled"
@@ -58,6 +62,7 @@ class ReconConfig:
     tv_backend: str = "auto"
     device: str = "auto"
     batch_size: int = 4
+    execution: str = "auto"
 
 
 @dataclass

@@ -120,7 +120,7 @@ def main() -> None:
 
         for label, name, blocks in [row for row in TABLE if row[1] in ("nasn", "dccnn") and row[2] in (None, 3)]:
             model, _ = load_model(shipped_weights(name))
-            results[label] = evaluate(label, NetworkReconstructor(model, device), test_files, out / "eval" / f"{label}.json")
+            results[label] = evaluate(label, NetworkReconstructor(model, device, "reference"), test_files, out / "eval" / f"{label}.json")
             info[label] = model_info(name, genotype=model.config.genotype, blocks=blocks)
             wall[label] = {"train_s": float("nan"), "eval_s": results[label]["seconds"]}
         selected = []
@@ -140,7 +140,7 @@ def main() -> None:
         history = json.loads((run_dir / "history.json").read_text())
         train_s = sum(h["seconds"] for h in history)
         model, _ = load_model(run_dir / "best.safetensors")
-        results[label] = evaluate(label, NetworkReconstructor(model, device), test_files, out / "eval" / f"{label}.json")
+        results[label] = evaluate(label, NetworkReconstructor(model, device, "reference"), test_files, out / "eval" / f"{label}.json")
         info[label] = model_info(name, genotype=genotype if name == "nasn" else None, blocks=blocks)
         wall[label] = {"train_s": train_s, "eval_s": results[label]["seconds"], "best_epoch": summary["best"]["epoch"]}
         print(f"{label}: done in {time.time() - t0:.0f} s this call", flush=True)

@@ -53,7 +53,7 @@ def validate(model: torch.nn.Module, files: Sequence[Path], accelerations: Seque
     ``psnr_4x, ssim_4x, ...`` and their means over accelerations as ``psnr``/``ssim``.
     """
     was_training = model.training
-    recon = NetworkReconstructor(model, device)
+    recon = NetworkReconstructor(model, device, execution="reference")  # leaves the training module as it is
     out: dict[str, float] = {}
     try:
         for acc in accelerations:
