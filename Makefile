@@ -15,7 +15,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[qt,test]"
+	$(PY) -m pip install -q -e ".[qt,test,onnx]"
 	$(PY) -m pip install -q --no-deps fastmri==0.3.0 || echo "fastmri not installed: mask cross-checks will be skipped"
 	touch $(STAMP)
 

@@ -262,6 +262,33 @@ def cmd_model_info(args) -> int:
     return 0
 
 
+# -- export-onnx ---------------------------------------------------------------------------
+def cmd_export_onnx(args) -> int:
+    from .files import check_output_path, write_json
+    from .models import load_model, shipped_weights
+    from .models.export import export_onnx
+
+    for path in (args.out, args.json):
+        if path:
+            check_output_path(path)
+    weights = args.weights or shipped_weights(args.model)
+    if not args.weights and not Path(weights).exists():
+        raise InputError(None, f"no weights ship for {args.model!r}: pass --weights")
+    model, _ = load_model(weights)
+    if model.config.name != args.model:
+        raise InputError(weights, f"weights are for model {model.config.name!r}, not {args.model!r}")
+    if len(args.size) > 2:
+        raise InputError(None, f"--size takes N or H W, got {len(args.size)} numbers")
+    height, width = args.size if len(args.size) == 2 else args.size * 2
+    report = export_onnx(model, args.out, height, width)
+    report["weights"] = str(weights)
+    if args.json:
+        write_json(args.json, report)
+    print(f"wrote {args.out} ({height}x{width}); onnxruntime vs PyTorch max abs difference "
+          f"{report['max_abs_diff']:.1e}")
+    return 0
+
+
 # -- demo ----------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
     from .demo import run_demo
@@ -361,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_architecture_args(p)
     p.add_argument("--json", action="store_true", help='print {"params": int, "gflops": float}')
     p.set_defaults(func=cmd_model_info)
+
+    p = sub.add_parser("export-onnx", help="export a trained network with its DC layers to ONNX", description="Export a trained network (its data-consistency layers included) to an ONNX file for one grid, run it in onnxruntime and check it against PyTorch (fails, writing nothing, above 1e-4). Inputs: x and k0 as (1, 2, H, W) float32 on the normalised scale, mask (W,). Needs the [onnx] extra.")
+    p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")
+    p.add_argument("--weights", default=None, help="weights file (default: the shipped weights of --model)")
+    p.add_argument("--size", type=_positive_int, nargs="+", default=[320], metavar="N", help="grid: N (square) or H W (default 320)")
+    p.add_argument("--out", required=True, help="output .onnx")
+    p.add_argument("--json", default=None, help="write the export report (grid, max abs difference) as JSON")
+    p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("demo", help="reconstruct the shipped sample at 4x and 8x", description="Reconstruct the shipped real sample at 4x and 8x with every available method, print the metrics table, and write a side-by-side figure with error maps.")
     p.add_argument("--out", default="demo_out", help="output folder (default %(default)s)")

@@ -43,7 +43,7 @@ import numpy as np
 
 from .config import PrepareConfig
 from .errors import InputError
-from .files import atomic_path, write_json
+from .files import atomic_h5, atomic_path, write_json
 from .recon import Progress
 from .transforms import magnitude_to_kspace, pad_or_crop
 
@@ -182,20 +182,19 @@ def write_fastmri_h5(
 
     images = np.asarray(images, dtype=np.float32)
     kspace = magnitude_to_kspace(images)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("kspace", data=kspace)
-            f.create_dataset("reconstruction_esc", data=images, compression="gzip", compression_opts=4)
-            f.create_dataset("ismrmrd_header", data=ismrmrd_header(config.size, config.spacing_mm, source))
-            f.attrs["acquisition"] = "CORT1"
-            f.attrs["max"] = float(images.max())
-            f.attrs["norm"] = float(np.linalg.norm(images))
-            f.attrs["patient_id"] = hashlib.sha1(source.name.encode()).hexdigest()[:16]
-            f.attrs["source"] = source.description
-            f.attrs["licence"] = source.licence
-            f.attrs["protocol"] = "magnitude -> zero phase -> centred orthonormal FFT"
-            for key, value in (extra_attrs or {}).items():
-                f.attrs[key] = value
+    with atomic_h5(path) as f:
+        f.create_dataset("kspace", data=kspace)
+        f.create_dataset("reconstruction_esc", data=images, compression="gzip", compression_opts=4)
+        f.create_dataset("ismrmrd_header", data=ismrmrd_header(config.size, config.spacing_mm, source))
+        f.attrs["acquisition"] = "CORT1"
+        f.attrs["max"] = float(images.max())
+        f.attrs["norm"] = float(np.linalg.norm(images))
+        f.attrs["patient_id"] = hashlib.sha1(source.name.encode()).hexdigest()[:16]
+        f.attrs["source"] = source.description
+        f.attrs["licence"] = source.licence
+        f.attrs["protocol"] = "magnitude -> zero phase -> centred orthonormal FFT"
+        for key, value in (extra_attrs or {}).items():
+            f.attrs[key] = value
 
 
 def slab_ranges(n: int, slab: int) -> list[range]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import os
 import tempfile
 from pathlib import Path
@@ -73,3 +74,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
     return Path(path)
+
+
+_HDF5_MESSAGE = re.compile(r"error message = '([^']*)'")
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | os.PathLike) -> Iterator["h5py.File"]:  # noqa: F821
+    """An h5py file open for writing at a temporary name, renamed to ``path`` when complete.
+
+    A write that fails (disk full, file size limit, I/O error) raises :class:`InputError`
+    naming ``path`` and the system's reason in one line; the temporary file is removed and an
+    existing ``path`` stays as it was. HDF5 reports such failures as ``OSError`` or, when the
+    file is closed, as ``RuntimeError`` carrying the C library's errno.
+    """
+    import h5py
+
+    with atomic_path(path) as tmp:
+        try:
+            with h5py.File(tmp, "w") as f:
+                yield f
+        except (OSError, RuntimeError) as err:
+            text = str(err)
+            if isinstance(err, RuntimeError) and "errno" not in text:
+                raise
+            found = _HDF5_MESSAGE.search(text)
+            reason = found.group(1) if found else (getattr(err, "strerror", None) or text.splitlines()[0])
+            raise InputError(path, f"could not write the file: {reason}") from None

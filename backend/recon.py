@@ -258,18 +258,15 @@ def reconstruct_volume(
 
 def write_reconstruction(path: str | os.PathLike, result: VolumeResult, config: cfg.ReconConfig) -> None:
     """Write a fastMRI submission-style h5 (``reconstruction`` float32 (slices, h, w)) atomically."""
-    import h5py
+    from .files import atomic_h5
 
-    from .files import atomic_path
-
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("reconstruction", data=result.reconstruction.astype(np.float32))
-            f.attrs["model"] = result.model
-            f.attrs["source"] = os.path.basename(result.info.path)
-            f.attrs["mask_type"] = config.mask if result.info.kind != "test" else "file"
-            f.attrs["acceleration"] = float(result.mask.acceleration)
-            f.attrs["realised_acceleration"] = float(result.mask.realised_acceleration)
-            f.attrs["mask_lines"] = result.mask.lines.astype(np.uint8)
-            if config.seed is not None:
-                f.attrs["seed"] = int(config.seed)
+    with atomic_h5(path) as f:
+        f.create_dataset("reconstruction", data=result.reconstruction.astype(np.float32))
+        f.attrs["model"] = result.model
+        f.attrs["source"] = os.path.basename(result.info.path)
+        f.attrs["mask_type"] = config.mask if result.info.kind != "test" else "file"
+        f.attrs["acceleration"] = float(result.mask.acceleration)
+        f.attrs["realised_acceleration"] = float(result.mask.realised_acceleration)
+        f.attrs["mask_lines"] = result.mask.lines.astype(np.uint8)
+        if config.seed is not None:
+            f.attrs["seed"] = int(config.seed)

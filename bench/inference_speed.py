@@ -12,7 +12,10 @@ a seeded random initialisation. Variants:
 * ``channels_last``: the same module in channels_last under ``torch.inference_mode``;
 * ``fast``: ``backend.models.fast.prepare_for_inference(model, "fast")``, what
   ``nascsmri reconstruct`` runs by default (CPU: re-planned NasN + allocator tuning;
-  CUDA: channels_last + bf16 autocast).
+  CUDA: channels_last + bf16 autocast);
+* ``onnxruntime``: the model exported with ``nascsmri export-onnx`` for the grid (DC as DFT
+  matrix products), run by onnxruntime's CPU provider, batch 1 only (export time not counted;
+  skipped without the ``[onnx]`` extra).
 
 ``max_abs_diff`` is the largest difference of the variant's output from the reference output
 in the same process (normalised scale). Ratios are to DCCNN-3 of the same variant, so noisy
@@ -31,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = [("zero-filled", None, None), ("DCCNN-3", "dccnn", 3), ("MoDL-3", "modl", 3), ("RDN-3", "rdn", 3),
            ("U-net", "unet", None), ("NasN", "nasn", None)]
-VARIANTS = ("reference", "channels_last", "fast")
+VARIANTS = ("reference", "channels_last", "fast", "onnxruntime")
 
 CHILD = r'''
 import json, resource, sys, time
@@ -66,6 +69,16 @@ if name is not None:
         model = reference
     elif variant == "channels_last":
         model = load().to(device).eval().to(memory_format=torch.channels_last)
+    elif variant == "onnxruntime":
+        import os, tempfile
+        from backend.models.export import onnx_session, run_session
+        from backend.models.export import export_onnx
+        onnx_file = os.path.join(tempfile.mkdtemp(), "model.onnx")
+        export_onnx(load(), onnx_file, size, size)
+        session = onnx_session(onnx_file)
+        def model(x, k0, m):
+            kc = torch.stack((k0.real, k0.imag), 1).float()
+            return torch.from_numpy(run_session(session, x.float(), kc, m))
     else:
         model = prepare_for_inference(load().to(device), "fast", device)
 ctx = torch.no_grad if variant == "reference" else torch.inference_mode
@@ -95,7 +108,7 @@ def timed(batch):
         t = time.perf_counter(); step(*data); ts.append(time.perf_counter() - t)
     return sorted(ts)[len(ts) // 2]
 latency = timed(1)
-throughput = max(b / timed(b) for b in (1, 2, 4))
+throughput = max(b / timed(b) for b in ((1,) if variant == "onnxruntime" else (1, 2, 4)))
 peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({{"latency_s": latency, "throughput_slices_per_s": throughput, "peak_mib": peak, "max_abs_diff": diff,
                   "device": str(device), "threads": torch.get_num_threads()}}))
@@ -113,6 +126,8 @@ def main() -> None:
     rows = []
     for label, name, blocks in [m for m in METHODS if args.methods is None or m[0] in args.methods]:
         for variant in VARIANTS:
+            if name is None and variant != "reference":
+                continue  # zero-filled: one inverse FFT, nothing to vary
             code = CHILD.format(root=str(ROOT), args=(name, blocks, variant, args.size, args.repeats, args.device))
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if proc.returncode != 0:

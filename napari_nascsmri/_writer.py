@@ -16,12 +16,11 @@ def write_fastmri_h5(path: str, data, attributes: dict) -> list[str]:
     """Write ``reconstruction`` (float32 slices x H x W) like a fastMRI submission file."""
     import h5py
 
-    from backend.files import atomic_path
+    from backend.files import atomic_h5
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("reconstruction", data=_volume(data))
-            f.attrs["layer"] = str(attributes.get("name", ""))
+    with atomic_h5(path) as f:
+        f.create_dataset("reconstruction", data=_volume(data))
+        f.attrs["layer"] = str(attributes.get("name", ""))
     return [path]
 
 

@@ -1,0 +1,64 @@
+"""A disk that fills up mid-write: one-line error, exit 2, nothing half-written, nothing lost.
+
+The full disk is simulated with a real kernel limit, not a mock: the command runs under
+``RLIMIT_FSIZE`` (the kernel refuses to grow any file beyond the limit with ``EFBIG``, as a
+full disk refuses with ``ENOSPC``; Python ignores the ``SIGXFSZ`` signal that comes with it).
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+
+def _run_with_file_size_limit(args: list[str], limit_bytes: int, cwd=None) -> subprocess.CompletedProcess:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", "backend.cli", *args], capture_output=True, text=True,
+                          preexec_fn=limit, cwd=cwd)
+
+
+def _small_volume(sample_file, path):
+    with h5py.File(sample_file) as f, h5py.File(path, "w") as g:
+        g["kspace"] = f["kspace"][3:5]
+        g["reconstruction_esc"] = f["reconstruction_esc"][3:5]
+    return path
+
+
+def test_reconstruct_output_that_does_not_fit(sample_file, tmp_path):
+    source = _small_volume(sample_file, tmp_path / "two.h5")
+    out = tmp_path / "out" / "recon.h5"
+    out.parent.mkdir()
+    # an existing result must survive the failed overwrite untouched
+    out.write_bytes(b"previous result")
+    proc = _run_with_file_size_limit(["reconstruct", str(source), "--out", str(out), "--quiet"], 64 * 1024)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("nascsmri: error:") and "recon.h5" in lines[0]
+    assert out.read_bytes() == b"previous result"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["recon.h5"]  # no temporary left behind
+
+
+def test_reconstruct_within_the_limit_succeeds(sample_file, tmp_path):
+    source = _small_volume(sample_file, tmp_path / "two.h5")
+    out = tmp_path / "recon.h5"
+    proc = _run_with_file_size_limit(["reconstruct", str(source), "--out", str(out), "--quiet"], 64 * 1024 * 1024)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as f:
+        assert f["reconstruction"].shape == (2, 224, 224)
+        assert np.isfinite(f["reconstruction"][()]).all()
+
+
+def test_sample_that_does_not_fit(tmp_path):
+    target = tmp_path / "sample.h5"
+    proc = _run_with_file_size_limit(["data", "sample", "--out", str(target)], 100)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "sample.h5" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
