@@ -1,0 +1,27 @@
+"""The prepared GPU check must not rot between the tasks that are lent a GPU: run it on the CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_runs_on_the_cpu_and_reports(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path), "--size", "24",
+                           "--batches", "1", "2", "--seconds", "0.05", "--device", "cpu"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["device"] == "cpu" and report["size"] == 24
+    assert {r["model"] for r in report["inference"]} == {"NasN", "DCCNN-3"}
+    assert {(r["variant"], r["batch"]) for r in report["inference"]} == {
+        (v, b) for v in ("reference", "fast") for b in (1, 2)}
+    assert all(r["slices_per_s"] > 0 for r in report["inference"])
+    for label in ("NasN", "DCCNN-3"):  # on the CPU, fast is the exact plan
+        assert report["agreement"][label]["max_abs_diff"] < 1e-5
+        assert report["train_step_s"][label] > 0
+    assert report["search_step_s"] > 0
