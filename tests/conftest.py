@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import h5py
@@ -114,5 +115,38 @@ def uninterrupted_and_resumed(make_cmd, tmp_path, epochs: int):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(json.loads((killed / "history.json").read_text())) < epochs, "finished before the kill"
+    subprocess.run(make_cmd(killed) + ["--resume"], check=True, env=env, capture_output=True)
+    return ref, killed
+
+
+def killed_at_random_moments(make_cmd, tmp_path, seed: int, kills: int = 3):
+    """Run the CLI job ``make_cmd(out)`` once straight through, and once SIGKILLed at ``kills``
+    seeded random moments (each after the run has started, anywhere in the first 60% of the
+    reference run's duration: mid-step, mid-validation, mid-checkpoint write), resumed with
+    ``--resume`` after each kill and finally to the end. Returns ``(reference, killed)`` folders.
+    """
+    import random
+    import signal
+    import subprocess
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(make_cmd(ref), check=True, env=env, capture_output=True)
+    run_seconds = sum(h["seconds"] for h in json.loads((ref / "history.json").read_text()))
+    rng = random.Random(seed)
+    done = 0
+    for attempt in range(kills):
+        proc = subprocess.Popen(make_cmd(killed) + (["--resume"] if attempt else []), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120  # the run has started once its event log exists
+        while proc.poll() is None and not (killed / "events.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.6) * run_seconds)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            done += 1
+        proc.wait()
+    assert done >= 2, "the run kept finishing before the kill: make it longer"
     subprocess.run(make_cmd(killed) + ["--resume"], check=True, env=env, capture_output=True)
     return ref, killed

@@ -15,7 +15,7 @@ from backend.recon import run
 from backend.search.search import search
 from backend.search.supernet import SuperNet, derive_genotype, edge_offsets, num_edges
 
-from conftest import uninterrupted_and_resumed
+from conftest import killed_at_random_moments, uninterrupted_and_resumed
 
 
 def test_edge_bookkeeping():
@@ -95,6 +95,13 @@ def test_resume_after_sigkill_gives_the_same_genotype(tiny_dataset, tmp_path):
     a = json.loads((ref / "alphas.json").read_text())["epochs"]
     b = json.loads((killed / "alphas.json").read_text())["epochs"]
     assert a == b
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_gives_the_same_genotype(tiny_dataset, tmp_path):
+    ref, killed = killed_at_random_moments(lambda out: _cli_search(tiny_dataset, out), tmp_path, seed=7)
+    assert (ref / "genotype.json").read_text() == (killed / "genotype.json").read_text()
+    assert json.loads((ref / "alphas.json").read_text())["epochs"] == json.loads((killed / "alphas.json").read_text())["epochs"]
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from backend.recon import run
 from backend.training.data import EpochBatches, SliceIndex, smooth_phase
 from backend.training.train import train
 
-from conftest import uninterrupted_and_resumed
+from conftest import killed_at_random_moments, uninterrupted_and_resumed
 
 
 def _batches(tiny_dataset, epoch, **kw):
@@ -94,33 +94,7 @@ def test_resume_after_sigkill_gives_the_same_weights(tiny_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_killed_at_random_moments_resumes_to_the_same_weights(tiny_dataset, tmp_path):
-    """SIGKILL at seeded random moments of the run (mid-step, mid-validation, mid-checkpoint
-    write: wherever the delay lands), three times, then ``--resume`` to the end."""
-    import os
-    import random
-    import signal
-    import subprocess
-    import time
-
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cli_train(tiny_dataset, ref), check=True, env=env, capture_output=True)
-    run_seconds = sum(h["seconds"] for h in json.loads((ref / "history.json").read_text()))
-    rng = random.Random(20261129)
-    kills = 0
-    for attempt in range(3):
-        cmd = _cli_train(tiny_dataset, killed) + (["--resume"] if attempt else [])
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120  # wait for the run to start (imports), then a random delay
-        while proc.poll() is None and not (killed / "events.jsonl").exists() and time.time() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.6) * run_seconds)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-    assert kills >= 2, "the run kept finishing before the kill: make it longer"
-    subprocess.run(_cli_train(tiny_dataset, killed) + ["--resume"], check=True, env=env, capture_output=True)
+    ref, killed = killed_at_random_moments(lambda out: _cli_train(tiny_dataset, out), tmp_path, seed=20261129)
     a, b = load_file(ref / "last.safetensors"), load_file(killed / "last.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
