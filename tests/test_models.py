@@ -133,6 +133,18 @@ def test_unet_accepts_single_mask_and_ignores_k_space():
     assert torch.equal(model(x, k0, mask), model(x, torch.zeros_like(k0), mask[0]))
 
 
+def test_unet_is_scale_and_shift_equivariant():
+    """Standardised inside (fastMRI's normalize_instance): the output follows the input's
+    intensity scale and offset instead of guessing them from instance-normalised features."""
+    torch.manual_seed(0)
+    model = small_model("unet").eval()
+    x, k0, mask = measurement(24, 20)
+    with torch.no_grad():
+        out = model(x, k0, mask)
+        torch.testing.assert_close(model(3.7 * x, k0, mask), 3.7 * out, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model(x + 0.25, k0, mask), out + 0.25, rtol=1e-4, atol=1e-5)
+
+
 def test_weight_sharing():
     modl, dccnn = build_model("modl"), build_model("dccnn")
     assert len(modl.recon) == 1 and len(dccnn.recon) == 3
