@@ -265,18 +265,13 @@ def cmd_model_info(args) -> int:
 # -- export-onnx ---------------------------------------------------------------------------
 def cmd_export_onnx(args) -> int:
     from .files import check_output_path, write_json
-    from .models import load_model, shipped_weights
     from .models.export import export_onnx
+    from .recon import load_network
 
     for path in (args.out, args.json):
         if path:
             check_output_path(path)
-    weights = args.weights or shipped_weights(args.model)
-    if not args.weights and not Path(weights).exists():
-        raise InputError(None, f"no weights ship for {args.model!r}: pass --weights")
-    model, _ = load_model(weights)
-    if model.config.name != args.model:
-        raise InputError(weights, f"weights are for model {model.config.name!r}, not {args.model!r}")
+    model, weights = load_network(args.model, args.weights)
     if len(args.size) > 2:
         raise InputError(None, f"--size takes N or H W, got {len(args.size)} numbers")
     height, width = args.size if len(args.size) == 2 else args.size * 2

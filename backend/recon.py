@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Generator, Iterable
 
 import numpy as np
@@ -158,9 +159,10 @@ class NetworkReconstructor:
 
         self.model = prepare_for_inference(model.to(device), execution, device)
         self.device = device
-        # On the CPU one slice per call is fastest (bench/inference_speed.py: batches of 4 at
-        # 320x320 cost 1.6x more per slice, their activations no longer fit the allocator's
-        # reuse window or the cache); the reference path keeps the caller's batches.
+        # On the CPU one slice per call is fastest: in exploratory runs at 320x320 a batch of 4
+        # cost 1.55x (NasN) and 1.66x (DCCNN-3) the time per slice of single slices (its
+        # activations outgrow the allocator's reuse window and the cache); the reference path
+        # keeps the caller's batches.
         self.slices_per_call = 1 if device.type == "cpu" and resolve_execution(execution, device) == "fast" else None
 
     @torch.inference_mode()
@@ -177,15 +179,22 @@ class NetworkReconstructor:
         return (channels_to_complex(out) / scale).cpu().numpy()
 
 
-def network_reconstructor(config: cfg.ReconConfig) -> Reconstructor:
+def load_network(name: str, weights: str | os.PathLike | None = None) -> tuple[torch.nn.Module, Path]:
+    """The trained network ``name`` from ``weights`` (default: the weights shipped with the
+    package) and the file it came from; the file must hold that network."""
     from .models import load_model, shipped_weights
 
-    weights = config.weights or shipped_weights(config.model)
-    if not config.weights and not weights.exists():
-        raise InputError(None, f"no weights ship for {config.model!r}: pass --weights (see 'nascsmri train')")
-    model, _ = load_model(weights)
-    if model.config.name != config.model:
-        raise InputError(weights, f"weights are for model {model.config.name!r}, not {config.model!r}")
+    path = Path(weights) if weights else shipped_weights(name)
+    if not weights and not path.exists():
+        raise InputError(None, f"no weights ship for {name!r}: pass --weights (see 'nascsmri train')")
+    model, _ = load_model(path)
+    if model.config.name != name:
+        raise InputError(path, f"weights are for model {model.config.name!r}, not {name!r}")
+    return model, path
+
+
+def network_reconstructor(config: cfg.ReconConfig) -> Reconstructor:
+    model, _ = load_network(config.model, config.weights)
     return NetworkReconstructor(model, resolve_device(config.device), config.execution)
 
 
