@@ -178,8 +178,6 @@ def write_fastmri_h5(
     extra_attrs: dict | None = None,
 ) -> None:
     """Write magnitude slices as a fastMRI single-coil h5 (atomic)."""
-    import h5py
-
     images = np.asarray(images, dtype=np.float32)
     kspace = magnitude_to_kspace(images)
     with atomic_h5(path) as f:

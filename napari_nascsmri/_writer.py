@@ -14,8 +14,6 @@ def _volume(data) -> np.ndarray:
 
 def write_fastmri_h5(path: str, data, attributes: dict) -> list[str]:
     """Write ``reconstruction`` (float32 slices x H x W) like a fastMRI submission file."""
-    import h5py
-
     from backend.files import atomic_h5
 
     with atomic_h5(path) as f:
@@ -28,14 +26,21 @@ def write_nifti(path: str, data, attributes: dict) -> list[str]:
     """Write the layer as a NIfTI volume (slices on the last axis, unit voxel size)."""
     import nibabel as nib
 
+    from backend.errors import InputError
     from backend.files import atomic_path
 
     vol = np.moveaxis(_volume(data), 0, -1)
     suffix = ".nii.gz" if path.endswith(".nii.gz") else ".nii"
     with atomic_path(path) as tmp:
-        tmp_named = tmp + suffix
-        nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_named)
-        os.replace(tmp_named, tmp)
+        tmp_named = tmp + suffix  # nibabel picks the format from the name
+        try:
+            nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_named)
+            os.replace(tmp_named, tmp)
+        except OSError as err:  # disk full, file size limit: name the file, keep nothing
+            raise InputError(path, f"could not write the file: {err.strerror or err}") from None
+        finally:
+            if os.path.exists(tmp_named):
+                os.unlink(tmp_named)
     return [path]
 
 
