@@ -78,3 +78,20 @@ def test_cli_export_rejects_three_sizes(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "backend.cli", "export-onnx", "--model", "dccnn", "--size", "4", "5", "6",
                            "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True)
     assert proc.returncode == 2 and "--size takes N or H W" in proc.stderr
+
+
+def test_cli_export_bad_weights_are_one_line_errors(tmp_path):
+    from backend.models import shipped_weights
+
+    cases = {"missing": (tmp_path / "nope.safetensors", "nope.safetensors"),
+             "wrong model": (shipped_weights("dccnn"), "weights are for model 'dccnn', not 'nasn'")}
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    cases["not safetensors"] = (junk, "junk.safetensors")
+    for label, (weights, expected) in cases.items():
+        out = tmp_path / "m.onnx"
+        proc = subprocess.run([sys.executable, "-m", "backend.cli", "export-onnx", "--model", "nasn", "--weights", str(weights),
+                               "--size", "16", "--out", str(out)], capture_output=True, text=True)
+        assert proc.returncode == 2, (label, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, (label, proc.stderr)
+        assert not out.exists()
