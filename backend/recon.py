@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import config as cfg
-from .dc import zero_filled
+from .dc import apply_mask, zero_filled
 from .errors import InputError
 from .fft import channels_to_complex, complex_to_channels, ifft2c_np
 from .io import Volume, VolumeInfo, open_volume
@@ -147,6 +147,18 @@ def tv_reconstructor(config: cfg.ReconConfig) -> Reconstructor:
     return recon
 
 
+def network_inputs(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a network sees for complex k-space ``(B, H, W)`` and a column mask ``(W,)``.
+
+    Returns the zero-filled image as 2 channels ``(B, 2, H, W)`` and the measured k-space
+    ``(B, H, W)``, both multiplied by the per-slice scale ``6 / max|zero-filled|``, and that
+    scale ``(B, 1, 1)`` (divide the network output by it to get back to the input's intensities).
+    """
+    zf = zero_filled(kspace, mask)
+    scale = normalisation_scale(zf).view(-1, 1, 1)
+    return complex_to_channels(zf * scale), apply_mask(kspace, mask) * scale, scale
+
+
 class NetworkReconstructor:
     """Run a cascade/U-net model in the normalised domain (``6 / max|zero-filled|`` per slice).
 
@@ -163,16 +175,13 @@ class NetworkReconstructor:
         # cost 1.55x (NasN) and 1.66x (DCCNN-3) the time per slice of single slices (its
         # activations outgrow the allocator's reuse window and the cache); the reference path
         # keeps the caller's batches.
-        self.slices_per_call = 1 if device.type == "cpu" and resolve_execution(execution, device) == "fast" else None
+        self.slices_per_call = 1 if device.type == "cpu" and resolve_execution(execution) == "fast" else None
 
     @torch.inference_mode()
     def __call__(self, kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
         k = torch.as_tensor(kspace, dtype=torch.complex64, device=self.device)
         m = torch.as_tensor(mask, dtype=torch.float32, device=self.device)
-        zf = zero_filled(k, m)
-        scale = normalisation_scale(zf).view(-1, 1, 1)
-        k0 = k * m.view(1, 1, -1) * scale
-        x = complex_to_channels(zf * scale)
+        x, k0, scale = network_inputs(k, m)
         step = self.slices_per_call or k.shape[0]
         out = torch.cat([self.model(x[i:i + step], k0[i:i + step], m.expand(len(x[i:i + step]), -1))
                          for i in range(0, k.shape[0], step)])

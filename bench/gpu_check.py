@@ -30,24 +30,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.dc import zero_filled  # noqa: E402
-from backend.fft import complex_to_channels  # noqa: E402
 from backend.masks import make_mask  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
 from backend.models.fast import prepare_for_inference  # noqa: E402
-from backend.recon import resolve_device  # noqa: E402
+from backend.recon import network_inputs, resolve_device  # noqa: E402
 from backend.search.supernet import SuperNet  # noqa: E402
-from backend.transforms import normalisation_scale  # noqa: E402
 
 
 def inputs(batch: int, size: int, device: torch.device, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     image = torch.complex(torch.randn(batch, size, size, generator=g), torch.randn(batch, size, size, generator=g))
     mask = torch.from_numpy(make_mask("random", size, 4, seed=seed).lines.astype("float32")).to(device)
-    k = torch.fft.fft2(image, norm="ortho").to(device) * mask
-    zf = zero_filled(k, mask)
-    scale = normalisation_scale(zf).view(-1, 1, 1)
-    return complex_to_channels(zf * scale), k * scale, mask
+    x, k0, _ = network_inputs(torch.fft.fft2(image, norm="ortho").to(device), mask)
+    return x, k0, mask
 
 
 def sync(device: torch.device) -> None:

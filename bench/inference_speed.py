@@ -40,13 +40,10 @@ CHILD = r'''
 import json, resource, sys, time
 import torch
 sys.path.insert(0, {root!r})
-from backend.dc import zero_filled
-from backend.fft import complex_to_channels
 from backend.models import build_model, load_model, shipped_weights
 from backend.models.fast import prepare_for_inference
-from backend.recon import resolve_device
+from backend.recon import network_inputs, resolve_device
 from backend.masks import make_mask
-from backend.transforms import normalisation_scale
 name, blocks, variant, size, repeats, device = {args!r}
 device = resolve_device(device)
 mask = torch.from_numpy(make_mask("random", size, 4, seed=0).lines.astype("float32")).to(device)
@@ -58,10 +55,8 @@ def load():
 def inputs(batch):
     g = torch.Generator().manual_seed(batch)
     image = torch.complex(torch.randn(batch, size, size, generator=g), torch.randn(batch, size, size, generator=g))
-    k = torch.fft.fft2(image, norm="ortho").to(device) * mask
-    zf = zero_filled(k, mask)
-    scale = normalisation_scale(zf).view(-1, 1, 1)
-    return complex_to_channels(zf * scale), k * scale, mask
+    x, k0, _ = network_inputs(torch.fft.fft2(image, norm="ortho").to(device), mask)
+    return x, k0, mask
 reference = model = None
 if name is not None:
     reference = load().to(device).eval()

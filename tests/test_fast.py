@@ -14,24 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from backend.dc import zero_filled
-from backend.fft import complex_to_channels
 from backend.masks import make_mask
 from backend.models import build_model, load_model, shipped_weights
 from backend.models.fast import (
     EXECUTIONS, FastCascade, FastNasNModule, _Autocast, _ShiftedHead, prepare_for_inference,
     resolve_execution, tune_allocator)
 from backend.models.genotype import Genotype
-from backend.transforms import normalisation_scale
+from backend.recon import network_inputs
 
 
 def _inputs(kspace: np.ndarray, acceleration: int, seed: int = 0):
     """Network inputs of ``NetworkReconstructor``: normalised zero-filled image, k0, mask."""
     k = torch.as_tensor(kspace, dtype=torch.complex64)
     m = torch.from_numpy(make_mask("random", k.shape[-1], acceleration, seed=seed).lines.astype(np.float32))
-    zf = zero_filled(k, m)
-    scale = normalisation_scale(zf).view(-1, 1, 1)
-    return complex_to_channels(zf * scale), k * m.view(1, 1, -1) * scale, m
+    x, k0, _ = network_inputs(k, m)
+    return x, k0, m
 
 
 def _random_inputs(batch: int, h: int, w: int, seed: int):
@@ -143,10 +140,10 @@ def test_reference_execution_returns_the_module_unchanged():
 
 def test_execution_names():
     assert EXECUTIONS == ("auto", "reference", "fast")
-    assert resolve_execution("auto", "cpu") == "fast"
-    assert resolve_execution("reference", "cpu") == "reference"
+    assert resolve_execution("auto") == "fast"
+    assert resolve_execution("reference") == "reference"
     with pytest.raises(ValueError, match="execution must be one of"):
-        resolve_execution("turbo", "cpu")
+        resolve_execution("turbo")
 
 
 def test_allocator_tuning_applies_on_glibc():

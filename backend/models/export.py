@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..fft import complex_to_channels, fft2c
 from ..files import atomic_path
 from ..masks import make_mask
 from .cascade import UnrolledCascade
@@ -103,13 +104,11 @@ def example_inputs(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor
     """A random complex image, 4x-masked and normalised as at inference, in the export layout."""
     g = torch.Generator().manual_seed(seed)
     image = torch.complex(torch.randn(1, height, width, generator=g), torch.randn(1, height, width, generator=g))
+    from ..recon import network_inputs
+
     mask = torch.from_numpy(make_mask("random", width, 4, seed=seed).lines.astype(np.float32))
-    k0 = torch.fft.fftshift(torch.fft.fft2(image, norm="ortho"), dim=(-2, -1)) * mask
-    zf = torch.fft.ifft2(torch.fft.ifftshift(k0, dim=(-2, -1)), norm="ortho")
-    scale = 6.0 / zf.abs().amax()
-    x = torch.stack((zf.real, zf.imag), 1) * scale
-    k = torch.stack((k0.real, k0.imag), 1) * scale
-    return x.float(), k.float(), mask
+    x, k0, _ = network_inputs(fft2c(image), mask)
+    return x, complex_to_channels(k0), mask
 
 
 def _require_onnx():

@@ -283,7 +283,7 @@ def tune_allocator() -> bool:
     return ok
 
 
-def resolve_execution(execution: str, device: torch.device | str) -> str:
+def resolve_execution(execution: str) -> str:
     """``auto`` -> ``fast``; anything else must be one of :data:`EXECUTIONS`."""
     if execution not in EXECUTIONS:
         raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}, not {execution!r}")
@@ -301,7 +301,7 @@ def prepare_for_inference(model: nn.Module, execution: str = "auto",
     parameters of ``model`` and is in eval mode; ``model`` is moved to channels_last in place.
     """
     device = torch.device(device)
-    execution = resolve_execution(execution, device)
+    execution = resolve_execution(execution)
     model = model.eval()
     if execution == "reference":
         return model
@@ -312,7 +312,7 @@ def prepare_for_inference(model: nn.Module, execution: str = "auto",
         return _Autocast(model, "cuda", torch.bfloat16).eval()
     tune_allocator()
     if not isinstance(model, UnrolledCascade):
-        # the U-net (pooling, transposed convs, 256-512 channels) measured slower in
+        # the U-net (max pooling, bilinear up-sampling, instance norms, up to 256 channels) measured slower in
         # channels_last on this CPU (bench/results/inference_cpu.json): keep its layout
         return model.to(memory_format=torch.contiguous_format)
     if all(isinstance(m, ResidualModule) and isinstance(m.body, CellStack) for m in model.recon):
