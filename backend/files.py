@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -59,45 +59,47 @@ def _umask() -> int:
 
 
 def write_json(path: str | os.PathLike, data) -> None:
-    """Write ``data`` as indented JSON atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
+    """Write ``data`` as indented JSON atomically (a failed write raises :class:`InputError`)."""
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    atomic_write_bytes(path, text.encode())
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns ``path`` as a ``Path``."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+def atomic_write_bytes(path: str | os.PathLike, data) -> Path:
+    """Write ``data`` (bytes or a buffer) to ``path`` atomically; returns ``path`` as a ``Path``.
+
+    A write that fails (disk full, file size limit, I/O error) raises :class:`InputError`
+    naming ``path`` and the system's reason in one line; the temporary file is removed and an
+    existing ``path`` stays as it was.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+    except InputError:
+        raise
+    except OSError as err:
+        raise InputError(path, f"could not write the file: {err.strerror or err}") from None
     return Path(path)
-
-
-_HDF5_MESSAGE = re.compile(r"error message = '([^']*)'")
 
 
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike) -> Iterator["h5py.File"]:  # noqa: F821
-    """An h5py file open for writing at a temporary name, renamed to ``path`` when complete.
+    """An h5py file open for writing; on success its bytes land at ``path`` atomically.
 
-    A write that fails (disk full, file size limit, I/O error) raises :class:`InputError`
-    naming ``path`` and the system's reason in one line; the temporary file is removed and an
-    existing ``path`` stays as it was. HDF5 reports such failures as ``OSError`` or, when the
-    file is closed, as ``RuntimeError`` carrying the C library's errno.
+    HDF5 builds the file in memory and Python writes it out, so a failed write (disk full,
+    file size limit, I/O error) is an ordinary ``OSError`` turned into :class:`InputError`
+    (see :func:`atomic_write_bytes`). Letting HDF5 write to disk itself is not safe: a
+    dataset whose flush fails on close stays half-closed inside the C library, which then
+    crashes the interpreter at exit (segmentation fault in ``H5D_close`` from
+    ``H5_term_library``; seen with h5py 3.16 / HDF5 2.0 under a file size limit). Files
+    written here are single volumes (tens of MB), so memory is not a concern.
     """
     import h5py
 
-    with atomic_path(path) as tmp:
-        try:
-            with h5py.File(tmp, "w") as f:
-                yield f
-        except (OSError, RuntimeError) as err:
-            text = str(err)
-            if isinstance(err, RuntimeError) and "errno" not in text:
-                raise
-            found = _HDF5_MESSAGE.search(text)
-            reason = found.group(1) if found else (getattr(err, "strerror", None) or text.splitlines()[0])
-            raise InputError(path, f"could not write the file: {reason}") from None
+    check_output_path(path)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        yield f
+    atomic_write_bytes(path, buffer.getbuffer())
