@@ -267,6 +267,8 @@ def prepare_dataset(
 
 def dataset_files(data_dir: str | os.PathLike, split: str) -> list[Path]:
     """The h5 files of one split of a prepared dataset (sorted); error when there are none."""
+    if not Path(data_dir).is_dir():
+        raise InputError(data_dir, "data folder does not exist" if not Path(data_dir).exists() else "is not a folder")
     folder = Path(data_dir) / split
     files = sorted(folder.glob("*.h5"))
     if not files:

@@ -291,6 +291,7 @@ def make_corpus(outdir: str | os.PathLike) -> list[Case]:
     cases.extend(_weights_cases(root, good))
     cases.extend(_genotype_cases(root))
     cases.extend(_evaluate_cases(root))
+    cases.extend(_data_folder_cases(root, good))
     _write_manifest(root, cases)
     return cases
 
@@ -434,6 +435,48 @@ def _evaluate_cases(root: Path) -> list[Case]:
 
     pair("evaluate_prediction_huge_declared", ref, huge, "larger than this tool reads", "prediction")
     cases[-1].big = True
+    return cases
+
+
+def _data_folder_cases(root: Path, good: Path) -> list[Case]:
+    """``train`` and ``search`` with a bad ``--data`` folder (the runner adds ``--out``)."""
+    cases = []
+
+    def folder(name: str, train: dict, val: dict) -> Path:
+        base = root / f"{name}_data"
+        for split, files in (("train", train), ("val", val)):
+            (base / split).mkdir(parents=True, exist_ok=True)
+            for fname, content in files.items():
+                target = base / split / fname
+                if isinstance(content, bytes):
+                    target.write_bytes(content)
+                elif callable(content):
+                    content(target)
+        return base
+
+    def good_file(path: Path) -> None:
+        _write_h5(path, kspace=_kspace(), reconstruction_esc=np.abs(np.fft.ifft2(_kspace())).astype(np.float32))
+
+    def add(name, command, data, expect, names, note=""):
+        model = ["--model", "dccnn"] if command == "train" else []
+        cases.append(Case(name, [command, *model, "--data", str(data), "--preset", "cpu"], expect, names, None, False,
+                          note, outputs=False))
+
+    add("train_data_missing", "train", root / "no_such_data", "data folder does not exist", "no_such_data")
+    add("train_data_is_a_file", "train", good, "is not a folder", good.name)
+    only_val = folder("only_val", {}, {"v.h5": good_file})
+    add("train_without_train_split", "train", only_val, "no .h5 files for split 'train'", "train")
+    no_val = folder("no_val", {"a.h5": good_file, "b.h5": good_file}, {})
+    add("train_without_val_split", "train", no_val, "no .h5 files for split 'val'", "val")
+    corrupt = folder("corrupt_train", {"a.h5": good_file, "broken.h5": b"not hdf5" * 64}, {"v.h5": good_file})
+    add("train_corrupt_training_file", "train", corrupt, "not a readable HDF5", "broken.h5")
+    add("search_corrupt_training_file", "search", corrupt, "not a readable HDF5", "broken.h5")
+    foreign = folder("foreign_train", {"a.h5": good_file, "foreign.h5": lambda p: _write_h5(p, image=np.zeros((2, 16, 16)))},
+                     {"v.h5": good_file})
+    add("train_foreign_training_file", "train", foreign, "kspace", "foreign.h5", "an h5 without 'kspace'")
+    single = folder("single_train", {"a.h5": good_file}, {"v.h5": good_file})
+    add("search_one_training_file", "search", single, "at least 2 training files", None,
+        "the search splits the training files into weight and architecture halves")
     return cases
 
 

@@ -48,7 +48,9 @@ def _argv(case: Case, out_dir: Path) -> list[str]:
     argv = list(case.argv)
     if case.outputs:
         argv += ["--out", str(out_dir / "out.h5"), "--json", str(out_dir / "out.json")]
-    if case.command in ("reconstruct", "evaluate"):
+    if case.command in ("train", "search"):  # a run folder: it must not be created
+        argv += ["--out", str(out_dir / "run")]
+    if case.command in ("reconstruct", "evaluate", "train", "search"):
         argv.append("--quiet")
     return argv
 
@@ -123,7 +125,7 @@ def _check_family(corpus, tmp_path, capsys, command: str) -> int:
 def test_corpus_is_large_and_covers_every_command(corpus):
     assert len(corpus) >= 20
     commands = {c.command for c in corpus.values()}
-    assert {"reconstruct", "evaluate", "model-info"} <= commands
+    assert {"reconstruct", "evaluate", "model-info", "train", "search"} <= commands
     assert sum(c.expect is not None for c in corpus.values()) >= 20
     assert any(c.big for c in corpus.values())
 
@@ -147,6 +149,12 @@ def test_model_info_genotype_cases(corpus, tmp_path, capsys):
 
 def test_evaluate_cases(corpus, tmp_path, capsys):
     assert _check_family(corpus, tmp_path, capsys, "evaluate") >= 5
+
+
+def test_train_and_search_data_folder_cases(corpus, tmp_path, capsys):
+    """A bad --data answers in one line before the run folder is made (nothing left behind)."""
+    assert _check_family(corpus, tmp_path, capsys, "train") >= 6
+    assert _check_family(corpus, tmp_path, capsys, "search") >= 2
 
 
 def test_pickled_weights_never_run_code(corpus, tmp_path, capsys):

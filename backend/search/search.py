@@ -42,12 +42,13 @@ def cosine_lr(config: SearchConfig, epoch: int) -> float:
 
 def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[RunEvent, None, dict]:
     device, dist = prepare_device(config.device)
-    run = RunFolder(out, "search", config_dict(config), resume, writer=dist.is_main)
+    # the data is checked before the run folder is made: a bad --data leaves nothing behind
     try:
+        w_files, a_files = split_files(dataset_files(config.data, "train"), config.seed)
+        w_index, a_index = SliceIndex(w_files), SliceIndex(a_files)
+        val_files = dataset_files(config.data, "val")[:VAL_VOLUMES]
+        run = RunFolder(out, "search", config_dict(config), resume, writer=dist.is_main)
         with run.recording():
-            w_files, a_files = split_files(dataset_files(config.data, "train"), config.seed)
-            w_index, a_index = SliceIndex(w_files), SliceIndex(a_files)
-            val_files = dataset_files(config.data, "val")[:VAL_VOLUMES]
             torch.manual_seed(config.seed)
             model = SuperNet(config.space, config.nodes, config.channels, config.cells, config.cascades,
                              config.alpha_init).to(device)

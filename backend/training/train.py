@@ -50,11 +50,12 @@ def _dataset_provenance(data: str) -> dict:
 
 def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunEvent, None, dict]:
     device, dist = prepare_device(config.device)
-    run = RunFolder(out, "train", config_dict(config), resume, writer=dist.is_main)
+    # the data is checked before the run folder is made: a bad --data leaves nothing behind
     try:
+        train_index = SliceIndex(dataset_files(config.data, "train"))
+        val_files = dataset_files(config.data, "val")[: config.val_volumes]
+        run = RunFolder(out, "train", config_dict(config), resume, writer=dist.is_main)
         with run.recording():
-            train_index = SliceIndex(dataset_files(config.data, "train"))
-            val_files = dataset_files(config.data, "val")[: config.val_volumes]
             model = build_for_training(config).to(device)
             if config.channels_last:
                 model = model.to(memory_format=torch.channels_last)
