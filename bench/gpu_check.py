@@ -20,7 +20,6 @@ Prints a table and writes ``gpu_check.json`` into ``--out``. Also runs on a CPU 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -30,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend.files import write_json  # noqa: E402
 from backend.masks import make_mask  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
 from backend.models.fast import prepare_for_inference  # noqa: E402
@@ -135,7 +135,7 @@ def main() -> None:
     report["inference"] = rows
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "gpu_check.json", report)
     print(f"wrote {out / 'gpu_check.json'}")
 
 

@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from backend.files import write_json  # noqa: E402
 METHODS = [("zero-filled", None, None), ("DCCNN-3", "dccnn", 3), ("MoDL-3", "modl", 3), ("RDN-3", "rdn", 3),
            ("U-net", "unet", None), ("NasN", "nasn", None)]
 VARIANTS = ("reference", "channels_last", "fast", "onnxruntime")
@@ -142,8 +144,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     device = rows[0]["device"].split(":")[0] if rows else "none"
     path = out / f"inference_{device}.json"
-    path.write_text(json.dumps({"size": args.size, "machine": platform.machine(), "rows": rows,
-                                "command": "python bench/inference_speed.py " + " ".join(sys.argv[1:])}, indent=2) + "\n")
+    write_json(path, {"size": args.size, "machine": platform.machine(), "rows": rows,
+                                "command": "python bench/inference_speed.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")
 
 

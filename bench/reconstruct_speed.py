@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.files import write_json  # noqa: E402
 from backend.sample import sample_path  # noqa: E402
 from backend.transforms import magnitude_to_kspace  # noqa: E402
 
@@ -83,9 +84,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if args.device.startswith("cuda") else ("cpu" if args.device == "cpu" else _auto_device())
     path = out / f"reconstruct_{device}.json"
-    path.write_text(json.dumps({"volume": "12 x 320 x 320 (shipped sample resized, 8 + 4 slices)", "acceleration": 4,
+    write_json(path, {"volume": "12 x 320 x 320 (shipped sample resized, 8 + 4 slices)", "acceleration": 4,
                                 "machine": platform.machine(), "rows": rows,
-                                "command": "python bench/reconstruct_speed.py " + " ".join(sys.argv[1:])}, indent=2) + "\n")
+                                "command": "python bench/reconstruct_speed.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")
 
 

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend import config as cfg  # noqa: E402
 from backend.datasets import dataset_files  # noqa: E402
+from backend.files import atomic_write_bytes, write_json  # noqa: E402
 from backend.metrics import summarise  # noqa: E402
 from backend.models import Genotype, load_model, model_info  # noqa: E402
 from backend.models.genotype import default_genotype  # noqa: E402
@@ -61,7 +62,7 @@ def evaluate(label: str, reconstructor, files: list[Path], cache: Path) -> dict:
         print(f"  {label}: {acc}x done", flush=True)
     out["seconds"] = time.time() - t0
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(out, indent=2))
+    write_json(cache, out)  # atomic: a run killed here resumes without a half-written cache
     return out
 
 
@@ -175,11 +176,12 @@ def write_outputs(out, results, info, wall, command, args, test_files, genotype)
                              "gflops": info.get(label, {}).get("gflops"), "params": info.get(label, {}).get("params"),
                              "train_seconds": wall[label]["train_s"], "eval_seconds": wall[label]["eval_s"]})
         lines.append("")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
-        writer.writeheader()
-        writer.writerows(csv_rows)
+    atomic_write_bytes(out / "results.md", ("\n".join(lines) + "\n").encode())
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(csv_rows[0]))
+    writer.writeheader()
+    writer.writerows(csv_rows)
+    atomic_write_bytes(out / "results.csv", table.getvalue().encode())
     plot(out, results, info, labels)
     print("\n".join(lines))
 
@@ -207,7 +209,9 @@ def plot(out: Path, results: dict, info: dict, labels: list[str]) -> None:
         ax.set_xlabel("GFLOPs (320x320)")
         ax.set_ylabel("PSNR dB (mean over test volumes)")
         ax.set_title(f"{acc}")
-    fig.savefig(out / "psnr_vs_gflops.png", dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    atomic_write_bytes(out / "psnr_vs_gflops.png", png.getvalue())
     plt.close(fig)
 
 

@@ -11,7 +11,6 @@ Peak memory: the process's maximum resident set size (CPU), and
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import sys
@@ -25,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend import config as cfg  # noqa: E402
+from backend.files import write_json  # noqa: E402
 from backend.recon import resolve_device, run  # noqa: E402
 from backend.search.search import search  # noqa: E402
 
@@ -83,7 +83,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"search_cost_{args.preset}_{device.type}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(path, result)
     print(f"wrote {path}")
 
 
