@@ -40,7 +40,7 @@ def test_matrix_dc_equals_the_fft_dc(h, w, lam):
     got = MatrixDataConsistency(h, w, lam)(image, k0, mask)
     assert (got - expected).abs().max().item() < 1e-5
     # and the 2-D transform inside agrees with numpy's centred FFT
-    img = (image[0, 0] + 1j * image[0, 1]).double().numpy()
+    img = torch.complex(image[0, 0].double(), image[0, 1].double()).numpy()
     a_h, a_w = centred_dft_matrix(h), centred_dft_matrix(w)
     assert np.allclose(a_h @ img @ a_w.T, fft2c_np(img), atol=1e-9)
 

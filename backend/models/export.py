@@ -152,7 +152,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, height: int = 320, wi
     if height < 8 or width < 8:
         raise InputError(None, f"grid {height}x{width} is too small to export (at least 8x8)")
     model = model.float().eval().to(memory_format=torch.contiguous_format)
-    wrapper = ChannelsKSpace(model, height, width)
+    wrapper = ChannelsKSpace(model, height, width).eval()
     inputs = example_inputs(height, width)
     with torch.no_grad():  # the reference: the model itself, FFT-based DC
         expected = model(inputs[0], torch.complex(inputs[1][:, 0], inputs[1][:, 1]), inputs[2]).numpy()
