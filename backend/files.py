@@ -77,8 +77,6 @@ def atomic_write_bytes(path: str | os.PathLike, data) -> Path:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-    except InputError:
-        raise
     except OSError as err:
         raise InputError(path, f"could not write the file: {err.strerror or err}") from None
     return Path(path)
