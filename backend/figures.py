@@ -27,7 +27,7 @@ def side_by_side(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .files import atomic_path
+    from .files import save_figure
 
     methods = list(next(iter(rows.values())).keys())
     ncols = 1 + len(methods)
@@ -50,6 +50,5 @@ def side_by_side(
             ax.set_xticks([])
             ax.set_yticks([])
         fig.colorbar(im, ax=list(bottom[1:]), fraction=0.02, pad=0.01)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    save_figure(fig, path, dpi=90, bbox_inches="tight")
     plt.close(fig)

@@ -82,6 +82,13 @@ def atomic_write_bytes(path: str | os.PathLike, data) -> Path:
     return Path(path)
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure atomically (format from the file name's suffix); returns ``path``."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=dpi, **savefig_kwargs)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike) -> Iterator["h5py.File"]:  # noqa: F821
     """An h5py file open for writing; on success its bytes land at ``path`` atomically.

@@ -108,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         search_info[source] = {"genotype": summary["genotype"], "epochs": len(history),
                                "seconds": sum(h["seconds"] for h in history)}
 
-    rows = [(f"NasN, cell searched on {a}", "nasn", a), (f"NasN, cell searched on {b}", "nasn", b),
-            ("DCCNN-3", "dccnn", None)]
+    rows = [(f"NasN, cell searched on {a}", f"NasN_cell_{a}", "nasn", a),
+            (f"NasN, cell searched on {b}", f"NasN_cell_{b}", "nasn", b),
+            ("DCCNN-3", "DCCNN-3", "dccnn", None)]
     test_files = dataset_files(datasets[b], "test")
     results, info, wall = {}, {}, {}
-    for label, name, cell_source in rows:
-        key = label.replace(", cell searched on ", "_cell_").replace(" ", "_")
+    for label, key, name, cell_source in rows:
         run_dir = out / "runs" / key
         genotype_file = None
         if cell_source is not None:

@@ -145,7 +145,7 @@ def main() -> None:
     device = rows[0]["device"].split(":")[0] if rows else "none"
     path = out / f"inference_{device}.json"
     write_json(path, {"size": args.size, "machine": platform.machine(), "rows": rows,
-                                "command": "python bench/inference_speed.py " + " ".join(sys.argv[1:])})
+                      "command": "python bench/inference_speed.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")
 
 

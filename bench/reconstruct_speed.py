@@ -85,8 +85,8 @@ def main() -> None:
     device = "cuda" if args.device.startswith("cuda") else ("cpu" if args.device == "cpu" else _auto_device())
     path = out / f"reconstruct_{device}.json"
     write_json(path, {"volume": "12 x 320 x 320 (shipped sample resized, 8 + 4 slices)", "acceleration": 4,
-                                "machine": platform.machine(), "rows": rows,
-                                "command": "python bench/reconstruct_speed.py " + " ".join(sys.argv[1:])})
+                      "machine": platform.machine(), "rows": rows,
+                      "command": "python bench/reconstruct_speed.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")
 
 

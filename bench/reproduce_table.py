@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend import config as cfg  # noqa: E402
 from backend.datasets import dataset_files  # noqa: E402
-from backend.files import atomic_write_bytes, write_json  # noqa: E402
+from backend.files import atomic_write_bytes, save_figure, write_json  # noqa: E402
 from backend.metrics import summarise  # noqa: E402
 from backend.models import Genotype, load_model, model_info  # noqa: E402
 from backend.models.genotype import default_genotype  # noqa: E402
@@ -209,9 +209,7 @@ def plot(out: Path, results: dict, info: dict, labels: list[str]) -> None:
         ax.set_xlabel("GFLOPs (320x320)")
         ax.set_ylabel("PSNR dB (mean over test volumes)")
         ax.set_title(f"{acc}")
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    atomic_write_bytes(out / "psnr_vs_gflops.png", png.getvalue())
+    save_figure(fig, out / "psnr_vs_gflops.png", dpi=100)
     plt.close(fig)
 
 

@@ -18,10 +18,9 @@ OP_COLOURS = {
 def _save(fig, path) -> None:
     import matplotlib.pyplot as plt
 
-    from ..files import atomic_path
+    from ..files import save_figure
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], dpi=100, bbox_inches="tight")
+    save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
