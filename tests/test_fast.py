@@ -17,7 +17,7 @@ import torch
 from backend.masks import make_mask
 from backend.models import build_model, load_model, shipped_weights
 from backend.models.fast import (
-    EXECUTIONS, FastCascade, FastNasNModule, _Autocast, _ShiftedHead, prepare_for_inference,
+    EXECUTIONS, FastCascade, FastNasNModule, _Autocast, _shifted_sum, prepare_for_inference,
     resolve_execution, tune_allocator)
 from backend.models.genotype import Genotype
 from backend.recon import network_inputs
@@ -103,14 +103,27 @@ def test_fused_weights_follow_refresh():
 
 
 @pytest.mark.parametrize("h,w", [(17, 23), (8, 8)])
-def test_shifted_head_equals_the_convolution(h, w):
+def test_shifted_sum_of_taps_equals_the_convolution(h, w):
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(24, 2, 3, padding=1)
+    conv = torch.nn.Conv2d(24, 2, 3, padding=1, bias=False)
     x = torch.randn(2, 24, h, w)
+    taps_weight = conv.weight.permute(2, 3, 0, 1).reshape(18, 24, 1, 1)  # tap-major
     with torch.no_grad():
-        assert (_ShiftedHead(conv)(x) - conv(x)).abs().max().item() < 1e-5
-    with pytest.raises(TypeError):
-        _ShiftedHead(torch.nn.Conv2d(4, 2, 3, padding=2, dilation=2))
+        got = _shifted_sum(torch.nn.functional.conv2d(x, taps_weight), 2)
+        assert (got - conv(x)).abs().max().item() < 1e-5
+
+
+def test_fast_nasn_without_fused_onednn_calls_equals_reference(monkeypatch):
+    """The plan's fallback (separate convolution, addition, ReLU calls) computes the same."""
+    import backend.models.fast as fast_module
+
+    torch.manual_seed(5)
+    reference = build_model("nasn", genotype=GENOTYPES[0], cells=2, channels=8).eval()
+    x, k0, m = _random_inputs(2, 30, 26, seed=5)
+    fused = FastCascade(reference, [FastNasNModule(r, 7) for r in reference.recon]).eval()
+    assert _max_diff(fused, reference, x, k0, m) < 1e-5
+    monkeypatch.setattr(fast_module, "_FUSED", False)
+    assert _max_diff(fused, reference, x, k0, m) < 1e-5
 
 
 @pytest.mark.parametrize("name,kwargs", [("dccnn", {"blocks": 3}), ("modl", {"blocks": 2}), ("rdn", {"blocks": 2}), ("unet", {})])

@@ -1,30 +1,37 @@
 """Inference-only execution of trained models, faster on the same weights (issue #8).
 
 :func:`prepare_for_inference` returns a module with the same ``forward(x, k0, mask)`` and the
-same parameters (shared, not copied) as the model it is given; only the order of the work
-changes. Outputs agree with the reference path to float32 rounding (tests/test_fast.py checks
-a max abs difference < 1e-5 on the normalised scale).
+same parameters (shared, not copied, apart from the re-sliced 1x1 weights below) as the model
+it is given; only the order of the work changes. Outputs agree with the reference path to
+float32 rounding (tests/test_fast.py checks a max abs difference < 1e-5 on the normalised scale).
 
 Why NasN needs its own plan. Its cells are made of depthwise + pointwise convolutions: few
 multiply-adds, but each one reads and writes a whole ``(B, C, H, W)`` tensor, so on a CPU the
 time goes into memory traffic, not arithmetic. Profiled at 320x320 on the 2-core CPU here
-(channels_last), the straightforward module spent more than half of its time in page faults
-on freshly allocated activations (:func:`tune_allocator`), and of the rest about as much in
-``torch.cat``, repeated ReLUs and the 96 -> 2 channel head as in the convolutions.
-:class:`FastNasNModule` therefore
+(channels_last), the straightforward module spent more than half of its time in page faults on
+freshly allocated activations (:func:`tune_allocator`); a first re-planning (one fused 1x1
+convolution per state, nodes written into channel slices of the cell output) then still spent
+a third of its time in element-wise passes over *channel slices* of channels_last tensors,
+which are strided and ran 5-10x slower than the same passes over dense tensors.
+:class:`FastNasNModule` therefore keeps every tensor dense:
 
-* computes ``relu(state)`` once per state instead of once per consuming edge;
-* fuses every 1x1 preprocessing convolution that reads the same state (the stem output feeds
-  three of them, every cell output two) into one convolution, computed once;
-* writes each node straight into its channel slice of the cell output (no ``torch.cat``),
-  and applies the ReLU of that output in place, since nothing else reads it;
-* evaluates each cell in horizontal stripes (plus the rows its receptive field needs), so the
-  intermediates of a stripe stay in cache;
-* evaluates the head 3x3 convolution ``n*C -> 2`` as one 1x1 convolution ``n*C -> 18`` followed
-  by nine shifted 2-channel additions (the same sums, grouped differently);
+* every state is held as a separate dense tensor, as it is needed: raw (read by a skip edge or
+  the head) and/or rectified (read by an operation or a preprocessing convolution, all of which
+  start with a ReLU); a ReLU runs once per state, and where only the rectified state is read it
+  is fused into the convolution that produces it;
+* each node's addition is fused into the last convolution of one of its two terms (oneDNN
+  post-ops: ``conv + other`` into a new tensor, or ``acc += conv`` in place);
+* the 1x1 preprocessing convolution over a cell's concatenated nodes is computed as the sum of
+  one 1x1 convolution per node (no concatenation), per consuming cell;
+* the ``n*C -> 2`` head 3x3 convolution is a sum of per-node 1x1 convolutions to ``9 * 2`` tap
+  channels followed by nine shifted 2-channel additions (the same sums, grouped differently);
+* each cell is evaluated in horizontal stripes (plus the rows its receptive field needs), so
+  that large images keep their intermediates small; one image at a time, so that a stripe of
+  a channels_last tensor is a dense view.
 
-all in channels_last. Other models (dense convolutions, where oneDNN is already efficient) run
-unchanged in channels_last. On CUDA, ``fast`` is channels_last + bf16 autocast instead (see
+Without oneDNN (or off float32 CPU) the same plan runs with separate convolution, addition and
+ReLU calls. Other models (dense convolutions, where oneDNN is already efficient) run unchanged
+in channels_last. On CUDA, ``fast`` is channels_last + bf16 autocast instead (see
 :func:`prepare_for_inference`). Measurements: ``bench/inference_speed.py``.
 """
 
@@ -36,190 +43,294 @@ from torch import nn
 
 from .cascade import ResidualModule, UnrolledCascade
 from .nasn import Cell, CellStack
-from .ops import Conv9x1_1x9, DilConv, SepConv
 
 EXECUTIONS = ("auto", "reference", "fast")
 """``reference``: the training module as is (contiguous, float32); ``fast``: this module's
 plans; ``auto``: ``fast`` on CPU, reference + bf16 autocast on CUDA."""
 
-
-def _without_leading_relu(op: nn.Module) -> nn.Module | None:
-    """The part of a cell operation after its first ReLU (``None`` for the identity).
-
-    Every parametric operation of :mod:`backend.models.ops` starts with a ReLU; the plan feeds
-    it the cached ``relu(state)`` instead. (``none`` never appears in a derived genotype.)
-    """
-    if isinstance(op, nn.Identity):
-        return None
-    if isinstance(op, (DilConv, Conv9x1_1x9)):
-        return nn.Sequential(*list(op)[1:])
-    if isinstance(op, SepConv):
-        first, second = op
-        return nn.Sequential(*list(first)[1:], second)
-    raise TypeError(f"no fast plan for operation {type(op).__name__}")
+try:  # oneDNN convolutions with fused post-ops, as used by torch.compile's CPU backend
+    _CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise
+    _CONV_POINTWISE_INPLACE = torch.ops.mkldnn._convolution_pointwise_
+    _FUSED = torch.backends.mkldnn.is_available()
+except (AttributeError, RuntimeError):
+    _FUSED = False
 
 
-class _ShiftedHead(nn.Module):
-    """A 3x3 'same' convolution ``in -> out`` (dilation 1, bias) as a 1x1 conv to ``9*out``
-    channels plus nine shifted sums: far fewer passes over the wide input for small ``out``."""
+def _conv(x: torch.Tensor, conv: nn.Conv2d, *, relu: bool = False, add: torch.Tensor | None = None,
+          into: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv(x)``, plus ``add`` (into a new tensor) or added to ``into`` (in place, returned),
+    then optionally a ReLU. One oneDNN call on float32 CPU tensors, else separate calls."""
+    if _FUSED and x.device.type == "cpu" and x.dtype == torch.float32:
+        args = (conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        unary = ("relu", [None], "") if relu else (None, [], None)
+        if into is not None:
+            return _CONV_POINTWISE_INPLACE.binary(into, x, *args, "add", 1.0, *unary)
+        if add is not None:
+            return _CONV_POINTWISE.binary(x, add, *args, "add", 1.0, *unary)
+        return _CONV_POINTWISE(x, *args, *(unary if relu else ("none", [], None)))
+    y = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    if into is not None:
+        y = into.add_(y)
+    elif add is not None:
+        y = y.add_(add)
+    return y.relu_() if relu else y
 
-    def __init__(self, conv: nn.Conv2d):
+
+class _Chain(nn.Module):
+    """A cell operation without its leading ReLU: its convolutions, each flagged when a ReLU
+    follows it (inside ``sep_conv_3x3``). Empty for the identity."""
+
+    def __init__(self, op: nn.Module):
         super().__init__()
-        if conv.kernel_size != (3, 3) or conv.dilation != (1, 1) or conv.padding != (1, 1) or conv.groups != 1:
-            raise TypeError("the shifted head needs a plain 3x3 convolution with padding 1")
-        self.conv = conv
-        self.out_channels = conv.out_channels
+        self.convs = nn.ModuleList()
+        self.relu_after: list[bool] = []
+        if isinstance(op, nn.Identity):
+            return
+        layers = [m for m in op.modules() if not list(m.children())]
+        if not layers or not isinstance(layers[0], nn.ReLU):
+            raise TypeError(f"no fast plan for operation {type(op).__name__}: it does not start with a ReLU")
+        for layer in layers[1:]:
+            if isinstance(layer, nn.Conv2d):
+                self.convs.append(layer)
+                self.relu_after.append(False)
+            elif isinstance(layer, nn.ReLU) and self.relu_after:
+                self.relu_after[-1] = True
+            else:
+                raise TypeError(f"no fast plan for operation {type(op).__name__} ({type(layer).__name__})")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.conv.weight  # (out, in, 3, 3) -> (9 * out, in, 1, 1), taps major
-        taps = F.conv2d(x, w.permute(2, 3, 0, 1).reshape(-1, w.shape[1], 1, 1))
-        taps = F.pad(taps, (1, 1, 1, 1))
-        h, wd = x.shape[-2:]
-        o = self.out_channels
-        out = None
-        for tap in range(9):
-            dy, dx = divmod(tap, 3)
-            part = taps[:, tap * o:(tap + 1) * o, dy:dy + h, dx:dx + wd]
-            out = part.clone() if out is None else out.add_(part)
-        if self.conv.bias is not None:
-            out.add_(self.conv.bias.view(1, -1, 1, 1))
-        return out
+    @property
+    def radius(self) -> int:
+        """How many pixels (rows) away the output depends on the input."""
+        return sum(c.dilation[0] * (c.kernel_size[0] // 2) for c in self.convs)
+
+    def run(self, x: torch.Tensor, upto_last: bool = False) -> torch.Tensor:
+        """The convolutions on the rectified input ``x``; all but the last with ``upto_last``."""
+        n = len(self.convs) - 1 if upto_last else len(self.convs)
+        for conv, relu in zip(list(self.convs)[:n], self.relu_after[:n]):
+            x = _conv(x, conv, relu=relu)
+        return x
 
 
-def _op_radius(op: nn.Module | None) -> int:
-    """How many pixels (rows) away an operation's output depends on its input."""
-    if op is None:
-        return 0
-    radius = 0
-    for layer in op.modules():
-        if isinstance(layer, nn.Conv2d):
-            radius += layer.dilation[0] * (layer.kernel_size[0] // 2)
-    return radius
+def _frozen_1x1(weight: torch.Tensor) -> nn.Conv2d:
+    """A bias-free 1x1 convolution holding a dense copy of ``weight`` (out, in, 1, 1)."""
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=False)
+    conv.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=False)
+    return conv
+
+
+def _shifted_sum(taps: torch.Tensor, out_channels: int) -> torch.Tensor:
+    """A 3x3 'same' convolution finished from its nine taps: ``taps`` holds, tap-major, the
+    1x1 convolution of the input with each of the nine kernel positions. Each tap is added to
+    the window of the output it reaches (zero padding = the rows and columns it does not)."""
+    taps = taps.contiguous()  # a few channels: plain layout keeps each tap's slice dense
+    h, w = taps.shape[-2:]
+    out = taps[:, 4 * out_channels:5 * out_channels].clone()  # the centre tap covers everything
+    for tap in range(9):
+        if tap == 4:
+            continue
+        dy, dx = tap // 3 - 1, tap % 3 - 1  # output (y, x) reads input (y + dy, x + dx)
+        part = taps[:, tap * out_channels:(tap + 1) * out_channels]
+        out[:, :, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)] += \
+            part[:, :, max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)]
+    return out
+
+
+STRIPE_BYTES = 16 << 20
+"""Largest ``C``-channel stripe tensor of :class:`FastNasNModule` with ``stripe_rows="auto"``:
+whole images up to 16 MiB per tensor, stripes beyond. Chosen from ``python
+bench/stripe_rows.py`` (``bench/results/stripe_rows_cpu.json``): with the shipped NasN
+(C = 32) on the 2-core CPU here, whole 320x320 images ran as fast as any stripe height, while
+whole 640x640 images (52 MB per tensor, above glibc's largest mmap threshold, so that every
+activation page-faults in again) took twice as long as stripes."""
 
 
 class FastNasNModule(nn.Module):
     """One NasN reconstruction module (:func:`backend.models.nasn.nasn_module`) re-planned.
 
-    Same parameters and the same function as the reference module; see the module docstring
-    for what changes. Shape ``(B, 2, H, W) -> (B, 2, H, W)``.
+    Same function as the reference module; see the module docstring for what changes. Shape
+    ``(B, 2, H, W) -> (B, 2, H, W)``. The operations' convolutions and the stem are shared
+    with the reference module; the preprocessing and head weights are re-sliced copies (call
+    :meth:`refresh` after changing the reference weights in place).
 
     Args:
         module: the reference module.
         stripe_rows: each cell is evaluated in horizontal stripes of this many rows (plus the
-            rows its receptive field needs on both sides), so that the intermediate tensors of
-            a stripe stay in the CPU cache; ``None`` = whole images.
+            rows its receptive field needs on both sides); ``None`` = whole images; ``"auto"``
+            = stripes of at most :data:`STRIPE_BYTES` per ``C``-channel tensor (whole images up
+            to 409 pixels wide at C = 32).
     """
 
-    def __init__(self, module: ResidualModule, stripe_rows: int | None = 96):
+    def __init__(self, module: ResidualModule, stripe_rows: int | str | None = "auto"):
         super().__init__()
         if not isinstance(module.body, CellStack):
             raise TypeError("FastNasNModule needs a NasN reconstruction module")
         cells: list[Cell] = list(module.body.cells)
+        head = module.head
+        if head.kernel_size != (3, 3) or head.dilation != (1, 1) or head.padding != (1, 1) or head.groups != 1:
+            raise TypeError("the fast NasN head needs a plain 3x3 convolution with padding 1")
         self.stripe_rows = stripe_rows
         self.stem = module.stem
-        self.head = _ShiftedHead(module.head)
+        self.head_bias = head.bias
+        self.out_channels = head.out_channels
         self.channels = cells[0].preprocess0[1].out_channels
+        self.nodes = len(cells[0].ops) // 2
         self.cell_inputs = [list(c.inputs) for c in cells]
-        self.cell_ops = nn.ModuleList(
-            nn.ModuleList(_Optional(_without_leading_relu(op)) for op in c.ops) for c in cells)
-        self.out_channels = [c.out_channels for c in cells]
-        # rows of context a cell needs around a stripe: node radius over the edges
+        self.chains = nn.ModuleList(nn.ModuleList(_Chain(op) for op in c.ops) for c in cells)
+        last = len(cells) - 1
+        # which form of each state a cell reads: "raw" (skip edges, the head) and/or "relu"
+        # (operations, the next cells' preprocessing)
+        self.needs: list[list[set[str]]] = []
+        for j in range(len(cells)):
+            need = [set() for _ in range(self.nodes + 2)]
+            for chain, src in zip(self.chains[j], self.cell_inputs[j]):
+                need[src].add("relu" if len(chain.convs) else "raw")
+            for state in range(2, self.nodes + 2):
+                need[state].add("raw" if j == last else "relu")
+            self.needs.append(need)
         self.halo = []
-        for j, ops in enumerate(self.cell_ops):
+        for j, chains in enumerate(self.chains):
             radius = [0, 0]
-            for node in range(len(ops) // 2):
-                radius.append(max((radius[self.cell_inputs[j][k]] + _op_radius(ops[k].op))
+            for node in range(self.nodes):
+                radius.append(max(radius[self.cell_inputs[j][k]] + chains[k].radius
                                   for k in (2 * node, 2 * node + 1)))
             self.halo.append(max(radius))
         # States: -1 = stem output, j = output of cell j. Cell j reads s0 = state max(j-2, -1)
-        # and s1 = state j-1 (CellStack.forward). Group the preprocessing convs by state.
-        consumers: dict[int, list[tuple[int, int]]] = {}
+        # and s1 = state j-1 (CellStack.forward) through a ReLU and a 1x1 convolution, split
+        # here into one convolution per node of the state read.
+        self.consumers: dict[int, list[tuple[int, int]]] = {}
         for j in range(len(cells)):
-            consumers.setdefault(max(j - 2, -1), []).append((j, 0))
-            consumers.setdefault(j - 1, []).append((j, 1))
-        self.consumers = consumers
-        self.fused = nn.ParameterDict()
-        self._sources = []
-        for state, users in consumers.items():
-            weights = [(cells[j].preprocess0 if which == 0 else cells[j].preprocess1)[1].weight
-                       for j, which in users]
-            self._sources.append(weights)
-            # a concatenation is a new tensor: kept as a frozen copy (see refresh())
-            self.fused[str(state + 1)] = nn.Parameter(torch.cat(weights, 0).detach().clone(),
-                                                      requires_grad=False)
+            for which, state in ((0, max(j - 2, -1)), (1, j - 1)):
+                if self.needs[j][which]:
+                    self.consumers.setdefault(state, []).append((j, which))
+        self._sources: list[tuple[nn.Conv2d, torch.Tensor, int, int]] = []
+        self.preprocess = nn.ModuleDict()
+        for state, users in self.consumers.items():
+            for j, which in users:
+                weight = (cells[j].preprocess0 if which == 0 else cells[j].preprocess1)[1].weight
+                self.preprocess[f"{j}_{which}"] = self._slices(weight, 1 if state < 0 else self.nodes)
+        taps = head.weight.permute(2, 3, 0, 1).reshape(-1, head.weight.shape[1], 1, 1)  # tap-major
+        self.head_taps = self._slices(taps, self.nodes, source=head.weight)
+
+    def _slices(self, weight: torch.Tensor, parts: int, source: torch.Tensor | None = None) -> nn.ModuleList:
+        """``weight`` (out, parts * C, 1, 1) as ``parts`` 1x1 convolutions over C channels."""
+        size = weight.shape[1] // parts
+        convs = nn.ModuleList()
+        for part in range(parts):
+            conv = _frozen_1x1(weight[:, part * size:(part + 1) * size])
+            self._sources.append((conv, weight if source is None else source, part, size))
+            convs.append(conv)
+        return convs
 
     @torch.no_grad()
     def refresh(self) -> None:
-        """Copy the reference preprocessing weights into the fused ones again (after the
-        reference weights were changed in place)."""
-        for state, weights in zip(self.consumers, self._sources):
-            self.fused[str(state + 1)].copy_(torch.cat(weights, 0))
+        """Copy the reference preprocessing and head weights into the sliced ones again (after
+        the reference weights were changed in place)."""
+        for conv, source, part, size in self._sources:
+            if source.shape[-1] == 3:  # the head: tap-major again
+                source = source.permute(2, 3, 0, 1).reshape(-1, source.shape[1], 1, 1)
+            conv.weight.copy_(source[:, part * size:(part + 1) * size])
 
-    def _split(self, state: int, fused: torch.Tensor, pending: dict) -> None:
-        for i, key in enumerate(self.consumers[state]):
-            pending[key] = fused[:, i * self.channels:(i + 1) * self.channels]
+    def _stored_raw(self, j: int, which: int) -> bool:
+        """Whether cell ``j``'s input ``which`` is kept raw (else only rectified)."""
+        return "raw" in self.needs[j][which]
 
-    def _cell(self, j: int, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        """Cell ``j`` on preprocessed inputs ``(B, C, h, W)`` -> ``(B, n*C, h, W)``."""
-        c = self.channels
-        ops = self.cell_ops[j]
-        inputs = self.cell_inputs[j]
-        states = [s0, s1]
-        relus: dict[int, torch.Tensor] = {}
-        out = torch.empty((s0.shape[0], self.out_channels[j], *s0.shape[-2:]), dtype=s0.dtype,
-                          device=s0.device, memory_format=torch.channels_last)
-        for node in range(len(ops) // 2):
-            terms = []
-            for k in (2 * node, 2 * node + 1):
-                src = inputs[k]
-                if ops[k].op is None:
-                    terms.append(states[src])
-                else:
-                    if src not in relus:
-                        relus[src] = torch.relu(states[src]).contiguous(memory_format=torch.channels_last)
-                    terms.append(ops[k].op(relus[src]))
-            target = out[:, node * c:(node + 1) * c]
-            torch.add(terms[0], terms[1], out=target)
-            states.append(target)
+    def _cell(self, j: int, inputs: list[torch.Tensor | None]) -> list[dict]:
+        """Cell ``j`` on its preprocessed inputs (row windows, raw or rectified as stored):
+        the nodes, each ``{"raw": tensor or None, "relu": tensor or None}``."""
+        states = []
+        for which, window in enumerate(inputs):
+            if window is None or not self._stored_raw(j, which):
+                states.append({"raw": None, "relu": window})
+            else:
+                states.append({"raw": window,
+                               "relu": torch.relu(window) if "relu" in self.needs[j][which] else None})
+        chains, inputs_of = self.chains[j], self.cell_inputs[j]
+        for node in range(self.nodes):
+            edges = [(chains[k], inputs_of[k]) for k in (2 * node, 2 * node + 1)]
+            ops = [(chain, src) for chain, src in edges if len(chain.convs)]
+            skips = [src for chain, src in edges if not len(chain.convs)]
+            need = self.needs[j][2 + node]
+            relu_only = "raw" not in need
+            if not ops:
+                out = torch.add(states[skips[0]]["raw"], states[skips[1]]["raw"])
+                if relu_only:
+                    out.relu_()
+            elif len(ops) == 2:
+                (first, a), (second, b) = ops
+                acc = first.run(states[a]["relu"])
+                out = _conv(second.run(states[b]["relu"], upto_last=True), second.convs[-1], into=acc, relu=relu_only)
+            else:  # oneDNN's out-of-place "conv + other" measured slower than conv, then add in place
+                (chain, a), = ops
+                out = chain.run(states[a]["relu"]).add_(states[skips[0]]["raw"])
+                if relu_only:
+                    out.relu_()
+            if relu_only:
+                states.append({"raw": None, "relu": out})
+            else:
+                states.append({"raw": out, "relu": torch.relu(out) if "relu" in need else None})
+        return states[2:]
+
+    @staticmethod
+    def _sum_of_convs(sources: list[torch.Tensor], convs: nn.ModuleList, relu: bool) -> torch.Tensor:
+        """``sum_k convs[k](sources[k])`` (then ReLU), accumulated in place."""
+        last = len(convs) - 1
+        out = _conv(sources[0], convs[0], relu=relu and last == 0)
+        for k in range(1, len(convs)):
+            out = _conv(sources[k], convs[k], into=out, relu=relu and k == last)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stem = self.stem(x)
+        if x.shape[0] > 1:  # one image at a time: a row stripe of a channels_last image is dense
+            return torch.cat([self._image(x[b:b + 1]) for b in range(x.shape[0])])
+        return self._image(x)
+
+    def _image(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        stem = _conv(x, self.stem, relu=True)  # the stem output is read only through ReLUs
         pending: dict[tuple[int, int], torch.Tensor] = {}
-        self._split(-1, F.conv2d(torch.relu(stem), self.fused["0"]), pending)
+        for j, which in self.consumers.get(-1, []):
+            pending[(j, which)] = _conv(stem, self.preprocess[f"{j}_{which}"][0],
+                                        relu=not self._stored_raw(j, which))
         del stem
         height = x.shape[-2]
         rows = self.stripe_rows or height
-        last = len(self.cell_ops) - 1
-        for j in range(len(self.cell_ops)):
-            s0, s1 = pending.pop((j, 0)), pending.pop((j, 1))
-            if j == last:
-                out = torch.empty((x.shape[0], self.out_channels[j], *x.shape[-2:]), dtype=x.dtype,
-                                  device=x.device, memory_format=torch.channels_last)
-            else:
-                weight = self.fused[str(j + 1)]
-                out = torch.empty((x.shape[0], weight.shape[0], *x.shape[-2:]), dtype=x.dtype,
-                                  device=x.device, memory_format=torch.channels_last)
+        if rows == "auto":
+            rows = max(16, STRIPE_BYTES // (self.channels * x.shape[-1] * x.element_size()))
+        rows = min(rows, height)
+        last = len(self.chains) - 1
+        for j in range(len(self.chains)):
+            inputs = [pending.pop((j, which), None) for which in (0, 1)]
+            # what this cell's output feeds: the head (taps) or the next cells' inputs
+            users = [None] if j == last else self.consumers.get(j, [])
+            outputs: dict = {}
             halo = self.halo[j]
             for top in range(0, height, rows):
                 bottom = min(top + rows, height)
                 lo, hi = max(top - halo, 0), min(bottom + halo, height)
-                cell = self._cell(j, s0[:, :, lo:hi], s1[:, :, lo:hi])[:, :, top - lo:bottom - lo]
-                # the cell output is read only by the next cells' preprocessing (ReLU, 1x1),
-                # except the last one, which feeds the head
-                out[:, :, top:bottom] = cell if j == last else F.conv2d(cell.relu_(), weight)
+                nodes = self._cell(j, [None if t is None else t[:, :, lo:hi] for t in inputs])
+                a, b = top - lo, bottom - lo
+                for user in users:
+                    if user is None:
+                        part = self._sum_of_convs([n["raw"][:, :, a:b] for n in nodes], self.head_taps, relu=False)
+                    else:
+                        part = self._sum_of_convs([n["relu"][:, :, a:b] for n in nodes],
+                                                  self.preprocess[f"{user[0]}_{user[1]}"],
+                                                  relu=not self._stored_raw(*user))
+                    if rows == height:
+                        outputs[user] = part
+                    else:
+                        if user not in outputs:
+                            outputs[user] = torch.empty((1, part.shape[1], height, x.shape[-1]), dtype=part.dtype,
+                                                        device=part.device, memory_format=torch.channels_last)
+                        outputs[user][:, :, top:bottom].copy_(part)
+            del inputs
             if j == last:
-                return x + self.head(out)
-            self._split(j, out, pending)
+                out = _shifted_sum(outputs[None], self.out_channels)
+                if self.head_bias is not None:
+                    out.add_(self.head_bias.view(1, -1, 1, 1))
+                return x + out
+            pending.update(outputs)
         raise AssertionError("unreachable")
-
-
-class _Optional(nn.Module):
-    """Holds an operation or ``None`` (identity) inside a ModuleList."""
-
-    def __init__(self, op: nn.Module | None):
-        super().__init__()
-        self.op = op
 
 
 class FastCascade(nn.Module):
