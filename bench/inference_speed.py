@@ -1,11 +1,11 @@
 """Benchmark: per-slice latency, throughput and peak memory of every method at 320x320.
 
-    python bench/inference_speed.py [--size 320] [--repeats 5] [--device auto] [--methods NasN DCCNN-3]
+    python bench/inference_speed.py [--size 320] [--repeats 5] [--warmup 3] [--device auto] [--methods NasN DCCNN-3]
 
 Each (method, variant) runs in a fresh subprocess (so peak memory is its own maximum resident
 set size) in eval mode on a real-looking input (random complex image, 4x mask, normalised as
-``nascsmri reconstruct`` does): latency = median time of one slice (batch 1); throughput =
-slices/s at the best of batches 1, 2, 4. NasN and DCCNN-3 use the shipped weights, the others
+``nascsmri reconstruct`` does): latency = median time of one slice (batch 1) after
+``--warmup`` untimed calls; throughput = slices/s at the best of batches 1, 2, 4. NasN and DCCNN-3 use the shipped weights, the others
 a seeded random initialisation. Variants:
 
 * ``reference``: the training module as is (float32, contiguous, ``torch.no_grad``);
@@ -46,7 +46,7 @@ from backend.models import build_model, load_model, shipped_weights
 from backend.models.fast import prepare_for_inference
 from backend.recon import network_inputs, resolve_device
 from backend.masks import make_mask
-name, blocks, variant, size, repeats, device = {args!r}
+name, blocks, variant, size, repeats, warmup, device = {args!r}
 device = resolve_device(device)
 mask = torch.from_numpy(make_mask("random", size, 4, seed=0).lines.astype("float32")).to(device)
 def load():
@@ -99,7 +99,8 @@ if model is not None:
         del reference
 def timed(batch):
     data = inputs(batch)
-    step(*data)
+    for _ in range(warmup):  # the allocator's heap grows to its peak during the first calls
+        step(*data)
     ts = []
     for _ in range(repeats):
         t = time.perf_counter(); step(*data); ts.append(time.perf_counter() - t)
@@ -116,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each timing (default 3)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--methods", nargs="+", default=None, help=f"subset of: {' '.join(m for m, _, _ in METHODS)}")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -125,7 +127,7 @@ def main() -> None:
         for variant in VARIANTS:
             if name is None and variant != "reference":
                 continue  # zero-filled: one inverse FFT, nothing to vary
-            code = CHILD.format(root=str(ROOT), args=(name, blocks, variant, args.size, args.repeats, args.device))
+            code = CHILD.format(root=str(ROOT), args=(name, blocks, variant, args.size, args.repeats, args.warmup, args.device))
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{label} {variant}: failed: {proc.stderr.strip().splitlines()[-1]}", file=sys.stderr)
