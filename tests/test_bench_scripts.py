@@ -1,4 +1,5 @@
-"""The prepared GPU check must not rot between the tasks that are lent a GPU: run it on the CPU."""
+"""Bench scripts must not rot: the prepared GPU check (run on the CPU, between the tasks that
+are lent a GPU) and the stripe-height benchmark, at tiny sizes."""
 
 from __future__ import annotations
 
@@ -25,3 +26,14 @@ def test_gpu_check_runs_on_the_cpu_and_reports(tmp_path):
         assert report["agreement"][label]["max_abs_diff"] < 1e-5
         assert report["train_step_s"][label] > 0
     assert report["search_step_s"] > 0
+
+
+def test_stripe_rows_benchmark_reports_exact_plans(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "stripe_rows.py"), "--sizes", "40", "--rows", "none",
+                           "8", "auto", "--repeats", "1", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "stripe_rows_cpu.json").read_text())
+    nasn = [r for r in report["rows"] if r["model"] == "NasN"]
+    assert [r["stripe_rows"] for r in nasn] == [None, 8, "auto"]
+    assert all(r["max_abs_diff"] < 1e-5 and r["latency_s"] > 0 for r in nasn)
+    assert [r["model"] for r in report["rows"]].count("DCCNN-3") == 1
