@@ -19,8 +19,10 @@ which are strided and ran 5-10x slower than the same passes over dense tensors.
   the head) and/or rectified (read by an operation or a preprocessing convolution, all of which
   start with a ReLU); a ReLU runs once per state, and where only the rectified state is read it
   is fused into the convolution that produces it;
-* each node's addition is fused into the last convolution of one of its two terms (oneDNN
-  post-ops: ``conv + other`` into a new tensor, or ``acc += conv`` in place);
+* a node of two operations is accumulated in place by the last convolution of the second
+  (oneDNN binary-add post-op in place, ``acc += conv``, with the ReLU fused too where only the rectified
+  node is read); an operation plus a skip edge is the convolution, then an in-place addition
+  (oneDNN's out-of-place ``conv + other`` measured slower);
 * the 1x1 preprocessing convolution over a cell's concatenated nodes is computed as the sum of
   one 1x1 convolution per node (no concatenation), per consuming cell;
 * the ``n*C -> 2`` head 3x3 convolution is a sum of per-node 1x1 convolutions to ``9 * 2`` tap
@@ -49,30 +51,26 @@ EXECUTIONS = ("auto", "reference", "fast")
 plans; ``auto``: ``fast`` on CPU, reference + bf16 autocast on CUDA."""
 
 try:  # oneDNN convolutions with fused post-ops, as used by torch.compile's CPU backend
-    _CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise
+    _CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise.default
     _CONV_POINTWISE_INPLACE = torch.ops.mkldnn._convolution_pointwise_
     _FUSED = torch.backends.mkldnn.is_available()
 except (AttributeError, RuntimeError):
     _FUSED = False
 
 
-def _conv(x: torch.Tensor, conv: nn.Conv2d, *, relu: bool = False, add: torch.Tensor | None = None,
+def _conv(x: torch.Tensor, conv: nn.Conv2d, *, relu: bool = False,
           into: torch.Tensor | None = None) -> torch.Tensor:
-    """``conv(x)``, plus ``add`` (into a new tensor) or added to ``into`` (in place, returned),
-    then optionally a ReLU. One oneDNN call on float32 CPU tensors, else separate calls."""
+    """``conv(x)``, or ``into + conv(x)`` written into ``into`` (returned), then optionally a
+    ReLU. One oneDNN call on float32 CPU tensors, else separate calls."""
     if _FUSED and x.device.type == "cpu" and x.dtype == torch.float32:
         args = (conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         unary = ("relu", [None], "") if relu else (None, [], None)
         if into is not None:
             return _CONV_POINTWISE_INPLACE.binary(into, x, *args, "add", 1.0, *unary)
-        if add is not None:
-            return _CONV_POINTWISE.binary(x, add, *args, "add", 1.0, *unary)
         return _CONV_POINTWISE(x, *args, *(unary if relu else ("none", [], None)))
     y = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     if into is not None:
         y = into.add_(y)
-    elif add is not None:
-        y = y.add_(add)
     return y.relu_() if relu else y
 
 
