@@ -29,8 +29,9 @@ def test_gpu_check_runs_on_the_cpu_and_reports(tmp_path):
 
 
 def test_stripe_rows_benchmark_reports_exact_plans(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "stripe_rows.py"), "--sizes", "40", "--rows", "none",
-                           "8", "auto", "--repeats", "1", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    command = [sys.executable, str(ROOT / "bench" / "stripe_rows.py"), "--sizes", "40", "--rows", "none", "8", "auto",
+               "--repeats", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "stripe_rows_cpu.json").read_text())
     nasn = [r for r in report["rows"] if r["model"] == "NasN"]

@@ -20,9 +20,9 @@ which are strided and ran 5-10x slower than the same passes over dense tensors.
   start with a ReLU); a ReLU runs once per state, and where only the rectified state is read it
   is fused into the convolution that produces it;
 * a node of two operations is accumulated in place by the last convolution of the second
-  (oneDNN binary-add post-op in place, ``acc += conv``, with the ReLU fused too where only the rectified
-  node is read); an operation plus a skip edge is the convolution, then an in-place addition
-  (oneDNN's out-of-place ``conv + other`` measured slower);
+  (oneDNN's binary-add post-op in place, ``acc += conv``, with the ReLU fused too where only
+  the rectified node is read); an operation plus a skip edge is the convolution, then an
+  in-place addition (oneDNN's out-of-place ``conv + other`` measured slower);
 * the 1x1 preprocessing convolution over a cell's concatenated nodes is computed as the sum of
   one 1x1 convolution per node (no concatenation), per consuming cell;
 * the ``n*C -> 2`` head 3x3 convolution is a sum of per-node 1x1 convolutions to ``9 * 2`` tap
