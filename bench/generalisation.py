@@ -20,7 +20,7 @@ and resumes from its last checkpoint when interrupted: rerun the same command.
 
 Outputs in ``--out``: ``data_<source>/`` (the per-source splits, symbolic links into
 ``--data``), ``search_<source>/``, ``runs/<label>/``, ``eval/<label>.json``, ``results.md``,
-``results.json``.
+``results.json``, ``results.png`` (validation PSNR per epoch; test PSNR per volume at 4x, 8x).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backend import config as cfg  # noqa: E402
 from backend.datasets import dataset_files  # noqa: E402
 from backend.errors import InputError  # noqa: E402
-from backend.files import atomic_write_bytes, write_json  # noqa: E402
+from backend.files import atomic_write_bytes, save_figure, write_json  # noqa: E402
 from backend.models import Genotype, load_model, model_info  # noqa: E402
 from backend.recon import NetworkReconstructor, resolve_device, run  # noqa: E402
 from backend.search.search import search  # noqa: E402
@@ -64,6 +64,32 @@ def source_dataset(data: Path, source: str, out: Path) -> Path:
             if not link.exists():
                 os.symlink(f.resolve(), link)
     return folder
+
+
+def plot_results(path: Path, histories: dict[str, list[dict]], results: dict[str, dict]) -> Path:
+    """Validation PSNR per epoch of every retraining, and test PSNR per volume at 4x and 8x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
+    for label, history in histories.items():
+        axes[0].plot([h["epoch"] for h in history], [h["psnr"] for h in history], marker="o", ms=3, label=label)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("validation PSNR dB (4x and 8x)")
+    axes[0].set_title("retraining")
+    axes[0].legend(fontsize=8)
+    for ax, acc in zip(axes[1:], ("4x", "8x")):
+        for label, result in results.items():
+            names = sorted(result["volumes"])
+            ax.plot(range(len(names)), [result["volumes"][n][acc]["psnr"] for n in names], marker="o", label=label)
+        ax.set_xticks(range(len(names)), [n.rsplit(".", 1)[0] for n in names], rotation=30, fontsize=7)
+        ax.set_ylabel("PSNR dB")
+        ax.set_title(f"held-out test volumes, {acc}")
+    path = save_figure(fig, path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _progress(prefix: str):
@@ -112,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             (f"NasN, cell searched on {b}", f"NasN_cell_{b}", "nasn", b),
             ("DCCNN-3", "DCCNN-3", "dccnn", None)]
     test_files = dataset_files(datasets[b], "test")
-    results, info, wall = {}, {}, {}
+    results, info, wall, histories = {}, {}, {}, {}
     for label, key, name, cell_source in rows:
         run_dir = out / "runs" / key
         genotype_file = None
@@ -127,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.TRAIN_PRESETS, {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch})
         print(f"{label}: training on {b} ({config.epochs} epochs x {config.steps_per_epoch} steps)", flush=True)
         run(train(config, str(run_dir), resume=(run_dir / "checkpoint.pt").exists()), _progress(key))
-        history = json.loads((run_dir / "history.json").read_text())
+        history = histories[label] = json.loads((run_dir / "history.json").read_text())
         model, _ = load_model(run_dir / "best.safetensors")
         results[label] = evaluate(key, NetworkReconstructor(model, device, "reference"), test_files,
                                   out / "eval" / f"{key}.json")
@@ -153,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {label} | {fmt(s['psnr'])} | {fmt(s['ssim'], digits=4)} | {fmt(s['nmse'], 100)} | "
                          f"{info[label]['gflops']:.2f} | {info[label]['params']:,} | {wall[label]['train_s']:.0f} |")
         lines.append("")
+    lines += ["![validation PSNR per epoch; test PSNR per volume](results.png)", ""]
+    plot_results(out / "results.png", histories, results)
     atomic_write_bytes(out / "results.md", ("\n".join(lines) + "\n").encode())
     write_json(out / "results.json", {"command": command, "searches": search_info,
                                       "rows": {label: {"4x": aggregate(results[label], "4x"),
