@@ -5,8 +5,8 @@
 Each (method, variant) runs in a fresh subprocess (so peak memory is its own maximum resident
 set size) in eval mode on a real-looking input (random complex image, 4x mask, normalised as
 ``nascsmri reconstruct`` does): latency = median time of one slice (batch 1) after
-``--warmup`` untimed calls; throughput = slices/s at the best of batches 1, 2, 4. NasN and DCCNN-3 use the shipped weights, the others
-a seeded random initialisation. Variants:
+``--warmup`` untimed calls; throughput = slices/s at the best of batches 1, 2, 4. NasN and
+DCCNN-3 use the shipped weights, the others a seeded random initialisation. Variants:
 
 * ``reference``: the training module as is (float32, contiguous, ``torch.no_grad``);
 * ``channels_last``: the same module in channels_last under ``torch.inference_mode``;

@@ -95,6 +95,7 @@ def test_fused_weights_follow_refresh():
         for r in model.recon:
             for cell in r.body.cells:
                 cell.preprocess0[1].weight.mul_(-0.5)
+            r.head.weight.mul_(1.5)  # the head's taps are sliced copies too
     x, k0, m = _random_inputs(1, 24, 20, seed=3)
     assert _max_diff(fast, model, x, k0, m) > 1e-3  # stale copies
     for r in fast.recon:

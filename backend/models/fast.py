@@ -109,6 +109,11 @@ class _Chain(nn.Module):
         return x
 
 
+def _tap_major(weight: torch.Tensor) -> torch.Tensor:
+    """A 3x3 kernel ``(out, in, 3, 3)`` as nine 1x1 kernels stacked tap-major ``(9 * out, in, 1, 1)``."""
+    return weight.permute(2, 3, 0, 1).reshape(-1, weight.shape[1], 1, 1)
+
+
 def _frozen_1x1(weight: torch.Tensor) -> nn.Conv2d:
     """A bias-free 1x1 convolution holding a dense copy of ``weight`` (out, in, 1, 1)."""
     conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=False)
@@ -200,22 +205,24 @@ class FastNasNModule(nn.Module):
             for which, state in ((0, max(j - 2, -1)), (1, j - 1)):
                 if self.needs[j][which]:
                     self.consumers.setdefault(state, []).append((j, which))
-        self._sources: list[tuple[nn.Conv2d, torch.Tensor, int, int]] = []
+        # (sliced copy, reference weight, whether the head's taps, slice index, slice width)
+        self._sources: list[tuple[nn.Conv2d, torch.Tensor, bool, int, int]] = []
         self.preprocess = nn.ModuleDict()
         for state, users in self.consumers.items():
             for j, which in users:
                 weight = (cells[j].preprocess0 if which == 0 else cells[j].preprocess1)[1].weight
                 self.preprocess[f"{j}_{which}"] = self._slices(weight, 1 if state < 0 else self.nodes)
-        taps = head.weight.permute(2, 3, 0, 1).reshape(-1, head.weight.shape[1], 1, 1)  # tap-major
-        self.head_taps = self._slices(taps, self.nodes, source=head.weight)
+        self.head_taps = self._slices(head.weight, self.nodes, taps=True)
 
-    def _slices(self, weight: torch.Tensor, parts: int, source: torch.Tensor | None = None) -> nn.ModuleList:
-        """``weight`` (out, parts * C, 1, 1) as ``parts`` 1x1 convolutions over C channels."""
-        size = weight.shape[1] // parts
+    def _slices(self, weight: torch.Tensor, parts: int, taps: bool = False) -> nn.ModuleList:
+        """``weight`` (out, parts * C, 1, 1), or a 3x3 kernel's taps with ``taps``, as ``parts``
+        1x1 convolutions over C channels each."""
+        full = _tap_major(weight) if taps else weight
+        size = full.shape[1] // parts
         convs = nn.ModuleList()
         for part in range(parts):
-            conv = _frozen_1x1(weight[:, part * size:(part + 1) * size])
-            self._sources.append((conv, weight if source is None else source, part, size))
+            conv = _frozen_1x1(full[:, part * size:(part + 1) * size])
+            self._sources.append((conv, weight, taps, part, size))
             convs.append(conv)
         return convs
 
@@ -223,10 +230,9 @@ class FastNasNModule(nn.Module):
     def refresh(self) -> None:
         """Copy the reference preprocessing and head weights into the sliced ones again (after
         the reference weights were changed in place)."""
-        for conv, source, part, size in self._sources:
-            if source.shape[-1] == 3:  # the head: tap-major again
-                source = source.permute(2, 3, 0, 1).reshape(-1, source.shape[1], 1, 1)
-            conv.weight.copy_(source[:, part * size:(part + 1) * size])
+        for conv, source, taps, part, size in self._sources:
+            full = _tap_major(source) if taps else source
+            conv.weight.copy_(full[:, part * size:(part + 1) * size])
 
     def _stored_raw(self, j: int, which: int) -> bool:
         """Whether cell ``j``'s input ``which`` is kept raw (else only rectified)."""
