@@ -6,6 +6,7 @@ issue: max abs difference < 1e-5 on the normalised scale the networks see.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -20,7 +21,24 @@ from backend.models.fast import (
     EXECUTIONS, FastCascade, FastNasNModule, _Autocast, _shifted_sum, prepare_for_inference,
     resolve_execution, tune_allocator)
 from backend.models.genotype import Genotype
+from backend.models.kernels import FusedPointwise, build
 from backend.recon import network_inputs
+
+CC = shutil.which("cc")
+
+
+@pytest.fixture(scope="module")
+def compiled_kernel(tmp_path_factory):
+    """The fused C kernel, native build, whatever NASCSMRI_KERNELS and the CPU's vector width."""
+    if CC is None:
+        pytest.skip("no C compiler")
+    return FusedPointwise(build(CC, (), tmp_path_factory.mktemp("kernel")))
+
+
+@pytest.fixture(params=["kernel", "onednn"])
+def plan(request):
+    """``kernel=`` for FastNasNModule: the fused C kernel, or oneDNN convolutions only."""
+    return request.getfixturevalue("compiled_kernel") if request.param == "kernel" else False
 
 
 def _inputs(kspace: np.ndarray, acceleration: int, seed: int = 0):
@@ -43,7 +61,7 @@ def _max_diff(a: torch.nn.Module, b: torch.nn.Module, x, k0, m) -> float:
 
 
 @pytest.mark.parametrize("acceleration", [4, 8])
-def test_shipped_nasn_fast_equals_reference_on_the_real_sample(sample_file, acceleration):
+def test_shipped_nasn_fast_equals_reference_on_the_real_sample(sample_file, acceleration, plan):
     with h5py.File(sample_file) as f:
         kspace = f["kspace"][2:4]
     x, k0, m = _inputs(kspace, acceleration)
@@ -51,6 +69,8 @@ def test_shipped_nasn_fast_equals_reference_on_the_real_sample(sample_file, acce
     fast_model, _ = load_model(shipped_weights("nasn"))
     fast = prepare_for_inference(fast_model, "fast")
     assert isinstance(fast, FastCascade) and all(isinstance(r, FastNasNModule) for r in fast.recon)
+    fast = FastCascade(fast_model, [FastNasNModule(r, kernel=plan) for r in fast_model.recon]).eval()
+    assert all((r.kernel is not None) == (plan is not False) for r in fast.recon)
     reference.eval()
     with torch.inference_mode():
         expected = reference(x, k0, m)
@@ -72,10 +92,10 @@ GENOTYPES = [
 
 @pytest.mark.parametrize("genotype", GENOTYPES, ids=["4-nodes-all-ops", "skips-only", "B"])
 @pytest.mark.parametrize("cells,stripe_rows,shape", [(1, None, (2, 21, 18)), (3, 5, (2, 37, 29)), (4, 16, (1, 33, 40))])
-def test_fast_nasn_equals_reference_for_any_genotype_size_and_stripe(genotype, cells, stripe_rows, shape):
+def test_fast_nasn_equals_reference_for_any_genotype_size_and_stripe(genotype, cells, stripe_rows, shape, plan):
     torch.manual_seed(cells)
     reference = build_model("nasn", genotype=genotype, cells=cells, channels=8).eval()
-    fast = FastCascade(reference, [FastNasNModule(r, stripe_rows) for r in reference.recon]).eval()
+    fast = FastCascade(reference, [FastNasNModule(r, stripe_rows, kernel=plan) for r in reference.recon]).eval()
     x, k0, m = _random_inputs(*shape, seed=cells)
     assert _max_diff(fast, reference, x, k0, m) < 1e-5
 
@@ -88,13 +108,15 @@ def test_stripe_halo_is_the_receptive_field():
     assert FastNasNModule(module).halo == [5, 5]
 
 
-def test_fused_weights_follow_refresh():
+def test_fused_weights_follow_refresh(plan):
     model = build_model("nasn", genotype=GENOTYPES[2], cells=2, channels=8).eval()
-    fast = FastCascade(model, [FastNasNModule(r) for r in model.recon]).eval()
+    fast = FastCascade(model, [FastNasNModule(r, kernel=plan) for r in model.recon]).eval()
     with torch.no_grad():
         for r in model.recon:
             for cell in r.body.cells:
                 cell.preprocess0[1].weight.mul_(-0.5)
+                cell.ops[2][-1].weight.mul_(2.0)  # the kernel's stacked pointwise weights are copies
+                cell.ops[2][-2].weight.mul_(-1.0)  # and so are its depthwise taps
             r.head.weight.mul_(1.5)  # the head's taps are sliced copies too
     x, k0, m = _random_inputs(1, 24, 20, seed=3)
     assert _max_diff(fast, model, x, k0, m) > 1e-3  # stale copies
@@ -114,14 +136,14 @@ def test_shifted_sum_of_taps_equals_the_convolution(h, w):
         assert (got - conv(x)).abs().max().item() < 1e-5
 
 
-def test_fast_nasn_without_fused_onednn_calls_equals_reference(monkeypatch):
+def test_fast_nasn_without_fused_onednn_calls_equals_reference(monkeypatch, plan):
     """The plan's fallback (separate convolution, addition, ReLU calls) computes the same."""
     import backend.models.fast as fast_module
 
     torch.manual_seed(5)
     reference = build_model("nasn", genotype=GENOTYPES[0], cells=2, channels=8).eval()
     x, k0, m = _random_inputs(2, 30, 26, seed=5)
-    fused = FastCascade(reference, [FastNasNModule(r, 7) for r in reference.recon]).eval()
+    fused = FastCascade(reference, [FastNasNModule(r, 7, kernel=plan) for r in reference.recon]).eval()
     assert _max_diff(fused, reference, x, k0, m) < 1e-5
     monkeypatch.setattr(fast_module, "_FUSED", False)
     assert _max_diff(fused, reference, x, k0, m) < 1e-5

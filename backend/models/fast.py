@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cascade import ResidualModule, UnrolledCascade
+from .kernels import FusedPointwise, depthwise_taps, fused_pointwise
 from .nasn import Cell, CellStack
 
 EXECUTIONS = ("auto", "reference", "fast")
@@ -101,12 +102,24 @@ class _Chain(nn.Module):
         """How many pixels (rows) away the output depends on the input."""
         return sum(c.dilation[0] * (c.kernel_size[0] // 2) for c in self.convs)
 
-    def run(self, x: torch.Tensor, upto_last: bool = False) -> torch.Tensor:
-        """The convolutions on the rectified input ``x``; all but the last with ``upto_last``."""
-        n = len(self.convs) - 1 if upto_last else len(self.convs)
+    def run(self, x: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """The convolutions on the rectified input ``x``: all, or the first ``stop``."""
+        n = len(self.convs) if stop is None else stop
         for conv, relu in zip(list(self.convs)[:n], self.relu_after[:n]):
             x = _conv(x, conv, relu=relu)
         return x
+
+    @property
+    def fusable(self) -> bool:
+        """Whether the chain ends in depthwise -> pointwise (no ReLU, no depthwise bias, stride 1,
+        "same" padding) as :mod:`backend.models.kernels` computes it in one pass."""
+        if len(self.convs) < 2 or self.relu_after[-2]:
+            return False
+        dw, pw = self.convs[-2], self.convs[-1]
+        same = all(p == d * (k // 2) for p, d, k in zip(dw.padding, dw.dilation, dw.kernel_size))
+        return (dw.groups == dw.in_channels == dw.out_channels and dw.bias is None and dw.stride == (1, 1)
+                and same and all(k % 2 for k in dw.kernel_size) and isinstance(dw.padding, tuple)
+                and pw.kernel_size == (1, 1) and pw.groups == 1 and pw.stride == (1, 1) and pw.padding == (0, 0))
 
 
 def _tap_major(weight: torch.Tensor) -> torch.Tensor:
@@ -138,6 +151,12 @@ def _shifted_sum(taps: torch.Tensor, out_channels: int) -> torch.Tensor:
     return out
 
 
+def _pad_columns(weight: torch.Tensor, multiple: int = 32) -> torch.Tensor:
+    """``weight`` (K, N) with zero columns up to a multiple of ``multiple``, dense."""
+    pad = -weight.shape[1] % multiple
+    return torch.cat([weight, weight.new_zeros(weight.shape[0], pad)], 1).contiguous() if pad else weight.contiguous()
+
+
 STRIPE_BYTES = 16 << 20
 """Largest ``C``-channel stripe tensor of :class:`FastNasNModule` with ``stripe_rows="auto"``:
 whole images up to 16 MiB per tensor, stripes beyond. Chosen from ``python
@@ -161,9 +180,13 @@ class FastNasNModule(nn.Module):
             rows its receptive field needs on both sides); ``None`` = whole images; ``"auto"``
             = stripes of at most :data:`STRIPE_BYTES` per ``C``-channel tensor (whole images up
             to 409 pixels wide at C = 32).
+        kernel: ``True``: nodes and the readers of each cell's output run in the fused C
+            kernel where :func:`backend.models.kernels.fused_pointwise` provides it (float32
+            CPU inputs); ``False``: oneDNN convolutions only; or a kernel to use.
     """
 
-    def __init__(self, module: ResidualModule, stripe_rows: int | str | None = "auto"):
+    def __init__(self, module: ResidualModule, stripe_rows: int | str | None = "auto",
+                 kernel: bool | FusedPointwise = True):
         super().__init__()
         if not isinstance(module.body, CellStack):
             raise TypeError("FastNasNModule needs a NasN reconstruction module")
@@ -213,6 +236,8 @@ class FastNasNModule(nn.Module):
                 weight = (cells[j].preprocess0 if which == 0 else cells[j].preprocess1)[1].weight
                 self.preprocess[f"{j}_{which}"] = self._slices(weight, 1 if state < 0 else self.nodes)
         self.head_taps = self._slices(head.weight, self.nodes, taps=True)
+        self.kernel = kernel if isinstance(kernel, FusedPointwise) else fused_pointwise() if kernel else None
+        self._kernel_plan()
 
     def _slices(self, weight: torch.Tensor, parts: int, taps: bool = False) -> nn.ModuleList:
         """``weight`` (out, parts * C, 1, 1), or a 3x3 kernel's taps with ``taps``, as ``parts``
@@ -233,21 +258,74 @@ class FastNasNModule(nn.Module):
         for conv, source, taps, part, size in self._sources:
             full = _tap_major(source) if taps else source
             conv.weight.copy_(full[:, part * size:(part + 1) * size])
+        self._kernel_plan()
+
+    @torch.no_grad()
+    def _kernel_plan(self) -> None:
+        """The fused kernel's weights (copies, rebuilt by :meth:`refresh`), per cell and node:
+        ``None`` where a node has no operation or one the kernel cannot finish (it then runs on
+        oneDNN), else the depthwise taps and geometry of each operation's last depthwise
+        convolution and their pointwise weights stacked ``(K, cpad)``; per cell, the 1x1
+        weights of every reader of its output (the next cells' preprocessing, or the head's
+        taps) stacked the same way; and which states some reader needs as a rectified tensor."""
+        last = len(self.chains) - 1
+        self.node_plans: list[list[dict | None]] = []
+        self.relu_tensors: list[set[int]] = []
+        for j, chains in enumerate(self.chains):
+            plans, relu_tensors = [], set()
+            for node in range(self.nodes):
+                edges = [(chains[k], self.cell_inputs[j][k]) for k in (2 * node, 2 * node + 1)]
+                ops = [(chain, src) for chain, src in edges if len(chain.convs)]
+                fused = bool(ops) and all(chain.fusable for chain, _ in ops)
+                # a rectified tensor is read by every operation the kernel does not start with
+                relu_tensors.update(src for chain, src in ops if not fused or len(chain.convs) > 2)
+                if not fused:
+                    plans.append(None)
+                    continue
+                pointwise = [chain.convs[-1] for chain, _ in ops]
+                biases = [pw.bias.detach() for pw in pointwise if pw.bias is not None]
+                plans.append({
+                    "taps": [depthwise_taps(chain.convs[-2]) for chain, _ in ops],
+                    "geometry": [(chain.convs[-2].kernel_size, chain.convs[-2].dilation) for chain, _ in ops],
+                    "weight": _pad_columns(torch.cat([pw.weight.detach()[:, :, 0, 0].t() for pw in pointwise])),
+                    "bias": _pad_columns(sum(biases)[None])[0] if biases else None,
+                })
+            self.node_plans.append(plans)
+            self.relu_tensors.append(relu_tensors)
+        self.reader_plans: dict[int, tuple[list, torch.Tensor | None, list[int]]] = {}
+        for j in range(-1, len(self.chains)):  # -1: the stem's output
+            users = [None] if j == last else self.consumers.get(j, [])
+            blocks = [torch.cat([c.weight.detach()[:, :, 0, 0].t() for c in
+                                 (self.head_taps if user is None else self.preprocess[f"{user[0]}_{user[1]}"])])
+                      for user in users]
+            offsets = [sum(b.shape[1] for b in blocks[:i]) for i in range(len(blocks))]
+            weight = _pad_columns(torch.cat(blocks, 1)) if blocks else None
+            self.reader_plans[j] = (users, weight, offsets)
 
     def _stored_raw(self, j: int, which: int) -> bool:
         """Whether cell ``j``'s input ``which`` is kept raw (else only rectified)."""
         return "raw" in self.needs[j][which]
 
-    def _cell(self, j: int, inputs: list[torch.Tensor | None]) -> list[dict]:
+    def _cell(self, j: int, inputs: list[torch.Tensor | None], kernel: FusedPointwise | None) -> list[dict]:
         """Cell ``j`` on its preprocessed inputs (row windows, raw or rectified as stored):
-        the nodes, each ``{"raw": tensor or None, "relu": tensor or None}``."""
+        the nodes, each ``{"raw": tensor or None, "relu": tensor or None}``. With ``kernel``,
+        each node it can finish is one kernel call, and a rectified tensor is only made where
+        a reader needs one (the kernel reads raw tensors through a ReLU)."""
+        eager = kernel is None  # oneDNN plan: every form a reader needs, made once
+
+        def rectified(state: dict) -> torch.Tensor:
+            if state["relu"] is None:
+                state["relu"] = torch.relu(state["raw"])
+            return state["relu"]
+
         states = []
         for which, window in enumerate(inputs):
             if window is None or not self._stored_raw(j, which):
                 states.append({"raw": None, "relu": window})
             else:
-                states.append({"raw": window,
-                               "relu": torch.relu(window) if "relu" in self.needs[j][which] else None})
+                states.append({"raw": window, "relu": None})
+                if eager and "relu" in self.needs[j][which]:
+                    rectified(states[-1])
         chains, inputs_of = self.chains[j], self.cell_inputs[j]
         for node in range(self.nodes):
             edges = [(chains[k], inputs_of[k]) for k in (2 * node, 2 * node + 1)]
@@ -255,23 +333,48 @@ class FastNasNModule(nn.Module):
             skips = [src for chain, src in edges if not len(chain.convs)]
             need = self.needs[j][2 + node]
             relu_only = "raw" not in need
+            plan = None if eager else self.node_plans[j][node]
+            if plan is not None:
+                fused_inputs = []
+                for (chain, src), taps, geometry in zip(ops, plan["taps"], plan["geometry"]):
+                    if len(chain.convs) > 2:  # e.g. the first half of sep_conv_3x3, on oneDNN
+                        fused_inputs.append((chain.run(rectified(states[src]), len(chain.convs) - 2), False,
+                                             taps, geometry))
+                    elif states[src]["relu"] is not None:
+                        fused_inputs.append((states[src]["relu"], False, taps, geometry))
+                    else:
+                        fused_inputs.append((states[src]["raw"], True, taps, geometry))
+                like = fused_inputs[0][0]
+                state, outputs = {"raw": None, "relu": None}, []
+                for form in ("raw", "relu"):
+                    if (form == "raw" and not relu_only) or (form == "relu" and (relu_only or 2 + node in self.relu_tensors[j])):
+                        state[form] = torch.empty((1, self.channels, *like.shape[-2:]), dtype=like.dtype,
+                                                  memory_format=torch.channels_last)
+                        outputs.append((state[form], 0, form == "relu"))
+                kernel.run(fused_inputs, plan["weight"], outputs, adds=[states[src]["raw"] for src in skips],
+                           bias=plan["bias"])
+                states.append(state)
+                continue
             if not ops:
                 out = torch.add(states[skips[0]]["raw"], states[skips[1]]["raw"])
                 if relu_only:
                     out.relu_()
             elif len(ops) == 2:
                 (first, a), (second, b) = ops
-                acc = first.run(states[a]["relu"])
-                out = _conv(second.run(states[b]["relu"], upto_last=True), second.convs[-1], into=acc, relu=relu_only)
+                acc = first.run(rectified(states[a]))
+                out = _conv(second.run(rectified(states[b]), len(second.convs) - 1), second.convs[-1], into=acc,
+                            relu=relu_only)
             else:  # oneDNN's out-of-place "conv + other" measured slower than conv, then add in place
                 (chain, a), = ops
-                out = chain.run(states[a]["relu"]).add_(states[skips[0]]["raw"])
+                out = chain.run(rectified(states[a])).add_(states[skips[0]]["raw"])
                 if relu_only:
                     out.relu_()
             if relu_only:
                 states.append({"raw": None, "relu": out})
             else:
-                states.append({"raw": out, "relu": torch.relu(out) if "relu" in need else None})
+                states.append({"raw": out, "relu": None})
+                if "relu" in need and (eager or 2 + node in self.relu_tensors[j]):
+                    rectified(states[-1])
         return states[2:]
 
     @staticmethod
@@ -290,11 +393,19 @@ class FastNasNModule(nn.Module):
 
     def _image(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
+        kernel = self.kernel if x.dtype == torch.float32 and x.device.type == "cpu" else None
         stem = _conv(x, self.stem, relu=True)  # the stem output is read only through ReLUs
         pending: dict[tuple[int, int], torch.Tensor] = {}
-        for j, which in self.consumers.get(-1, []):
-            pending[(j, which)] = _conv(stem, self.preprocess[f"{j}_{which}"][0],
-                                        relu=not self._stored_raw(j, which))
+        users, weight, offsets = self.reader_plans[-1]
+        if kernel is not None and users:  # every preprocessing of the stem's output in one pass
+            for user in users:
+                pending[user] = torch.empty_like(stem, memory_format=torch.channels_last)
+            kernel.run([(stem, False, None, None)], weight,
+                       [(pending[user], offset, not self._stored_raw(*user)) for user, offset in zip(users, offsets)])
+        else:
+            for j, which in users:
+                pending[(j, which)] = _conv(stem, self.preprocess[f"{j}_{which}"][0],
+                                            relu=not self._stored_raw(j, which))
         del stem
         height = x.shape[-2]
         rows = self.stripe_rows or height
@@ -308,11 +419,29 @@ class FastNasNModule(nn.Module):
             users = [None] if j == last else self.consumers.get(j, [])
             outputs: dict = {}
             halo = self.halo[j]
+            if kernel is not None:
+                users, weight, offsets = self.reader_plans[j]
+                for user in users:  # the head's taps as channel planes, as _shifted_sum reads them
+                    outputs[user] = torch.empty((1, self.out_channels * 9 if user is None else self.channels, height,
+                                                 x.shape[-1]), dtype=x.dtype, memory_format=torch.contiguous_format
+                                                if user is None else torch.channels_last)
             for top in range(0, height, rows):
                 bottom = min(top + rows, height)
                 lo, hi = max(top - halo, 0), min(bottom + halo, height)
-                nodes = self._cell(j, [None if t is None else t[:, :, lo:hi] for t in inputs])
+                nodes = self._cell(j, [None if t is None else t[:, :, lo:hi] for t in inputs], kernel)
                 a, b = top - lo, bottom - lo
+                if kernel is not None:  # every reader of this cell's output in one pass
+                    if not users:
+                        continue
+                    if j == last:
+                        sources = [(n["raw"][:, :, a:b], False, None, None) for n in nodes]
+                    else:
+                        sources = [(n["relu"][:, :, a:b], False, None, None) if n["relu"] is not None
+                                   else (n["raw"][:, :, a:b], True, None, None) for n in nodes]
+                    kernel.run(sources, weight, [(outputs[user][:, :, top:bottom], offset,
+                                                  user is not None and not self._stored_raw(*user))
+                                                 for user, offset in zip(users, offsets)])
+                    continue
                 for user in users:
                     if user is None:
                         part = self._sum_of_convs([n["raw"][:, :, a:b] for n in nodes], self.head_taps, relu=False)

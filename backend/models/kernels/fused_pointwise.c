@@ -1,0 +1,290 @@
+/*
+ * Fused "depthwise -> pointwise" evaluation of NasN cell nodes on channels-last float32 images
+ * (batch 1). Used by backend/models/fast.py through ctypes; compiled on first use by
+ * backend/models/kernels/__init__.py with the machine's C compiler and OpenMP.
+ *
+ * One call computes, for every pixel of an (H, W) image window,
+ *
+ *     acc = bias + sum_j adds[j] + W^T a,   a = concat_i f_i(inputs[i])
+ *
+ * where f_i is a depthwise convolution (kh x kw taps, dilation (dh, dw), zero padding at the
+ * window's edges, no bias) of the input read through an optional ReLU, or the input itself
+ * (optionally rectified). W is (K, cpad), K = the inputs' total channels, cpad a multiple of 32
+ * (zero columns pad the real output width). Channel ranges of acc are then written to the
+ * outputs (channels last, or channel planes), each optionally through a ReLU. Every
+ * intermediate stays in a few kilobytes per thread, so each node costs one pass over its inputs
+ * and outputs in memory instead of one per convolution, addition and ReLU.
+ *
+ * With AVX-512 (compiled with -march=native on a machine that has it) the depthwise sums and
+ * the small GEMM keep 8 pixels x 32 channels in registers; elsewhere plain C loops compute the
+ * same sums (correct, not tuned). Pixels run in parallel over OpenMP threads.
+ *
+ * The sums are the same as PyTorch's, in a different order (float32 rounding differences).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#define PB 8          /* pixels per block (rows of the small GEMM) */
+#define MAX_K 1024    /* largest total input width */
+#define MAX_CPAD 512  /* largest padded output width */
+
+typedef struct {
+    const float *data;  /* (H, W, channels), dense */
+    int64_t channels;
+    int64_t relu;       /* read through a ReLU */
+    const float *dw;    /* depthwise taps (kh * kw, channels), tap-major; NULL = no convolution */
+    int64_t kh, kw, dil_h, dil_w;
+} fp_input;
+
+typedef struct {
+    float *data;        /* (H, W, channels) dense, or with plane > 0 (channels, H, W) planes */
+    int64_t channels;
+    int64_t offset;     /* first channel of acc written here */
+    int64_t relu;       /* write max(acc, 0) */
+    int64_t plane;      /* 0: channels last; else the distance between channel planes (floats) */
+} fp_output;
+
+int fp_abi_version(void) { return 2; }  /* bumped with any change of fp_run's arguments */
+
+int fp_vector_bits(void)  /* 512 where the tuned AVX-512 paths were compiled in */
+{
+#ifdef __AVX512F__
+    return 512;
+#else
+    return 0;
+#endif
+}
+
+static inline float relu1(float v) { return v > 0.0f ? v : 0.0f; }
+
+/* dst[0:n] = src[0:n], rectified if relu (short rows: no library call) */
+static inline void copy_row(float *dst, const float *src, int64_t n, int64_t relu)
+{
+    int64_t k = 0;
+#ifdef __AVX512F__
+    const __m512 zero = _mm512_setzero_ps();
+    if (relu)
+        for (; k + 16 <= n; k += 16)
+            _mm512_storeu_ps(dst + k, _mm512_max_ps(_mm512_loadu_ps(src + k), zero));
+    else
+        for (; k + 16 <= n; k += 16)
+            _mm512_storeu_ps(dst + k, _mm512_loadu_ps(src + k));
+#endif
+    if (relu)
+        for (; k < n; k++)
+            dst[k] = relu1(src[k]);
+    else
+        for (; k < n; k++)
+            dst[k] = src[k];
+}
+
+/* a[0:c] = depthwise(in)(y, x), any channel count */
+static void depthwise_pixel(const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x, float *a)
+{
+    const int64_t c = in->channels;
+    memset(a, 0, (size_t)c * sizeof(float));
+    for (int64_t ty = 0; ty < in->kh; ty++) {
+        const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
+        if (sy < 0 || sy >= H)
+            continue;
+        for (int64_t tx = 0; tx < in->kw; tx++) {
+            const int64_t sx = x + (tx - in->kw / 2) * in->dil_w;
+            if (sx < 0 || sx >= W)
+                continue;
+            const float *src = in->data + (sy * W + sx) * c;
+            const float *w = in->dw + (ty * in->kw + tx) * c;
+            if (in->relu)
+                for (int64_t k = 0; k < c; k++)
+                    a[k] += w[k] * relu1(src[k]);
+            else
+                for (int64_t k = 0; k < c; k++)
+                    a[k] += w[k] * src[k];
+        }
+    }
+}
+
+#ifdef __AVX512F__
+/* a[p][0:c] = depthwise(in)(y, x0 + p) for the PB pixels of a block whose every tap lies
+ * inside the window's columns, c a multiple of 32: each 32-channel slice of the PB pixels is
+ * summed in registers over the taps (32 channels = both cache lines of a pixel at C = 32, so
+ * that the rows stream through memory in order). */
+static void depthwise_block32(const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0,
+                              float *a, int64_t lda)
+{
+    const int64_t c = in->channels;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t k0 = 0; k0 < c; k0 += 32) {
+        __m512 r[PB][2];
+        for (int p = 0; p < PB; p++)
+            r[p][0] = r[p][1] = zero;
+        for (int64_t ty = 0; ty < in->kh; ty++) {
+            const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
+            if (sy < 0 || sy >= H)
+                continue;
+            const float *row = in->data + sy * W * c + k0;
+            for (int64_t tx = 0; tx < in->kw; tx++) {
+                const int64_t ox = (tx - in->kw / 2) * in->dil_w;
+                const float *wt = in->dw + (ty * in->kw + tx) * c + k0;
+                const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16);
+                const float *src = row + (x0 + ox) * c;
+                if (in->relu) {
+                    for (int p = 0; p < PB; p++) {
+                        r[p][0] = _mm512_fmadd_ps(w0, _mm512_max_ps(_mm512_loadu_ps(src + p * c), zero), r[p][0]);
+                        r[p][1] = _mm512_fmadd_ps(w1, _mm512_max_ps(_mm512_loadu_ps(src + p * c + 16), zero), r[p][1]);
+                    }
+                } else {
+                    for (int p = 0; p < PB; p++) {
+                        r[p][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(src + p * c), r[p][0]);
+                        r[p][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(src + p * c + 16), r[p][1]);
+                    }
+                }
+            }
+        }
+        for (int p = 0; p < PB; p++) {
+            _mm512_storeu_ps(a + p * lda + k0, r[p][0]);
+            _mm512_storeu_ps(a + p * lda + k0 + 16, r[p][1]);
+        }
+    }
+}
+#endif
+
+/* acc[p][0:32] += sum_k a[p][k] * w[k][0:32] for p < PB; rows are lda / ldc apart */
+static void gemm_block32(const float *a, int64_t lda, int64_t K, const float *w, int64_t ldw,
+                         float *acc, int64_t ldc)
+{
+#ifdef __AVX512F__
+    __m512 r[PB][2];
+    for (int p = 0; p < PB; p++) {
+        r[p][0] = _mm512_loadu_ps(acc + p * ldc);
+        r[p][1] = _mm512_loadu_ps(acc + p * ldc + 16);
+    }
+    for (int64_t k = 0; k < K; k++) {
+        const __m512 w0 = _mm512_loadu_ps(w + k * ldw), w1 = _mm512_loadu_ps(w + k * ldw + 16);
+        for (int p = 0; p < PB; p++) {
+            const __m512 b = _mm512_set1_ps(a[p * lda + k]);
+            r[p][0] = _mm512_fmadd_ps(b, w0, r[p][0]);
+            r[p][1] = _mm512_fmadd_ps(b, w1, r[p][1]);
+        }
+    }
+    for (int p = 0; p < PB; p++) {
+        _mm512_storeu_ps(acc + p * ldc, r[p][0]);
+        _mm512_storeu_ps(acc + p * ldc + 16, r[p][1]);
+    }
+#else
+    for (int p = 0; p < PB; p++) {
+        float r[32];
+        memcpy(r, acc + p * ldc, sizeof r);
+        for (int64_t k = 0; k < K; k++) {
+            const float b = a[p * lda + k];
+            const float *wk = w + k * ldw;
+            for (int o = 0; o < 32; o++)
+                r[o] += b * wk[o];
+        }
+        memcpy(acc + p * ldc, r, sizeof r);
+    }
+#endif
+}
+
+/* Returns 0, or a negative code for arguments this kernel does not take. */
+int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n_add,
+           const float *const *adds, int64_t add_channels, const float *weight, const float *bias,
+           int64_t cpad, int64_t n_out, const fp_output *outputs, int64_t threads)
+{
+    int64_t K = 0;
+    for (int64_t i = 0; i < n_in; i++)
+        K += inputs[i].channels;
+    if (K <= 0 || K > MAX_K || cpad <= 0 || cpad % 32 || cpad > MAX_CPAD || add_channels > cpad)
+        return -1;
+    for (int64_t o = 0; o < n_out; o++)
+        if (outputs[o].offset < 0 || outputs[o].offset + outputs[o].channels > cpad)
+            return -2;
+    const int64_t blocks = (W + PB - 1) / PB;
+
+#pragma omp parallel num_threads(threads > 0 ? (int)threads : 1)
+    {
+        float a[PB * MAX_K];
+        float acc[PB * MAX_CPAD];
+        memset(a, 0, sizeof(float) * PB * (size_t)K);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < H * blocks; t++) {
+            const int64_t y = t / blocks, x0 = (t % blocks) * PB;
+            const int64_t np = W - x0 < PB ? W - x0 : PB;
+            /* the GEMM's left operand: each input's (convolved, rectified) channels */
+            int64_t koff = 0;
+            for (int64_t i = 0; i < n_in; i++) {
+                const fp_input *in = inputs + i;
+                const int64_t c = in->channels;
+#ifdef __AVX512F__
+                const int64_t reach = (in->kw / 2) * in->dil_w;
+                if (in->dw && c % 32 == 0 && np == PB && x0 - reach >= 0 && x0 + PB - 1 + reach < W) {
+                    depthwise_block32(in, H, W, y, x0, a + koff, K);
+                    koff += c;
+                    continue;
+                }
+#endif
+                for (int64_t p = 0; p < np; p++) {
+                    float *dst = a + p * K + koff;
+                    if (in->dw) {
+                        depthwise_pixel(in, H, W, y, x0 + p, dst);
+                    } else {
+                        copy_row(dst, in->data + (y * W + x0 + p) * c, c, in->relu);
+                    }
+                }
+                koff += c;
+            }
+            /* acc = bias + adds */
+            for (int64_t p = 0; p < PB; p++) {
+                float *row = acc + p * cpad;
+                if (bias)
+                    memcpy(row, bias, (size_t)cpad * sizeof(float));
+                else
+                    memset(row, 0, (size_t)cpad * sizeof(float));
+                if (p < np)
+                    for (int64_t j = 0; j < n_add; j++) {
+                        const float *src = adds[j] + (y * W + x0 + p) * add_channels;
+                        for (int64_t k = 0; k < add_channels; k++)
+                            row[k] += src[k];
+                    }
+            }
+            for (int64_t o0 = 0; o0 < cpad; o0 += 32)
+                gemm_block32(a, K, K, weight + o0, cpad, acc + o0, cpad);
+            for (int64_t o = 0; o < n_out; o++) {
+                const fp_output *out = outputs + o;
+                const int64_t c = out->channels;
+#ifdef __AVX512F__
+                /* whole blocks of 64-byte aligned channels-last pixels: streaming stores (the
+                 * output is not read in this call; no read-for-ownership of its lines) */
+                if (!out->plane && c % 16 == 0 && ((uintptr_t)out->data & 63) == 0 && np == PB) {
+                    const __m512 zero = _mm512_setzero_ps();
+                    float *dst = out->data + (y * W + x0) * c;
+                    for (int64_t p = 0; p < PB; p++)
+                        for (int64_t k = 0; k < c; k += 16) {
+                            __m512 v = _mm512_loadu_ps(acc + p * cpad + out->offset + k);
+                            _mm512_stream_ps(dst + p * c + k, out->relu ? _mm512_max_ps(v, zero) : v);
+                        }
+                    continue;
+                }
+#endif
+                if (out->plane) {
+                    for (int64_t k = 0; k < c; k++) {
+                        float *dst = out->data + k * out->plane + y * W + x0;
+                        const float *src = acc + out->offset + k;
+                        for (int64_t p = 0; p < np; p++)
+                            dst[p] = out->relu ? relu1(src[p * cpad]) : src[p * cpad];
+                    }
+                } else {
+                    for (int64_t p = 0; p < np; p++)
+                        copy_row(out->data + (y * W + x0 + p) * c, acc + p * cpad + out->offset, c, out->relu);
+                }
+            }
+        }
+#ifdef __AVX512F__
+        _mm_sfence();  /* the streaming stores are visible before the threads join */
+#endif
+    }
+    return 0;
+}

@@ -1,0 +1,96 @@
+"""Benchmark: NasN against DCCNN-3 per slice, interleaved in one process (issue #8's target).
+
+    python bench/head_to_head.py [--size 320] [--rounds 15] [--warmup 3]
+
+The shipped NasN and DCCNN-3 weights, eval mode, batch 1, a real-looking 4x input (random
+complex image, normalised as ``nascsmri reconstruct`` does). Three plans: NasN with
+``--execution fast`` as it runs by default (the fused C kernel where
+``backend.models.kernels.fused_pointwise`` provides it), NasN's fast plan on oneDNN
+convolutions only (``kernel=False``), and DCCNN-3 fast. Each round times one slice of each,
+in turn, so that a machine slowing down or speeding up affects all three alike; the ratio
+NasN / DCCNN-3 is taken per round and its median reported (with the spread over rounds).
+Writes ``bench/results/head_to_head_<size>_cpu.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from backend.files import write_json  # noqa: E402
+from backend.masks import make_mask  # noqa: E402
+from backend.models import load_model, shipped_weights  # noqa: E402
+from backend.models.fast import FastCascade, FastNasNModule, prepare_for_inference  # noqa: E402
+from backend.recon import network_inputs  # noqa: E402
+
+
+def plans() -> dict[str, torch.nn.Module]:
+    nasn = prepare_for_inference(load_model(shipped_weights("nasn"))[0], "fast")
+    same = load_model(shipped_weights("nasn"))[0].eval().to(memory_format=torch.channels_last)
+    onednn = FastCascade(same, [FastNasNModule(r, kernel=False) for r in same.recon]).eval()
+    dccnn = prepare_for_inference(load_model(shipped_weights("dccnn"))[0], "fast")
+    kernel = nasn.recon[0].kernel is not None
+    return {"NasN fast" + (" (C kernel)" if kernel else " (no C kernel here)"): nasn,
+            "NasN fast, oneDNN only": onednn, "DCCNN-3 fast": dccnn}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=320)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    size = args.size
+    g = torch.Generator().manual_seed(0)
+    image = torch.complex(torch.randn(1, size, size, generator=g), torch.randn(1, size, size, generator=g))
+    mask = torch.from_numpy(make_mask("random", size, 4, seed=0).lines.astype("float32"))
+    x, k0, _ = network_inputs(torch.fft.fft2(image, norm="ortho"), mask)
+    models = plans()
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        outputs = {name: m(x, k0, mask) for name, m in models.items()}
+        names = list(models)
+        diff = (outputs[names[0]] - outputs[names[1]]).abs().max().item()
+        for _ in range(args.warmup):
+            for m in models.values():
+                m(x, k0, mask)
+        for r in range(args.rounds):
+            for name, m in models.items():
+                t = time.perf_counter()
+                m(x, k0, mask)
+                times[name].append(time.perf_counter() - t)
+            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.0f} ms" for n in names),
+                  flush=True)
+    dccnn = times[names[2]]
+    rows = []
+    print(f"\n{'plan':<34} {'median ms':>9} {'min ms':>7} {'x DCCNN-3 (median of rounds)':>29} {'rounds range':>13}")
+    for name in names:
+        ratios = [t / d for t, d in zip(times[name], dccnn)]
+        row = {"plan": name, "median_s": statistics.median(times[name]), "min_s": min(times[name]),
+               "ratio_to_dccnn3_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+               "times_s": times[name]}
+        rows.append(row)
+        print(f"{name:<34} {row['median_s'] * 1e3:>9.1f} {row['min_s'] * 1e3:>7.1f} {row['ratio_to_dccnn3_median']:>29.3f} "
+              f"{row['ratio_min']:>6.2f}-{row['ratio_max']:.2f}")
+    print(f"max abs difference, NasN C kernel vs oneDNN plan: {diff:.1e} (normalised scale)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"head_to_head_{size}_cpu.json"
+    write_json(path, {"size": size, "machine": platform.machine(), "threads": torch.get_num_threads(),
+                      "rounds": args.rounds, "max_abs_diff_kernel_vs_onednn": diff, "rows": rows,
+                      "command": "python bench/head_to_head.py " + " ".join(sys.argv[1:])})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

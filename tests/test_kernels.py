@@ -1,0 +1,166 @@
+"""The fused C kernel computes what PyTorch's convolutions compute (issue #8).
+
+Reference: ``F.conv2d`` (depthwise, "same" zero padding), ``torch.einsum`` for the 1x1 part,
+plain additions and ReLUs, in float64. Both builds are checked: the machine's native one (with
+its AVX-512 paths where the CPU has them) and one compiled with ``-mno-avx512f`` (the plain C
+loops every other machine runs).
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backend.models import kernels
+from backend.models.kernels import FusedPointwise, KernelError, build, depthwise_taps
+
+CC = shutil.which("cc")
+pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
+
+
+@pytest.fixture(scope="module", params=["native", "no-avx512"])
+def kernel(request, tmp_path_factory):
+    extra = () if request.param == "native" else ("-mno-avx512f",)
+    lib = FusedPointwise(build(CC, extra, tmp_path_factory.mktemp(request.param)))
+    if request.param == "no-avx512":
+        assert lib.vector_bits == 0
+    return lib
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _reference(inputs, weight, outputs, adds, bias):
+    """What the kernel should write, in float64."""
+    parts = []
+    for x, relu, conv, _ in inputs:
+        x = x.double().relu() if relu else x.double()
+        if conv is not None:
+            x = F.conv2d(x, conv.weight.double(), None, 1, conv.padding, conv.dilation, conv.groups)
+        parts.append(x)
+    acc = torch.einsum("bkhw,ko->bohw", torch.cat(parts, 1), weight.double())
+    if bias is not None:
+        acc = acc + bias.double().view(1, -1, 1, 1)
+    for a in adds:
+        acc[:, :a.shape[1]] += a.double()
+    return [(acc[:, off:off + y.shape[1]].relu() if relu else acc[:, off:off + y.shape[1]]) for y, off, relu in outputs]
+
+
+def _depthwise(channels: int, kernel_size: tuple[int, int], dilation: tuple[int, int]) -> torch.nn.Conv2d:
+    padding = tuple(d * (k // 2) for k, d in zip(kernel_size, dilation))
+    return torch.nn.Conv2d(channels, channels, kernel_size, padding=padding, dilation=dilation,
+                           groups=channels, bias=False)
+
+
+CASES = [
+    # (channels per input, depthwise (kernel, dilation) or None per input, relu per input, H, W, cpad, adds, bias)
+    ([32, 32], [((3, 3), (2, 2)), ((3, 3), (3, 3))], [True, False], 40, 37, 32, 0, False),
+    ([32], [((3, 3), (1, 1))], [True], 11, 64, 32, 1, False),
+    ([32, 32, 32], [None, None, None], [True, False, True], 9, 21, 64, 0, False),
+    ([48, 16], [((1, 9), (1, 1)), ((9, 1), (1, 1))], [False, True], 13, 19, 32, 2, True),
+    ([8, 5], [((3, 3), (1, 1)), None], [True, True], 2, 3, 32, 1, True),  # taps reach past a 2-row window
+    ([32], [((5, 5), (2, 3))], [False], 17, 8, 96, 1, True),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_kernel_equals_pytorch(kernel, case):
+    channels, convs, relus, h, w, cpad, n_adds, with_bias = CASES[case]
+    g = torch.Generator().manual_seed(case)
+    torch.manual_seed(case)
+    inputs = []
+    for c, spec, relu in zip(channels, convs, relus):
+        x = _channels_last(torch.randn(1, c, h, w, generator=g))
+        conv = None if spec is None else _depthwise(c, *spec)
+        inputs.append((x, relu, conv, spec))
+    k = sum(channels)
+    weight = torch.randn(k, cpad, generator=g) / k ** 0.5
+    bias = torch.randn(cpad, generator=g) if with_bias else None
+    adds = [_channels_last(torch.randn(1, 32, h, w, generator=g)) for _ in range(n_adds)]
+    # three outputs: raw channels last, rectified channels last, and raw channel planes
+    outputs = [(_channels_last(torch.full((1, 32, h, w), float("nan"))), 0, False),
+               (_channels_last(torch.full((1, 20, h, w), float("nan"))), cpad - 20, True),
+               (torch.full((1, 18, h, w), float("nan")), 3, False)]
+    kernel.run([(x, relu, None if conv is None else depthwise_taps(conv), spec) for x, relu, conv, spec in inputs],
+               weight, outputs, adds=adds, bias=bias)
+    for (got, _, _), expected in zip(outputs, _reference(inputs, weight, outputs, adds, bias)):
+        assert torch.isfinite(got).all()  # every pixel written
+        assert (got.double() - expected).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
+
+
+def test_kernel_writes_row_windows_of_larger_tensors(kernel):
+    """A window of rows of a channels-last tensor and of channel planes is written in place,
+    the rows around it untouched (how the striped NasN plan uses it)."""
+    g = torch.Generator().manual_seed(7)
+    x = _channels_last(torch.randn(1, 32, 30, 16, generator=g))
+    weight = torch.randn(32, 32, generator=g)
+    out_last = _channels_last(torch.zeros(1, 32, 30, 16))
+    out_planes = torch.zeros(1, 32, 30, 16)
+    kernel.run([(x[:, :, 10:20], False, None, None)], weight,
+               [(out_last[:, :, 10:20], 0, False), (out_planes[:, :, 10:20], 0, True)])
+    expected = torch.einsum("bkhw,ko->bohw", x[:, :, 10:20], weight)
+    assert torch.allclose(out_last[:, :, 10:20], expected, atol=1e-4)
+    assert torch.allclose(out_planes[:, :, 10:20], expected.relu(), atol=1e-4)
+    assert out_last[:, :, :10].abs().max() == 0 and out_last[:, :, 20:].abs().max() == 0
+    assert out_planes[:, :, :10].abs().max() == 0 and out_planes[:, :, 20:].abs().max() == 0
+
+
+def test_kernel_refuses_what_it_cannot_read(kernel):
+    x = _channels_last(torch.randn(1, 32, 8, 8))
+    out = _channels_last(torch.empty(1, 32, 8, 8))
+    weight = torch.randn(32, 32)
+    with pytest.raises(KernelError, match="channels-last"):
+        kernel.run([(x.contiguous(), False, None, None)], weight, [(out, 0, False)])  # NCHW input
+    with pytest.raises(KernelError, match="channels-last"):
+        kernel.run([(x.double(), False, None, None)], weight, [(out, 0, False)])
+    with pytest.raises(KernelError, match="weight"):
+        kernel.run([(x, False, None, None)], torch.randn(32, 24), [(out, 0, False)])  # not a multiple of 32
+    with pytest.raises(KernelError, match="weight"):
+        kernel.run([(x, False, None, None)], torch.randn(16, 32), [(out, 0, False)])  # K mismatch
+    with pytest.raises(KernelError, match="outside"):
+        kernel.run([(x, False, None, None)], weight, [(_channels_last(torch.empty(1, 16, 8, 8)), 20, False)])
+    with pytest.raises(KernelError, match="taps"):
+        kernel.run([(x, False, torch.randn(9, 16), ((3, 3), (1, 1)))], weight, [(out, 0, False)])
+    with pytest.raises(KernelError, match="channels-last"):
+        kernel.run([(x, False, None, None)], weight, [(_channels_last(torch.empty(1, 32, 8, 9)), 0, False)])
+
+
+def test_switch_and_missing_compiler(monkeypatch):
+    monkeypatch.setattr(kernels, "_LOADED", {})
+    monkeypatch.setenv("NASCSMRI_KERNELS", "0")
+    assert kernels.fused_pointwise() is None
+    monkeypatch.setenv("NASCSMRI_KERNELS", "sometimes")
+    with pytest.raises(ValueError, match="NASCSMRI_KERNELS"):
+        kernels.fused_pointwise()
+    monkeypatch.setenv("NASCSMRI_KERNELS", "1")
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    with pytest.warns(RuntimeWarning, match="no C compiler"):
+        assert kernels.fused_pointwise() is None
+    # a compiler that fails: a warning, and the oneDNN plan
+    monkeypatch.setattr(kernels, "_LOADED", {})
+    monkeypatch.setenv("CC", "false")
+    with pytest.warns(RuntimeWarning, match="not available"):
+        assert kernels.fused_pointwise() is None
+
+
+def test_auto_uses_the_kernel_only_with_avx512(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernels, "_LOADED", {"kernel": FusedPointwise(build(CC, ("-mno-avx512f",), tmp_path))})
+    monkeypatch.setenv("NASCSMRI_KERNELS", "auto")
+    assert kernels.fused_pointwise() is None
+    monkeypatch.setenv("NASCSMRI_KERNELS", "1")
+    assert kernels.fused_pointwise() is not None
+
+
+def test_build_is_cached_by_content(tmp_path):
+    first = build(CC, (), tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert build(CC, (), tmp_path) == first and first.stat().st_mtime_ns == stamp
+    assert build(CC, ("-O2",), tmp_path) != first
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FusedPointwise(first)  # loads without warnings, ABI matches
