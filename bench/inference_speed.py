@@ -11,8 +11,11 @@ DCCNN-3 use the shipped weights, the others a seeded random initialisation. Vari
 * ``reference``: the training module as is (float32, contiguous, ``torch.no_grad``);
 * ``channels_last``: the same module in channels_last under ``torch.inference_mode``;
 * ``fast``: ``backend.models.fast.prepare_for_inference(model, "fast")``, what
-  ``nascsmri reconstruct`` runs by default (CPU: re-planned NasN + allocator tuning;
-  CUDA: channels_last + bf16 autocast);
+  ``nascsmri reconstruct`` runs by default (CPU: re-planned NasN with the fused C kernel of
+  ``backend.models.kernels`` where available + allocator tuning; CUDA: channels_last + bf16
+  autocast);
+* ``fast-onednn`` (NasN only): the same plan with ``NASCSMRI_KERNELS=0``, oneDNN convolutions
+  only (its ratio is to DCCNN-3 ``fast``);
 * ``onnxruntime``: the model exported with ``nascsmri export-onnx`` for the grid (DC as DFT
   matrix products), run by onnxruntime's CPU provider, batch 1 only (export time not counted;
   skipped without the ``[onnx]`` extra).
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -36,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from backend.files import write_json  # noqa: E402
 METHODS = [("zero-filled", None, None), ("DCCNN-3", "dccnn", 3), ("MoDL-3", "modl", 3), ("RDN-3", "rdn", 3),
            ("U-net", "unet", None), ("NasN", "nasn", None)]
-VARIANTS = ("reference", "channels_last", "fast", "onnxruntime")
+VARIANTS = ("reference", "channels_last", "fast", "fast-onednn", "onnxruntime")
 
 CHILD = r'''
 import json, resource, sys, time
@@ -108,8 +112,9 @@ def timed(batch):
 latency = timed(1)
 throughput = max(b / timed(b) for b in ((1,) if variant == "onnxruntime" else (1, 2, 4)))
 peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+fused = variant == "fast" and name == "nasn" and getattr(model.recon[0], "kernel", None) is not None
 print(json.dumps({{"latency_s": latency, "throughput_slices_per_s": throughput, "peak_mib": peak, "max_abs_diff": diff,
-                  "device": str(device), "threads": torch.get_num_threads()}}))
+                  "device": str(device), "threads": torch.get_num_threads(), "fused_kernel": fused}}))
 '''
 
 
@@ -127,14 +132,21 @@ def main() -> None:
         for variant in VARIANTS:
             if name is None and variant != "reference":
                 continue  # zero-filled: one inverse FFT, nothing to vary
-            code = CHILD.format(root=str(ROOT), args=(name, blocks, variant, args.size, args.repeats, args.warmup, args.device))
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if variant == "fast-onednn" and name != "nasn":
+                continue  # the C kernel serves NasN only
+            env = {**os.environ, "NASCSMRI_KERNELS": "0"} if variant == "fast-onednn" else None
+            child_variant = "fast" if variant == "fast-onednn" else variant
+            code = CHILD.format(root=str(ROOT), args=(name, blocks, child_variant, args.size, args.repeats, args.warmup,
+                                                      args.device))
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 print(f"{label} {variant}: failed: {proc.stderr.strip().splitlines()[-1]}", file=sys.stderr)
                 continue
             rows.append({"method": label, "variant": variant, **json.loads(proc.stdout.strip().splitlines()[-1])})
             print(f"  {label:<12} {variant:<13} {rows[-1]['latency_s'] * 1000:8.1f} ms", flush=True)
     base = {r["variant"]: r["latency_s"] for r in rows if r["method"] == "DCCNN-3"}
+    if "fast" in base:
+        base["fast-onednn"] = base["fast"]
     print(f"\n{'method':<12} {'variant':<13} {'latency ms':>10} {'x DCCNN-3':>9} {'slices/s':>9} {'peak MiB':>9} {'max diff':>9}")
     for r in rows:
         r["latency_ratio_to_dccnn3"] = r["latency_s"] / base[r["variant"]] if r["variant"] in base else None

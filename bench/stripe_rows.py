@@ -1,11 +1,13 @@
 """Benchmark: NasN's fast plan with whole images vs horizontal stripes, per image size.
 
-    python bench/stripe_rows.py [--sizes 320 640] [--rows none 64 96 160 auto] [--repeats 7]
+    python bench/stripe_rows.py [--sizes 320 640] [--rows none 64 96 160 auto] [--repeats 9]
 
 Runs the shipped NasN through :class:`backend.models.fast.FastNasNModule` with each
 ``stripe_rows`` setting (batch 1, eval, ``torch.inference_mode``) on a random complex image at
-4x, next to the shipped DCCNN-3's fast path on the same input, and reports the median latency
-and the max abs difference from the reference module. The ``"auto"`` rule
+4x, next to the shipped DCCNN-3's fast path on the same input (all timed in interleaved
+rounds of one call each), and reports the median latency
+and the max abs difference from the reference module (``fused_kernel``: whether the plan ran
+the C kernel of ``backend.models.kernels``; ``NASCSMRI_KERNELS=0`` measures the oneDNN plan). The ``"auto"`` rule
 (:data:`backend.models.fast.STRIPE_BYTES`) was chosen from this table. Writes
 ``bench/results/stripe_rows_cpu.json``.
 """
@@ -29,23 +31,27 @@ from backend.models.fast import FastCascade, FastNasNModule, prepare_for_inferen
 from backend.recon import network_inputs  # noqa: E402
 
 
-def _median_latency(model, inputs, repeats: int) -> tuple[float, torch.Tensor]:
+def _interleaved_latencies(models: list, inputs, repeats: int) -> list[tuple[float, torch.Tensor]]:
+    """Median latency and output of each model, timed in rounds of one call each (so that a
+    machine slowing down or speeding up affects every model alike)."""
+    times: list[list[float]] = [[] for _ in models]
     with torch.inference_mode():
-        out = model(*inputs)
-        model(*inputs)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+        outs = [model(*inputs) for model in models]
+        for model in models:
             model(*inputs)
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2], out
+        for _ in range(repeats):
+            for i, model in enumerate(models):
+                start = time.perf_counter()
+                model(*inputs)
+                times[i].append(time.perf_counter() - start)
+    return [(sorted(t)[len(t) // 2], out) for t, out in zip(times, outs)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--rows", nargs="+", default=["none", "64", "96", "160", "auto"])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9, help="rounds (default 9)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     settings = [None if r == "none" else r if r == "auto" else int(r) for r in args.rows]
@@ -61,15 +67,16 @@ def main() -> None:
         x, k0, _ = network_inputs(torch.fft.fft2(image, norm="ortho"), mask)
         with torch.inference_mode():
             expected = reference(x, k0, mask)
-        base, _ = _median_latency(dccnn, (x, k0, mask), args.repeats)
+        models = [FastCascade(planned, [FastNasNModule(r, setting) for r in reference.recon]).eval()
+                  for setting in settings]
+        (base, _), *timed = _interleaved_latencies([dccnn, *models], (x, k0, mask), args.repeats)
         rows.append({"size": size, "model": "DCCNN-3", "stripe_rows": None, "latency_s": base, "max_abs_diff": None})
         print(f"{size:>5} {'DCCNN-3':<8} {'-':>11} {base * 1000:>10.1f} {1.0:>9.2f} {'-':>9}", flush=True)
-        for setting in settings:
-            model = FastCascade(planned, [FastNasNModule(r, setting) for r in reference.recon]).eval()
-            latency, out = _median_latency(model, (x, k0, mask), args.repeats)
+        for setting, model, (latency, out) in zip(settings, models, timed):
             diff = (out - expected).abs().max().item()
             rows.append({"size": size, "model": "NasN", "stripe_rows": setting, "latency_s": latency,
-                         "max_abs_diff": diff, "latency_ratio_to_dccnn3": latency / base})
+                         "max_abs_diff": diff, "latency_ratio_to_dccnn3": latency / base,
+                         "fused_kernel": model.recon[0].kernel is not None})
             print(f"{size:>5} {'NasN':<8} {str(setting):>11} {latency * 1000:>10.1f} {latency / base:>9.2f} "
                   f"{diff:>9.1e}", flush=True)
     out = Path(args.out)

@@ -1,5 +1,5 @@
 """Bench scripts must not rot: the prepared GPU check (run on the CPU, between the tasks that
-are lent a GPU) and the stripe-height benchmark, at tiny sizes."""
+are lent a GPU), the stripe-height, head-to-head and inference-speed benchmarks, at tiny sizes."""
 
 from __future__ import annotations
 
@@ -38,3 +38,28 @@ def test_stripe_rows_benchmark_reports_exact_plans(tmp_path):
     assert [r["stripe_rows"] for r in nasn] == [None, 8, "auto"]
     assert all(r["max_abs_diff"] < 1e-5 and r["latency_s"] > 0 for r in nasn)
     assert [r["model"] for r in report["rows"]].count("DCCNN-3") == 1
+
+
+def test_head_to_head_benchmark_reports_ratios(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "head_to_head.py"), "--size", "32", "--rounds", "2",
+                           "--warmup", "0", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "head_to_head_32_cpu.json").read_text())
+    assert len(report["rows"]) == 3 and report["rows"][2]["plan"] == "DCCNN-3 fast"
+    assert report["rows"][2]["ratio_to_dccnn3_median"] == 1.0
+    assert all(len(r["times_s"]) == 2 and r["median_s"] > 0 for r in report["rows"])
+    assert report["max_abs_diff_kernel_vs_onednn"] < 1e-5
+
+
+def test_inference_speed_benchmark_measures_both_nasn_plans(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "inference_speed.py"), "--size", "32", "--repeats", "1",
+                           "--warmup", "0", "--methods", "NasN", "DCCNN-3", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "inference_cpu.json").read_text())
+    variants = {(r["method"], r["variant"]) for r in report["rows"]}
+    assert {("NasN", "fast"), ("NasN", "fast-onednn"), ("DCCNN-3", "fast")} <= variants
+    assert ("DCCNN-3", "fast-onednn") not in variants
+    onednn = next(r for r in report["rows"] if r["variant"] == "fast-onednn")
+    assert onednn["fused_kernel"] is False and onednn["max_abs_diff"] < 1e-5
+    assert onednn["latency_ratio_to_dccnn3"] > 0
