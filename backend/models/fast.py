@@ -1,8 +1,8 @@
 """Inference-only execution of trained models, faster on the same weights (issue #8).
 
 :func:`prepare_for_inference` returns a module with the same ``forward(x, k0, mask)`` and the
-same parameters (shared, not copied, apart from the re-sliced 1x1 weights below) as the model
-it is given; only the order of the work changes. Outputs agree with the reference path to
+same parameters (shared, not copied, apart from the re-sliced and re-stacked weights below)
+as the model it is given; only the order of the work changes. Outputs agree with the reference path to
 float32 rounding (tests/test_fast.py checks a max abs difference < 1e-5 on the normalised scale).
 
 Why NasN needs its own plan. Its cells are made of depthwise + pointwise convolutions: few
@@ -31,10 +31,25 @@ which are strided and ran 5-10x slower than the same passes over dense tensors.
   that large images keep their intermediates small; one image at a time, so that a stripe of
   a channels_last tensor is a dense view.
 
-Without oneDNN (or off float32 CPU) the same plan runs with separate convolution, addition and
-ReLU calls. Other models (dense convolutions, where oneDNN is already efficient) run unchanged
+The plan above still spends most of its time streaming 13 MB activations through memory: each
+depthwise output is written and read back once, each ReLU and skip addition is a pass of its
+own. Where the C kernel of :mod:`backend.models.kernels` is available (compiled on first use;
+by default on CPUs with AVX-512), a node whose operations end in depthwise -> pointwise is one
+kernel call: both depthwise convolutions (reading their inputs through the ReLU), the stacked
+pointwise GEMM, the skip edges and the raw and/or rectified output, in one pass over memory;
+likewise every 1x1 convolution that reads a cell's output (the next cells' preprocessing, the
+head's taps, the preprocessing of the stem's output) is one call with one output per reader. A
+rectified copy of a state is then only made where an operation the kernel does not start with
+reads it (the first half of ``sep_conv_3x3``, the 9x1 convolution of ``conv_9x1_1x9``, run
+on oneDNN). With the kernel the pointwise multiply-adds, run near the CPU's FMA throughput,
+take most of the time; ``FastNasNModule(..., kernel=False)`` or ``NASCSMRI_KERNELS=0`` keeps
+the oneDNN plan.
+
+Without oneDNN (or off float32 CPU) the oneDNN plan runs with separate convolution, addition
+and ReLU calls. Other models (dense convolutions, where oneDNN is already efficient) run unchanged
 in channels_last. On CUDA, ``fast`` is channels_last + bf16 autocast instead (see
-:func:`prepare_for_inference`). Measurements: ``bench/inference_speed.py``.
+:func:`prepare_for_inference`). Measurements: ``bench/inference_speed.py``,
+``bench/head_to_head.py``, ``bench/stripe_rows.py``.
 """
 
 from __future__ import annotations
@@ -171,8 +186,9 @@ class FastNasNModule(nn.Module):
 
     Same function as the reference module; see the module docstring for what changes. Shape
     ``(B, 2, H, W) -> (B, 2, H, W)``. The operations' convolutions and the stem are shared
-    with the reference module; the preprocessing and head weights are re-sliced copies (call
-    :meth:`refresh` after changing the reference weights in place).
+    with the reference module; the preprocessing and head weights are re-sliced copies, and the
+    kernel's depthwise taps and stacked 1x1 weights copies too (call :meth:`refresh` after
+    changing the reference weights in place).
 
     Args:
         module: the reference module.
@@ -539,9 +555,11 @@ def prepare_for_inference(model: nn.Module, execution: str = "auto",
     """The module to run for inference: ``model`` itself (``reference``) or a fast plan.
 
     ``fast`` on CPU: :func:`tune_allocator`, channels_last for the cascades, and NasN cascades
-    re-planned with :class:`FastNasNModule` (same outputs to float32 rounding). ``fast`` on CUDA: channels_last
-    and bf16 autocast inside the reconstruction modules (the DC layer stays float32): outputs
-    then differ from the reference at bf16 precision (~1e-2). The returned module shares the
+    re-planned with :class:`FastNasNModule` (with the fused C kernel where
+    :func:`backend.models.kernels.fused_pointwise` provides it; same outputs to float32
+    rounding). ``fast`` on CUDA: channels_last and bf16 autocast inside the reconstruction
+    modules (the DC layer stays float32): outputs then differ from the reference at bf16
+    precision (~1e-2). The returned module shares the
     parameters of ``model`` and is in eval mode; ``model`` is moved to channels_last in place.
     """
     device = torch.device(device)
