@@ -128,6 +128,14 @@ def test_kernel_refuses_what_it_cannot_read(kernel):
         kernel.run([(x, False, torch.randn(9, 16), ((3, 3), (1, 1)))], weight, [(out, 0, False)])
     with pytest.raises(KernelError, match="channels-last"):
         kernel.run([(x, False, None, None)], weight, [(_channels_last(torch.empty(1, 32, 8, 9)), 0, False)])
+    with pytest.raises(KernelError, match="odd sizes"):
+        kernel.run([(x, False, torch.randn(4, 32), ((2, 2), (1, 1)))], weight, [(out, 0, False)])
+    with pytest.raises(KernelError, match="odd sizes"):
+        kernel.run([(x, False, torch.randn(9, 32), ((3, 3), (0, 1)))], weight, [(out, 0, False)])
+    with pytest.raises(KernelError, match="shares memory"):  # in place would read overwritten neighbours
+        kernel.run([(x, False, torch.randn(9, 32), ((3, 3), (1, 1)))], weight, [(x, 0, False)])
+    with pytest.raises(KernelError, match="shares memory"):
+        kernel.run([(x, False, None, None)], weight, [(out, 0, False), (out, 0, True)])
 
 
 def test_switch_and_missing_compiler(monkeypatch):

@@ -2,8 +2,9 @@
 
 :func:`prepare_for_inference` returns a module with the same ``forward(x, k0, mask)`` and the
 same parameters (shared, not copied, apart from the re-sliced and re-stacked weights below)
-as the model it is given; only the order of the work changes. Outputs agree with the reference path to
-float32 rounding (tests/test_fast.py checks a max abs difference < 1e-5 on the normalised scale).
+as the model it is given; only the order of the work changes. Outputs agree with the
+reference path to float32 rounding (tests/test_fast.py checks a max abs difference < 1e-5 on
+the normalised scale).
 
 Why NasN needs its own plan. Its cells are made of depthwise + pointwise convolutions: few
 multiply-adds, but each one reads and writes a whole ``(B, C, H, W)`` tensor, so on a CPU the
@@ -46,8 +47,8 @@ take most of the time; ``FastNasNModule(..., kernel=False)`` or ``NASCSMRI_KERNE
 the oneDNN plan.
 
 Without oneDNN (or off float32 CPU) the oneDNN plan runs with separate convolution, addition
-and ReLU calls. Other models (dense convolutions, where oneDNN is already efficient) run unchanged
-in channels_last. On CUDA, ``fast`` is channels_last + bf16 autocast instead (see
+and ReLU calls. Other models (dense convolutions, where oneDNN is already efficient) run
+unchanged in channels_last. On CUDA, ``fast`` is channels_last + bf16 autocast instead (see
 :func:`prepare_for_inference`). Measurements: ``bench/inference_speed.py``,
 ``bench/head_to_head.py``, ``bench/stripe_rows.py``.
 """
@@ -131,10 +132,12 @@ class _Chain(nn.Module):
         if len(self.convs) < 2 or self.relu_after[-2]:
             return False
         dw, pw = self.convs[-2], self.convs[-1]
-        same = all(p == d * (k // 2) for p, d, k in zip(dw.padding, dw.dilation, dw.kernel_size))
-        return (dw.groups == dw.in_channels == dw.out_channels and dw.bias is None and dw.stride == (1, 1)
-                and same and all(k % 2 for k in dw.kernel_size) and isinstance(dw.padding, tuple)
-                and pw.kernel_size == (1, 1) and pw.groups == 1 and pw.stride == (1, 1) and pw.padding == (0, 0))
+        if not isinstance(dw.padding, tuple):  # padding="same" / "valid" strings
+            return False
+        same = all(p == d * (k // 2) and k % 2 for p, d, k in zip(dw.padding, dw.dilation, dw.kernel_size))
+        return (same and dw.groups == dw.in_channels == dw.out_channels and dw.bias is None
+                and dw.stride == (1, 1) and pw.kernel_size == (1, 1) and pw.groups == 1 and pw.stride == (1, 1)
+                and pw.padding == (0, 0))
 
 
 def _tap_major(weight: torch.Tensor) -> torch.Tensor:
@@ -361,12 +364,13 @@ class FastNasNModule(nn.Module):
                     else:
                         fused_inputs.append((states[src]["raw"], True, taps, geometry))
                 like = fused_inputs[0][0]
+                forms = ([] if relu_only else ["raw"]) + \
+                    (["relu"] if relu_only or 2 + node in self.relu_tensors[j] else [])
                 state, outputs = {"raw": None, "relu": None}, []
-                for form in ("raw", "relu"):
-                    if (form == "raw" and not relu_only) or (form == "relu" and (relu_only or 2 + node in self.relu_tensors[j])):
-                        state[form] = torch.empty((1, self.channels, *like.shape[-2:]), dtype=like.dtype,
-                                                  memory_format=torch.channels_last)
-                        outputs.append((state[form], 0, form == "relu"))
+                for form in forms:
+                    state[form] = torch.empty((1, self.channels, *like.shape[-2:]), dtype=like.dtype,
+                                              memory_format=torch.channels_last)
+                    outputs.append((state[form], 0, form == "relu"))
                 kernel.run(fused_inputs, plan["weight"], outputs, adds=[states[src]["raw"] for src in skips],
                            bias=plan["bias"])
                 states.append(state)
@@ -559,8 +563,8 @@ def prepare_for_inference(model: nn.Module, execution: str = "auto",
     :func:`backend.models.kernels.fused_pointwise` provides it; same outputs to float32
     rounding). ``fast`` on CUDA: channels_last and bf16 autocast inside the reconstruction
     modules (the DC layer stays float32): outputs then differ from the reference at bf16
-    precision (~1e-2). The returned module shares the
-    parameters of ``model`` and is in eval mode; ``model`` is moved to channels_last in place.
+    precision (~1e-2). The returned module shares the parameters of ``model`` and is in eval
+    mode; ``model`` is moved to channels_last in place.
     """
     device = torch.device(device)
     execution = resolve_execution(execution)

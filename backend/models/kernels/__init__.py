@@ -84,7 +84,8 @@ def build(cc: str, extra_flags: tuple[str, ...] = (), directory: Path | None = N
     """
     flags = [*FLAGS, *extra_flags]
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    digest = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(flags), version, _machine()]).encode()).hexdigest()[:16]
+    key = "\0".join([SOURCE.read_text(), " ".join(flags), version, _machine()])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     target = (directory or _cache_dir()) / f"fused_pointwise-{digest}.so"
     if target.exists():
         return target
@@ -157,8 +158,12 @@ class FusedPointwise:
             slot.data, slot.channels, slot.relu = x.data_ptr(), x.shape[1], int(relu)
             if taps is not None:
                 (kh, kw), (dh, dw) = geometry
+                if min(kh, kw, dh, dw) < 1 or kh % 2 == 0 or kw % 2 == 0:
+                    raise KernelError(f"depthwise {kh}x{kw} with dilation {dh}x{dw}: need odd sizes and "
+                                      f"dilations >= 1 ('same' zero padding)")
                 if taps.shape != (kh * kw, x.shape[1]) or not taps.is_contiguous() or taps.dtype != torch.float32:
-                    raise KernelError(f"depthwise taps {tuple(taps.shape)} do not match {kh}x{kw} over {x.shape[1]} channels")
+                    raise KernelError(f"depthwise taps {tuple(taps.shape)} do not match {kh}x{kw} "
+                                      f"over {x.shape[1]} channels")
                 slot.dw, slot.kh, slot.kw, slot.dil_h, slot.dil_w = taps.data_ptr(), kh, kw, dh, dw
         k = sum(x.shape[1] for x, *_ in inputs)
         cpad = weight.shape[1]
@@ -180,11 +185,25 @@ class FusedPointwise:
             if offset < 0 or offset + y.shape[1] > cpad:
                 raise KernelError(f"output channels {offset}:{offset + y.shape[1]} outside the {cpad} computed")
             slot.data, slot.channels, slot.offset, slot.relu = y.data_ptr(), y.shape[1], offset, int(relu)
+        reads = [x for x, *_ in inputs] + list(adds)
+        written = [y for y, *_ in outputs]
+        for i, y in enumerate(written):
+            if any(_overlap(y, t) for t in reads + written[:i]):
+                raise KernelError("an output shares memory with an input or another output")
         rc = self._run(h, w, len(inputs), cin, len(adds), cadds, add_channels, weight.data_ptr(),
                        None if bias is None else bias.data_ptr(), cpad, len(outputs), cout,
                        torch.get_num_threads())
         if rc != 0:
             raise KernelError(f"fused_pointwise refused its arguments (code {rc})")
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the memory spans of two strided tensors intersect."""
+    def span(t: torch.Tensor) -> tuple[int, int]:
+        last = sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        return t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()
+    (a0, a1), (b0, b1) = span(a), span(b)
+    return a0 < b1 and b0 < a1
 
 
 MODES = ("auto", "0", "1")
@@ -210,7 +229,7 @@ def fused_pointwise() -> FusedPointwise | None:
         else:
             try:
                 _LOADED["kernel"] = FusedPointwise(build(cc))
-            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
                 warnings.warn(f"the fused NasN kernel is not available ({exc}); NasN runs its oneDNN plan",
                               RuntimeWarning)
     kernel = _LOADED["kernel"]
