@@ -8,7 +8,10 @@ networks use the shipped weights. Measures on the current device, each in one pr
 1. the CUDA path works: ``--execution fast`` (channels_last + bf16 autocast, DC in float32)
    against the float32 reference on the same input (max abs difference, PSNR between them);
 2. inference slices/s of NasN and DCCNN-3 at ``size x size`` for each batch, reference and
-   fast (the issue's target: >= 1,000 slices/s for NasN, batched, bf16);
+   fast (the issue's target: >= 1,000 slices/s for NasN, batched, bf16), and on CUDA also the
+   fast plan captured once per batch size in a CUDA graph and replayed (``fast+cudagraph``;
+   a capture that fails is reported with its error instead of a rate), to decide whether
+   ``--execution fast`` should use graphs;
 3. one training step (forward + backward + Adam, batch 2, bf16 autocast as ``nascsmri train``)
    of NasN and DCCNN-3 at ``size x size``, and one search step of the DARTS supernet (weights
    step + alpha step, the cpu-preset supernet shape, at ``size x size``).
@@ -62,6 +65,21 @@ def rate(fn, device: torch.device, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def cuda_graph(model, x, k0, m):
+    """``model(x, k0, m)`` captured in a CUDA graph (after warm-up calls on a side stream, as
+    PyTorch's documentation prescribes); returns the replay function."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.inference_mode():
+        for _ in range(3):
+            model(x, k0, m)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.inference_mode():
+        model(x, k0, m)
+    return graph.replay
+
+
 def optimiser_step(model, optimiser, x, k0, m, target, device: torch.device) -> None:
     """One L1 step as ``nascsmri train`` takes it (bf16 autocast on CUDA)."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -97,14 +115,28 @@ def main() -> None:
         psnr = (10 * torch.log10(a.abs().amax() ** 2 / ((a - b) ** 2).mean())).item()
         report.setdefault("agreement", {})[label] = {"max_abs_diff": diff, "psnr_db_fast_vs_reference": psnr}
         print(f"{label}: fast vs reference max abs diff {diff:.2e}, PSNR {psnr:.1f} dB", flush=True)
-        for variant, model in (("reference", reference), ("fast", fast)):
+        variants = [("reference", reference), ("fast", fast)]
+        if device.type == "cuda":
+            variants.append(("fast+cudagraph", fast))
+        for variant, model in variants:
             for batch in args.batches:
                 x, k0, m = inputs(batch, args.size, device, seed=batch)
-                if variant == "fast":
+                if variant != "reference":
                     x = x.contiguous(memory_format=torch.channels_last)
                 try:
-                    with torch.inference_mode():
-                        calls = rate(lambda: model(x, k0, m), device, args.seconds)
+                    if variant == "fast+cudagraph":
+                        try:
+                            replay = cuda_graph(model, x, k0, m)
+                        except RuntimeError as err:  # capture not supported by some operation
+                            rows.append({"model": label, "variant": variant, "batch": batch, "slices_per_s": None,
+                                         "error": str(err).splitlines()[0]})
+                            print(f"  {label} {variant} batch {batch}: capture failed: {rows[-1]['error']}",
+                                  flush=True)
+                            break
+                        calls = rate(replay, device, args.seconds)
+                    else:
+                        with torch.inference_mode():
+                            calls = rate(lambda: model(x, k0, m), device, args.seconds)
                 except torch.OutOfMemoryError:
                     print(f"  {label} {variant} batch {batch}: out of memory", flush=True)
                     break
