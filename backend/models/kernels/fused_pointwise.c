@@ -110,8 +110,7 @@ static void depthwise_pixel(const fp_input *in, int64_t H, int64_t W, int64_t y,
 #ifdef __AVX512F__
 /* a[p][0:c] = depthwise(in)(y, x0 + p) for the PB pixels of a block whose every tap lies
  * inside the window's columns, c a multiple of 32: each 32-channel slice of the PB pixels is
- * summed in registers over the taps (32 channels = both cache lines of a pixel at C = 32, so
- * that the rows stream through memory in order). */
+ * summed in registers (16 accumulators) over the taps. */
 static void depthwise_block32(const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0,
                               float *a, int64_t lda)
 {
