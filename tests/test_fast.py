@@ -228,3 +228,29 @@ def test_cli_rejects_a_zero_batch_size(sample_file, tmp_path):
     assert proc.returncode == 2
     assert "positive integer" in proc.stderr
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_fast_nasn_in_worker_threads_equals_reference(plan):
+    """The viewer reconstructs off the GUI thread: the kernel's OpenMP team is then started
+    from a worker thread, here two at once."""
+    import threading
+
+    torch.manual_seed(11)
+    reference = build_model("nasn", genotype=GENOTYPES[0], cells=2, channels=32).eval()
+    fast = FastCascade(reference, [FastNasNModule(r, kernel=plan) for r in reference.recon]).eval()
+    x, k0, m = _random_inputs(1, 40, 36, seed=11)
+    with torch.inference_mode():
+        expected = reference(x, k0, m)
+    diffs = []
+
+    def work():
+        with torch.inference_mode():
+            for _ in range(3):
+                diffs.append((fast(x, k0, m) - expected).abs().max().item())
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(diffs) == 6 and max(diffs) < 1e-5
