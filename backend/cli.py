@@ -331,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tv-backend", choices=("auto", "bart", "torch"), default="auto", help="TV solver: BART's pics or the built-in PyTorch ADMM (default: BART when installed)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: CUDA when available)")
     p.add_argument("--execution", choices=("auto", "fast", "reference"), default=cfg.ReconConfig.execution,
-                   help="network execution: 'fast' (CPU: re-planned NasN, same outputs to float32 rounding; CUDA: "
-                        "bf16 autocast), 'reference' (the training module as is); default %(default)s = fast")
+                   help="network execution: 'fast' (CPU: re-planned NasN with a fused C kernel compiled on first "
+                        "use, NASCSMRI_KERNELS=0 to skip it; same outputs to float32 rounding; CUDA: bf16 autocast), "
+                        "'reference' (the training module as is); default %(default)s = fast")
     p.add_argument("--batch-size", type=_positive_int, default=None, help=f"slices per network call (default {cfg.ReconConfig.batch_size})")
     p.add_argument("--out", required=True, help="output .h5")
     p.add_argument("--json", default=None, metavar="METRICS.json", help="write metrics (mse nmse psnr ssim) and mask facts as JSON")
