@@ -9,12 +9,15 @@ complex image, normalised as ``nascsmri reconstruct`` does). Three plans: NasN w
 convolutions only (``kernel=False``), and DCCNN-3 fast. Each round times one slice of each,
 in turn, so that a machine slowing down or speeding up affects all three alike; the ratio
 NasN / DCCNN-3 is taken per round and its median reported (with the spread over rounds).
-Writes ``bench/results/head_to_head_<size>_cpu.json`` and prints a table.
+Writes ``bench/results/head_to_head_<size>_cpu.json`` and ``.png`` (latency per round, and
+NasN / DCCNN-3 per round) and prints a table. ``--replot JSON`` redraws the figure of an
+earlier run without timing anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -26,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from backend.files import write_json  # noqa: E402
+from backend.files import save_figure, write_json  # noqa: E402
 from backend.masks import make_mask  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
 from backend.models.fast import FastCascade, FastNasNModule, prepare_for_inference  # noqa: E402
@@ -43,13 +46,43 @@ def plans() -> dict[str, torch.nn.Module]:
             "NasN fast, oneDNN only": onednn, "DCCNN-3 fast": dccnn}
 
 
+def plot(report: dict, path: Path) -> Path:
+    """Latency of each plan per round, and each NasN plan's ratio to DCCNN-3 per round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    base = rows[-1]["times_s"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for row in rows:
+        rounds = range(1, len(row["times_s"]) + 1)
+        left.plot(rounds, [t * 1e3 for t in row["times_s"]], marker=".", label=row["plan"])
+        if row is not rows[-1]:
+            right.plot(rounds, [t / b for t, b in zip(row["times_s"], base)], marker=".", label=row["plan"])
+    right.axhline(1.0, color="grey", linestyle="--", label="DCCNN-3 fast")
+    left.set(xlabel="round", ylabel="ms per 320x320 slice" if report["size"] == 320 else "ms per slice",
+             title=f"latency per round ({report['size']}x{report['size']}, {report['threads']} threads)")
+    right.set(xlabel="round", ylabel="latency / DCCNN-3 latency (same round)", title="ratio to DCCNN-3")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--replot", metavar="JSON", default=None, help="redraw the figure of an earlier run and exit")
     args = parser.parse_args()
+    if args.replot:
+        print(f"wrote {plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix('.png'))}")
+        return
     size = args.size
     g = torch.Generator().manual_seed(0)
     image = torch.complex(torch.randn(1, size, size, generator=g), torch.randn(1, size, size, generator=g))
@@ -90,6 +123,7 @@ def main() -> None:
                       "rounds": args.rounds, "max_abs_diff_kernel_vs_onednn": diff, "rows": rows,
                       "command": "python bench/head_to_head.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")
+    print(f"wrote {plot(json.loads(path.read_text()), path.with_suffix('.png'))}")
 
 
 if __name__ == "__main__":

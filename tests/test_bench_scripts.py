@@ -49,6 +49,13 @@ def test_head_to_head_benchmark_reports_ratios(tmp_path):
     assert report["rows"][2]["ratio_to_dccnn3_median"] == 1.0
     assert all(len(r["times_s"]) == 2 and r["median_s"] > 0 for r in report["rows"])
     assert report["max_abs_diff_kernel_vs_onednn"] < 1e-5
+    figure = tmp_path / "head_to_head_32_cpu.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure.unlink()
+    replot = subprocess.run([sys.executable, str(ROOT / "bench" / "head_to_head.py"), "--replot",
+                             str(tmp_path / "head_to_head_32_cpu.json")], capture_output=True, text=True, cwd=ROOT)
+    assert replot.returncode == 0, replot.stderr
+    assert figure.stat().st_size > 10_000
 
 
 def test_inference_speed_benchmark_measures_both_nasn_plans(tmp_path):
