@@ -21,19 +21,18 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
 from backend.files import save_figure, write_json  # noqa: E402
-from backend.masks import make_mask  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
 from backend.models.fast import FastCascade, FastNasNModule, prepare_for_inference  # noqa: E402
-from backend.recon import network_inputs  # noqa: E402
+from timing import interleaved_times, random_slice  # noqa: E402
 
 
 def plans() -> dict[str, torch.nn.Module]:
@@ -84,26 +83,17 @@ def main() -> None:
         print(f"wrote {plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix('.png'))}")
         return
     size = args.size
-    g = torch.Generator().manual_seed(0)
-    image = torch.complex(torch.randn(1, size, size, generator=g), torch.randn(1, size, size, generator=g))
-    mask = torch.from_numpy(make_mask("random", size, 4, seed=0).lines.astype("float32"))
-    x, k0, _ = network_inputs(torch.fft.fft2(image, norm="ortho"), mask)
     models = plans()
-    times: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode():
-        outputs = {name: m(x, k0, mask) for name, m in models.items()}
-        names = list(models)
-        diff = (outputs[names[0]] - outputs[names[1]]).abs().max().item()
-        for _ in range(args.warmup):
-            for m in models.values():
-                m(x, k0, mask)
-        for r in range(args.rounds):
-            for name, m in models.items():
-                t = time.perf_counter()
-                m(x, k0, mask)
-                times[name].append(time.perf_counter() - t)
-            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.0f} ms" for n in names),
-                  flush=True)
+    names = list(models)
+
+    def progress(r: int, round_times: list[float]) -> None:
+        print(f"  round {r + 1}/{args.rounds}: "
+              + ", ".join(f"{n} {t * 1e3:.0f} ms" for n, t in zip(names, round_times)), flush=True)
+
+    outputs, all_times = interleaved_times(list(models.values()), random_slice(size), args.rounds, args.warmup,
+                                           progress)
+    times = dict(zip(names, all_times))
+    diff = (outputs[0] - outputs[1]).abs().max().item()
     dccnn = times[names[2]]
     rows = []
     print(f"\n{'plan':<34} {'median ms':>9} {'min ms':>7} {'x DCCNN-3 (median of rounds)':>29} {'rounds range':>13}")

@@ -16,35 +16,19 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 from backend.files import write_json  # noqa: E402
-from backend.masks import make_mask  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
 from backend.models.fast import FastCascade, FastNasNModule, prepare_for_inference  # noqa: E402
-from backend.recon import network_inputs  # noqa: E402
-
-
-def _interleaved_latencies(models: list, inputs, repeats: int) -> list[tuple[float, torch.Tensor]]:
-    """Median latency and output of each model, timed in rounds of one call each (so that a
-    machine slowing down or speeding up affects every model alike)."""
-    times: list[list[float]] = [[] for _ in models]
-    with torch.inference_mode():
-        outs = [model(*inputs) for model in models]
-        for model in models:
-            model(*inputs)
-        for _ in range(repeats):
-            for i, model in enumerate(models):
-                start = time.perf_counter()
-                model(*inputs)
-                times[i].append(time.perf_counter() - start)
-    return [(sorted(t)[len(t) // 2], out) for t, out in zip(times, outs)]
+from timing import interleaved_times, random_slice  # noqa: E402
 
 
 def main() -> None:
@@ -61,18 +45,16 @@ def main() -> None:
     rows = []
     print(f"{'size':>5} {'model':<8} {'stripe_rows':>11} {'latency ms':>10} {'x DCCNN-3':>9} {'max diff':>9}")
     for size in args.sizes:
-        mask = torch.from_numpy(make_mask("random", size, 4, seed=0).lines.astype("float32"))
-        g = torch.Generator().manual_seed(size)
-        image = torch.complex(torch.randn(1, size, size, generator=g), torch.randn(1, size, size, generator=g))
-        x, k0, _ = network_inputs(torch.fft.fft2(image, norm="ortho"), mask)
+        x, k0, mask = random_slice(size, image_seed=size)
         with torch.inference_mode():
             expected = reference(x, k0, mask)
         models = [FastCascade(planned, [FastNasNModule(r, setting) for r in reference.recon]).eval()
                   for setting in settings]
-        (base, _), *timed = _interleaved_latencies([dccnn, *models], (x, k0, mask), args.repeats)
+        outputs, times = interleaved_times([dccnn, *models], (x, k0, mask), args.repeats)
+        base, *medians = [statistics.median(t) for t in times]
         rows.append({"size": size, "model": "DCCNN-3", "stripe_rows": None, "latency_s": base, "max_abs_diff": None})
         print(f"{size:>5} {'DCCNN-3':<8} {'-':>11} {base * 1000:>10.1f} {1.0:>9.2f} {'-':>9}", flush=True)
-        for setting, model, (latency, out) in zip(settings, models, timed):
+        for setting, model, latency, out in zip(settings, models, medians, outputs[1:]):
             diff = (out - expected).abs().max().item()
             rows.append({"size": size, "model": "NasN", "stripe_rows": setting, "latency_s": latency,
                          "max_abs_diff": diff, "latency_ratio_to_dccnn3": latency / base,
