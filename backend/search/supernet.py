@@ -21,6 +21,7 @@ from ..dc import DataConsistency
 from ..models import OPS, SPACES, Genotype
 from ..models.cascade import conv3x3
 from ..models.nasn import ReLUConv1x1
+from ..models.training_plan import run_op
 
 
 def edge_offsets(nodes: int) -> list[int]:
@@ -42,8 +43,16 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         # 'none' contributes exactly zero: skip its compute (its alpha still gets a gradient
-        # through the softmax normalisation of the others)
-        return sum(w * op(x) for name, w, op in zip(self.names, weights, self.ops) if name != "none")
+        # through the softmax normalisation of the others). The operations share one ReLU of x
+        # and their depthwise convolutions run through the training plan's DepthwiseConv.
+        rectified: list[torch.Tensor] = []
+
+        def relu(t: torch.Tensor) -> torch.Tensor:
+            if not rectified:
+                rectified.append(torch.relu(t))
+            return rectified[0]
+
+        return sum(w * run_op(op, x, relu) for name, w, op in zip(self.names, weights, self.ops) if name != "none")
 
 
 class SearchCell(nn.Module):

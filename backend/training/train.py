@@ -21,8 +21,9 @@ from ..config import TrainConfig
 from ..datasets import dataset_files
 from ..models import Genotype, build_model, save_weights
 from ..models.genotype import default_genotype
+from ..models.training_plan import prepare_for_training
 from .data import EpochBatches, SliceIndex
-from .distributed import mean, teardown, unwrap, wrap
+from .distributed import mean, teardown, wrap
 from .loop import config_dict, l1_loss, prepare_device, to_device, validate
 from .runs import RunEvent, RunFolder
 
@@ -66,7 +67,8 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
                 model.load_state_dict(state["model"])
                 optimiser.load_state_dict(state["optimiser"])
                 start, history, best = state["epoch"] + 1, state["history"], state["best"]
-            net = wrap(model, dist, device)
+            # NasN on the CPU trains through its training plan (same parameters, same function)
+            net = wrap(prepare_for_training(model, device), dist, device)
             steps = len(EpochBatches(train_index, seed=config.seed, epoch=0, batch_size=config.batch_size,
                                      crop=config.crop, accelerations=config.accelerations,
                                      phase_prob=config.phase_prob, steps=config.steps_per_epoch,
@@ -99,16 +101,16 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
                         run.emit(event)
                     yield event
                 train_loss = mean(sum(losses) / len(losses), dist)
-                val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
+                val = validate(model, val_files, config.accelerations, device) if dist.is_main else {}
                 record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "seconds": time.time() - t0, **val}
                 history.append(record)
                 if dist.is_main:
                     meta = {**meta_base, "epoch": epoch, "validation": val}
-                    save_weights(unwrap(net), run.path / "last.safetensors", meta)
+                    save_weights(model, run.path / "last.safetensors", meta)
                     if best is None or val["psnr"] > best["psnr"]:
                         best = {"epoch": epoch, "psnr": val["psnr"], "ssim": val["ssim"]}
-                        save_weights(unwrap(net), run.path / "best.safetensors", meta)
-                run.save_checkpoint({"model": unwrap(net).state_dict(), "optimiser": optimiser.state_dict(),
+                        save_weights(model, run.path / "best.safetensors", meta)
+                run.save_checkpoint({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                                      "epoch": epoch, "history": history, "best": best})
                 run.write_history(history)
                 msg = f"epoch {epoch + 1}/{config.epochs}: loss {train_loss:.4f}"

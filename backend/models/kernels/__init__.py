@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("fused_pointwise.c")
+GRAD_SOURCE = Path(__file__).with_name("depthwise_grad.c")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 ABI_VERSION = 2
 MAX_K, MAX_CPAD = 1024, 512  # the C source's limits on input and padded output channels
@@ -76,24 +77,26 @@ def _compiler() -> str | None:
     return shutil.which(cc)
 
 
-def build(cc: str, extra_flags: tuple[str, ...] = (), directory: Path | None = None) -> Path:
-    """Compile the source (once per source, flags, compiler and CPU) and return the library's path.
+def build(cc: str, extra_flags: tuple[str, ...] = (), directory: Path | None = None,
+          source: Path = SOURCE) -> Path:
+    """Compile a kernel source (once per source, flags, compiler and CPU); return the library's path.
 
     ``extra_flags`` follow :data:`FLAGS` (the tests build a ``-mno-avx512f`` variant this way);
-    ``directory`` defaults to the cache directory.
+    ``directory`` defaults to the cache directory; ``source`` is :data:`SOURCE` (the fused
+    inference kernel) or :data:`GRAD_SOURCE` (the training plan's depthwise weight gradient).
     """
     flags = [*FLAGS, *extra_flags]
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = "\0".join([SOURCE.read_text(), " ".join(flags), version, _machine()])
+    key = "\0".join([source.read_text(), " ".join(flags), version, _machine()])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    target = (directory or _cache_dir()) / f"fused_pointwise-{digest}.so"
+    target = (directory or _cache_dir()) / f"{source.stem}-{digest}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        result = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300)
+        result = subprocess.run([cc, *flags, "-o", tmp, str(source)], capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"{cc} failed: {result.stderr.strip()[-2000:]}")
         os.replace(tmp, target)  # atomic: a concurrent process sees no file or the whole file
@@ -207,7 +210,30 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 MODES = ("auto", "0", "1")
-_LOADED: dict[str, FusedPointwise | None] = {}
+_LOADED: dict[str, object | None] = {}
+
+
+def _mode() -> str:
+    mode = os.environ.get("NASCSMRI_KERNELS", "auto").strip().lower() or "auto"
+    if mode not in MODES:
+        raise ValueError(f"NASCSMRI_KERNELS must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+def _load(name: str, source: Path, wrapper, fallback: str):
+    """The wrapped library built from ``source``, loaded once per process; ``None`` (with one
+    warning naming ``fallback``, what runs instead) when it cannot be built or loaded."""
+    if name not in _LOADED:
+        _LOADED[name] = None
+        cc = _compiler()
+        if cc is None:
+            warnings.warn(f"no C compiler found (cc, or $CC): {fallback}", RuntimeWarning)
+        else:
+            try:
+                _LOADED[name] = wrapper(build(cc, source=source))
+            except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
+                warnings.warn(f"the {name} kernel is not available ({exc}); {fallback}", RuntimeWarning)
+    return _LOADED[name]
 
 
 def fused_pointwise() -> FusedPointwise | None:
@@ -216,26 +242,61 @@ def fused_pointwise() -> FusedPointwise | None:
     Compiles on the first call of a process when the library is not cached yet (about a
     second); a failure is reported once as a warning and the callers use their oneDNN path.
     """
-    mode = os.environ.get("NASCSMRI_KERNELS", "auto").strip().lower() or "auto"
-    if mode not in MODES:
-        raise ValueError(f"NASCSMRI_KERNELS must be one of {', '.join(MODES)}, not {mode!r}")
+    mode = _mode()
     if mode == "0":
         return None
-    if "kernel" not in _LOADED:
-        _LOADED["kernel"] = None
-        cc = _compiler()
-        if cc is None:
-            warnings.warn("no C compiler found (cc, or $CC): NasN runs its oneDNN plan", RuntimeWarning)
-        else:
-            try:
-                _LOADED["kernel"] = FusedPointwise(build(cc))
-            except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
-                warnings.warn(f"the fused NasN kernel is not available ({exc}); NasN runs its oneDNN plan",
-                              RuntimeWarning)
-    kernel = _LOADED["kernel"]
+    kernel = _load("kernel", SOURCE, FusedPointwise, "NasN runs its oneDNN plan")
     if kernel is not None and mode == "auto" and kernel.vector_bits < 512:
         return None
     return kernel
+
+
+class DepthwiseGrad:
+    """The loaded ``depthwise_grad.c``: the taps' gradient of a depthwise convolution."""
+
+    def __init__(self, path: Path):
+        lib = ctypes.CDLL(str(path))
+        if lib.dwg_abi_version() != 1:
+            raise RuntimeError(f"{path} has ABI {lib.dwg_abi_version()}, expected 1")
+        lib.dwg_weight.restype = ctypes.c_int
+        lib.dwg_weight.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, *[ctypes.c_int64] * 9]
+        self._weight = lib.dwg_weight
+        self.path = path
+
+    @staticmethod
+    def supports(x: torch.Tensor, grad: torch.Tensor, kernel: tuple[int, int], dilation: tuple[int, int]) -> bool:
+        """Whether :meth:`weight_grad` takes these tensors (dense channels-last float32 on the
+        CPU, equal shapes, odd kernel sizes, dilations >= 1)."""
+        return (x.dtype == grad.dtype == torch.float32 and x.device.type == grad.device.type == "cpu"
+                and x.dim() == 4 and x.shape == grad.shape and 1 <= x.shape[1] <= 1024
+                and x.is_contiguous(memory_format=torch.channels_last)
+                and grad.is_contiguous(memory_format=torch.channels_last)
+                and all(k % 2 == 1 for k in kernel) and kernel[0] * kernel[1] <= 81 and min(dilation) >= 1)
+
+    def weight_grad(self, x: torch.Tensor, grad: torch.Tensor, kernel: tuple[int, int],
+                    dilation: tuple[int, int]) -> torch.Tensor:
+        """``d loss / d weight`` ``(C, 1, kh, kw)`` float32 of ``conv2d(x, weight, groups=C,
+        dilation, padding="same")`` given ``grad = d loss / d output`` (both ``(N, C, H, W)``)."""
+        if not self.supports(x, grad, kernel, dilation):
+            raise KernelError(f"depthwise weight gradient: unsupported tensors {tuple(x.shape)} {x.dtype} / "
+                              f"{tuple(grad.shape)} {grad.dtype}, kernel {kernel}, dilation {dilation}")
+        n, c, h, w = x.shape
+        (kh, kw), (dh, dw) = kernel, dilation
+        out = torch.empty(kh * kw, c, dtype=torch.float64)
+        rc = self._weight(x.data_ptr(), grad.data_ptr(), out.data_ptr(), n, h, w, c, kh, kw, dh, dw,
+                          torch.get_num_threads())
+        if rc != 0:
+            raise KernelError(f"depthwise_grad refused its arguments (code {rc})")
+        return out.t().reshape(c, 1, kh, kw).to(torch.float32)
+
+
+def depthwise_grad() -> DepthwiseGrad | None:
+    """The compiled depthwise weight-gradient kernel, or ``None`` (``NASCSMRI_KERNELS=0``, no
+    compiler, or a failed build: the training plan then asks oneDNN for the same gradient).
+    Plain C that the compiler vectorises, so it is used on every CPU where it builds."""
+    if _mode() == "0":
+        return None
+    return _load("depthwise_grad", GRAD_SOURCE, DepthwiseGrad, "the training plan uses oneDNN's gradient")
 
 
 def depthwise_taps(conv: torch.nn.Conv2d) -> torch.Tensor:

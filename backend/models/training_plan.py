@@ -1,0 +1,168 @@
+"""NasN's training plan on the CPU: the reference module's function and gradients, less memory traffic.
+
+:func:`prepare_for_training` returns, for a NasN cascade on the CPU, a module whose forward
+computes what :class:`backend.models.nasn.CellStack` computes, differentiably and with the
+*same parameters* (the reference module is a registered submodule; nothing is copied), so the
+optimiser, the state dict and the weights files are those of the reference model. Other models,
+and every device but the CPU, train as they are.
+
+What differs from the reference module, measured on the CPUs here (``bench/train_step.py``):
+
+* no concatenation of a cell's nodes: the 1x1 preprocessing convolution over ``n*C`` channels
+  is the sum of one 1x1 convolution per node (with the matching slice of its weight), and the
+  head's 3x3 convolution likewise; the reference module's ``cat`` and the backward passes over
+  channel slices of a channels-last concatenation (which ran several times slower than over
+  dense tensors) disappear;
+* one ReLU per state, shared by every operation and preprocessing convolution that reads it
+  (the reference module computes one per reader);
+* depthwise convolutions through :class:`DepthwiseConv`, whose backward computes the input's
+  gradient as a forward depthwise convolution with the flipped taps (oneDNN's forward is fast)
+  and the taps' gradient with the C loop of ``kernels/depthwise_grad.c`` (oneDNN's
+  channels-last depthwise backward took 10-15x the forward's time).
+
+Sums are regrouped, so results equal the reference module's to float32 rounding
+(``tests/test_training_plan.py``: gradcheck in float64, and float32 outputs and gradients of the
+shipped network against the reference).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cascade import ResidualModule, UnrolledCascade
+from .kernels import depthwise_grad
+from .nasn import CellStack
+from .ops import Conv9x1_1x9, DilConv, SepConv
+
+
+class DepthwiseConv(torch.autograd.Function):
+    """``conv2d(x, weight, groups=C, padding, dilation)`` (stride 1, "same" padding, no bias)
+    with the backward described in the module docstring."""
+
+    @staticmethod
+    def forward(ctx, x, weight, padding, dilation):
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.dilation = tuple(padding), tuple(dilation)
+        return F.conv2d(x, weight, padding=ctx.padding, dilation=ctx.dilation, groups=weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        if x.is_contiguous(memory_format=torch.channels_last):
+            grad = grad.contiguous(memory_format=torch.channels_last)
+        else:
+            grad = grad.contiguous()
+        groups, kernel = weight.shape[0], tuple(weight.shape[-2:])
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:  # the transposed convolution of a "same" one = the flipped taps
+            grad_x = F.conv2d(grad, weight.flip(2, 3), padding=ctx.padding, dilation=ctx.dilation, groups=groups)
+        if ctx.needs_input_grad[1]:
+            lib = depthwise_grad()
+            if lib is not None and lib.supports(x, grad, kernel, ctx.dilation):
+                grad_w = lib.weight_grad(x, grad, kernel, ctx.dilation)
+            else:
+                grad_w = torch.ops.aten.convolution_backward(
+                    grad, x, weight, None, [1, 1], list(ctx.padding), list(ctx.dilation), False, [0, 0],
+                    groups, [False, True, False])[1]
+        return grad_x, grad_w, None, None
+
+
+def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A depthwise ``nn.Conv2d`` of the search space applied through :class:`DepthwiseConv`."""
+    return DepthwiseConv.apply(x, conv.weight, conv.padding, conv.dilation)
+
+
+def run_op(module: nn.Module, t: torch.Tensor, relu) -> torch.Tensor:
+    """One operation of :data:`backend.models.ops.OPS` applied to ``t``, its leading ReLU taken
+    from ``relu(t)`` (shared between the readers of a state) and its depthwise convolutions
+    through :class:`DepthwiseConv`; any other operation runs as its module defines it."""
+    if isinstance(module, nn.Identity):
+        return t
+    if isinstance(module, DilConv):
+        return F.conv2d(depthwise(module[1], relu(t)), module[2].weight)
+    if isinstance(module, SepConv):
+        inner = F.conv2d(depthwise(module[0][1], relu(t)), module[0][2].weight)
+        return F.conv2d(depthwise(module[1][1], torch.relu(inner)), module[1][2].weight)
+    if isinstance(module, Conv9x1_1x9):
+        return F.conv2d(depthwise(module[2], depthwise(module[1], relu(t))), module[3].weight)
+    return module(t)
+
+
+class TrainingNasNModule(nn.Module):
+    """A NasN reconstruction module (stem, cell stack, head) computed as described above."""
+
+    def __init__(self, module: ResidualModule):
+        super().__init__()
+        if not isinstance(module.body, CellStack):
+            raise TypeError("TrainingNasNModule needs a NasN module (a CellStack body)")
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.module
+        rectified: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def relu(t: torch.Tensor) -> torch.Tensor:
+            hit = rectified.get(id(t))
+            if hit is None:  # keep t itself too, so that its id is not reused while cached
+                hit = rectified[id(t)] = (t, torch.relu(t))
+            return hit[1]
+
+        stem = m.stem(x)
+        before, last = [stem], [stem]
+        for cell in m.body.cells:
+            states = [_sum_over_parts(before, cell.preprocess0[1].weight, relu, 0),
+                      _sum_over_parts(last, cell.preprocess1[1].weight, relu, 0)]
+            for k in range(0, len(cell.ops), 2):
+                a, b = (run_op(cell.ops[e], states[cell.inputs[e]], relu) for e in (k, k + 1))
+                # a convolution's fresh output takes the sum in place (no other reader holds it)
+                fresh_a, fresh_b = (isinstance(cell.ops[e], (DilConv, SepConv, Conv9x1_1x9)) for e in (k, k + 1))
+                states.append(a.add_(b) if fresh_a else b.add_(a) if fresh_b else a + b)
+            before, last = last, states[2:]
+        head = _sum_over_parts(last, m.head.weight, None, m.head.padding)
+        return x + head + m.head.bias.view(1, -1, 1, 1)
+
+
+def _sum_over_parts(parts: list[torch.Tensor], weight: torch.Tensor, relu, padding) -> torch.Tensor:
+    """``conv2d(cat(parts), weight)`` (inputs rectified when ``relu`` is given) as a sum of one
+    convolution per part with its slice of the weight's input channels."""
+    total, offset = None, 0
+    for part in parts:
+        width = part.shape[1]
+        y = F.conv2d(part if relu is None else relu(part), weight[:, offset:offset + width], padding=padding)
+        total = y if total is None else total.add_(y)  # total is a convolution's own output
+        offset += width
+    return total
+
+
+class TrainingCascade(nn.Module):
+    """The unrolled cascade with its reconstruction modules replaced by training plans; the
+    reference cascade is the registered submodule ``cascade`` (its parameters are this
+    module's parameters, in the same order)."""
+
+    def __init__(self, cascade: UnrolledCascade):
+        super().__init__()
+        self.cascade = cascade
+        self._plans = [TrainingNasNModule(m) for m in cascade.recon]  # plain list: no second registration
+
+    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        c = self.cascade
+        for stage in range(c.cascades):
+            x = c.dc(self._plans[stage % len(self._plans)](x), k0, mask)
+        return x
+
+
+def is_nasn(model: nn.Module) -> bool:
+    return isinstance(model, UnrolledCascade) and all(
+        isinstance(m, ResidualModule) and isinstance(m.body, CellStack) for m in model.recon)
+
+
+def prepare_for_training(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """The module to train: :class:`TrainingCascade` for a NasN cascade on the CPU, else ``model``.
+
+    Either way ``model``'s parameters are the ones trained; save and load ``model``.
+    """
+    if torch.device(device).type == "cpu" and is_nasn(model):
+        return TrainingCascade(model)
+    return model
