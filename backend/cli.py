@@ -218,7 +218,8 @@ def cmd_train(args) -> int:
         cfg.TrainConfig(model=args.model, genotype=args.genotype, blocks=args.blocks, data=args.data,
                         preset=args.preset, seed=args.seed, device=args.device),
         cfg.TRAIN_PRESETS,
-        {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop},
+        {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop, "loss": args.loss,
+         "augment": False if args.no_augment else None},
     )
     summary = _run_job(train(config, args.out, resume=args.resume), args.quiet)
     if not _is_main_rank():
@@ -376,7 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network (NasN from a genotype, or a baseline)", description="Train a network on a prepared dataset (nascsmri data prepare): Adam, L1 loss, lr 1e-3 then 1e-4 at half the epochs, batch 2, a random 4x or 8x mask per slice each step, validation PSNR/SSIM per epoch. Writes RUN/best.safetensors, RUN/last.safetensors (+ JSON sidecars), RUN/checkpoint.pt, RUN/history.json, RUN/events.jsonl.")
     _add_architecture_args(p)
     p.add_argument("--data", required=True, help="prepared dataset folder (train/ and val/)")
-    p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default="cpu", help="cpu: small crops and epochs for 2 CPU cores; paper: the authors' schedule (default %(default)s)")
+    p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default="cpu", help="cpu: small crops and epochs for 2 CPU cores; ship: the shipped weights' budget (~8 CPU-hours for NasN); paper: the authors' schedule (default %(default)s)")
+    p.add_argument("--loss", choices=cfg.LOSSES, default=None, help="l1 (the paper's, default), ssim (1 - SSIM, fastMRI's window) or l1+ssim")
+    p.add_argument("--no-augment", action="store_true", help="only the first round's augmentation (random square crops, smooth phase) instead of flips, contrast, field of view, linear phase, raw path, noise and rectangular grids")
     _add_run_args(p)
     p.set_defaults(func=cmd_train)
 

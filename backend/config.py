@@ -12,6 +12,8 @@ from .tv import TV_ITERATIONS, TV_WEIGHT
 #: The paper's accelerations; any integer >= 2 works, these are the presets.
 ACCELERATIONS = (4, 8)
 CLASSICAL_MODELS = ("zero-filled", "tv")
+#: Training losses: the paper's L1, 1 - SSIM (fastMRI's window, on magnitudes), or their sum.
+LOSSES = ("l1", "ssim", "l1+ssim")
 
 
 def network_model_names() -> tuple[str, ...]:
@@ -101,7 +103,26 @@ class TrainConfig:
         crop: random square image-space crop for training (None = full grid).
         accelerations: each slice gets one of these, with equal probability, per step.
         phase_prob: probability of multiplying a training image by a synthetic smooth phase
-            (so zero-phase training data also prepares for raw k-space with phase).
+            (so zero-phase training data also prepares for raw k-space with phase); with
+            ``augment`` also a linear phase (see :mod:`backend.training.augment`).
+        loss: ``l1`` (the paper's), ``ssim`` (1 - SSIM with fastMRI's 7x7 window, on
+            magnitudes) or ``l1+ssim`` (L1 + ``ssim_weight`` x (1 - SSIM)).
+        augment: run the augmentation pipeline of :mod:`backend.training.augment` with the
+            ``aug_*`` settings below (False = the first round's: a random square window and
+            the smooth phase only).
+        aug_flips: random flips and 90-degree rotations.
+        aug_gamma: range of the random intensity exponent (log-uniform).
+        aug_contrast_prob: probability of a random non-monotone contrast curve (T2/PD-like).
+        aug_fov_prob, aug_fov_fill: probability of resizing the object to fill a random
+            fraction (uniform in the range) of the grid, on a zero canvas.
+        aug_linear_phase_cycles: largest linear phase, in cycles across the grid per axis.
+        aug_raw_prob: probability of the raw path (readout-oversampled canvas with phase and
+            noise, then the grid's rows cropped in image space, as fastMRI's knee data).
+        aug_noise_prob, aug_noise_snr_db: probability and range (dB, image RMS / noise RMS) of
+            complex white Gaussian k-space noise.
+        aspects: grid shapes, as columns / rows at the crop's area, drawn per batch
+            ((1.0,) = square crops only).
+        mask_kinds: mask functions drawn per sample (``random``, ``equispaced``).
         val_volumes: validation volumes evaluated per epoch (None = all).
         seed, device, channels_last, amp (bf16 autocast on CUDA).
     """
@@ -122,18 +143,48 @@ class TrainConfig:
     crop: int | None = None
     accelerations: tuple = ACCELERATIONS
     phase_prob: float = 0.5
+    loss: str = "l1"
+    ssim_weight: float = 1.0
+    augment: bool = True
+    aug_flips: bool = True
+    aug_gamma: tuple = (0.7, 1.4)
+    aug_contrast_prob: float = 0.3
+    aug_fov_prob: float = 0.5
+    aug_fov_fill: tuple = (0.3, 1.0)
+    aug_linear_phase_cycles: float = 3.0
+    aug_raw_prob: float = 0.2
+    aug_noise_prob: float = 0.5
+    aug_noise_snr_db: tuple = (15.0, 45.0)
+    aspects: tuple = (0.75, 1.0, 1.33)
+    mask_kinds: tuple = ("random", "equispaced")
     val_volumes: int | None = None
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
     amp: bool = True
 
+    def augmentation(self):
+        """The :class:`backend.training.augment.Augmentation` these fields describe (None when
+        ``augment`` is off)."""
+        from .training.augment import Augmentation
+
+        if not self.augment:
+            return None
+        return Augmentation(flips=self.aug_flips, gamma=tuple(self.aug_gamma), contrast_prob=self.aug_contrast_prob,
+                            fov_prob=self.aug_fov_prob, fov_fill=tuple(self.aug_fov_fill),
+                            phase_prob=self.phase_prob, linear_phase_cycles=self.aug_linear_phase_cycles,
+                            raw_prob=self.aug_raw_prob, noise_prob=self.aug_noise_prob,
+                            noise_snr_db=tuple(self.aug_noise_snr_db))
+
 
 #: Preset overrides. ``paper``: the authors' schedule (80 epochs, batch 2, full grid).
 #: ``cpu``: the same code path sized for 2 CPU cores (about 2,400 steps on 128x128 crops).
+#: ``ship``: the shipped weights' budget on 2 CPU cores (40 epochs x 1,000 steps of batch 2 on
+#: crops of 128x128 pixels' area, validation on every volume; NasN ~8 CPU-hours here).
 TRAIN_PRESETS: dict[str, dict] = {
     "paper": dict(epochs=80, steps_per_epoch=None, crop=None, val_volumes=None),
     "cpu": dict(epochs=12, steps_per_epoch=200, crop=128, val_volumes=4),
+    "ship": dict(epochs=40, steps_per_epoch=1000, crop=128, val_volumes=None),
 }
 
 

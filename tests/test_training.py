@@ -99,3 +99,24 @@ def test_killed_at_random_moments_resumes_to_the_same_weights(tiny_dataset, tmp_
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
     assert [h["epoch"] for h in json.loads((killed / "history.json").read_text())] == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_nasn_trains_with_augmentation_and_the_ssim_loss(tiny_dataset, tmp_path):
+    """NasN through its CPU training plan, the full augmentation pipeline and L1 + SSIM: the
+    loss falls, the sidecar records the loss, and a rerun gives the same weights."""
+    from backend.models import load_model
+
+    def once(out):
+        config = _tiny_config(tiny_dataset, model="nasn", channels=4, cells=1, cascades=1, loss="l1+ssim",
+                              epochs=2, steps_per_epoch=8, crop=40)
+        run(train(config, str(out)))
+        return load_file(out / "last.safetensors")
+
+    a, b = once(tmp_path / "a"), once(tmp_path / "b")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+    history = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert all(np.isfinite(h["train_loss"]) for h in history) and history[1]["train_loss"] < history[0]["train_loss"]
+    _, meta = load_model(tmp_path / "a" / "best.safetensors")
+    assert meta["training"]["loss"] == "l1+ssim" and meta["training"]["augment"] is True

@@ -21,6 +21,7 @@ from ..fft import complex_to_channels, fft2c_np, ifft2c_np
 from ..io import FastMRIVolume
 from ..masks import MASK_FUNCS
 from ..transforms import NORMALISED_PEAK
+from .augment import Augmentation, augment, random_window, smooth_phase
 
 
 @dataclass
@@ -72,16 +73,6 @@ class SliceIndex:
         self._volumes.clear()
 
 
-def smooth_phase(shape: tuple[int, int], rng: np.random.Generator, amplitude: float = np.pi) -> np.ndarray:
-    """A random smooth phase map: a 4x4 Gaussian field upsampled (cubic) to ``shape``."""
-    from scipy.ndimage import zoom
-
-    coarse = rng.standard_normal((4, 4))
-    field = zoom(coarse, (shape[0] / 4, shape[1] / 4), order=3, mode="nearest")[: shape[0], : shape[1]]
-    field = field / (np.abs(field).max() + 1e-12)
-    return (amplitude * field).astype(np.float32)
-
-
 def random_crop(image: np.ndarray, size: int | None, rng: np.random.Generator) -> np.ndarray:
     """A random ``size x size`` window of the image (image space), or the image itself."""
     if size is None:
@@ -89,25 +80,38 @@ def random_crop(image: np.ndarray, size: int | None, rng: np.random.Generator) -
     H, W = image.shape
     if size > H or size > W:
         raise InputError(None, f"crop {size} is larger than the training slices ({H}x{W})")
-    top = int(rng.integers(0, H - size + 1))
-    left = int(rng.integers(0, W - size + 1))
-    return image[top : top + size, left : left + size]
+    return random_window(image, (size, size), rng)
 
 
 def make_sample(
     image: np.ndarray,
     rng: np.random.Generator,
-    crop: int | None,
+    crop: int | tuple[int, int] | None,
     accelerations: Sequence[float],
     phase_prob: float,
     mask_kind: str = "random",
+    augmentation: Augmentation | None = None,
+    mask_kinds: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Augment one complex image; return ``(image, kspace, mask lines)`` on the crop grid."""
-    image = random_crop(image, crop, rng)
-    if phase_prob > 0 and rng.random() < phase_prob:
-        image = image * np.exp(1j * smooth_phase(image.shape, rng))
+    """Augment one complex image; return ``(image, kspace, mask lines)`` on the crop grid.
+
+    Without ``augmentation`` only the first round's augmentation runs (a random square window
+    and a smooth phase with ``phase_prob``), drawing from ``rng`` in the same order as before.
+    With it, :func:`backend.training.augment.augment` builds the image on the grid ``crop``
+    (``(rows, cols)``, or square; None = the slice's own grid). The mask kind is drawn from
+    ``mask_kinds`` when given.
+    """
+    if augmentation is None:
+        image = random_crop(image, crop if crop is None else int(np.atleast_1d(crop)[0]), rng)
+        if phase_prob > 0 and rng.random() < phase_prob:
+            image = image * np.exp(1j * smooth_phase(image.shape, rng))
+    else:
+        shape = image.shape if crop is None else (crop, crop) if np.isscalar(crop) else tuple(crop)
+        image = augment(image, shape, rng, augmentation)
     kspace = fft2c_np(image).astype(np.complex64)
     acc = accelerations[int(rng.integers(len(accelerations)))]
+    if mask_kinds:
+        mask_kind = mask_kinds[int(rng.integers(len(mask_kinds)))]
     mask = MASK_FUNCS[mask_kind]([acc])(image.shape[1], seed=int(rng.integers(2**31)))
     return image.astype(np.complex64), kspace, mask.lines.astype(np.float32)
 
@@ -135,9 +139,11 @@ class EpochBatches:
 
     def __init__(self, index: SliceIndex, *, seed: int, epoch: int, batch_size: int, crop: int | None,
                  accelerations: Sequence[float], phase_prob: float, steps: int | None = None,
-                 rank: int = 0, world: int = 1, stream: int = 0):
+                 rank: int = 0, world: int = 1, stream: int = 0, augmentation: Augmentation | None = None,
+                 aspects: Sequence[float] = (1.0,), mask_kinds: Sequence[str] | None = None):
         self.index, self.seed, self.epoch, self.batch_size = index, seed, epoch, batch_size
         self.crop, self.accelerations, self.phase_prob = crop, accelerations, phase_prob
+        self.augmentation, self.aspects, self.mask_kinds = augmentation, tuple(aspects), mask_kinds
         self.rank, self.world, self.stream = rank, world, stream
         per_pass = len(index) // (batch_size * world)
         if per_pass == 0:
@@ -158,11 +164,24 @@ class EpochBatches:
             order = self._order(repeat)
             start = within * n_per_step + self.rank * self.batch_size
             samples = []
+            grid = self._grid(step)
             for pos in range(start, start + self.batch_size):
                 idx = int(order[pos])
                 rng = np.random.default_rng([self.seed, self.stream, self.epoch, step, pos])
-                samples.append(make_sample(self.index.image(idx), rng, self.crop, self.accelerations, self.phase_prob))
+                samples.append(make_sample(self.index.image(idx), rng, grid, self.accelerations, self.phase_prob,
+                                           augmentation=self.augmentation, mask_kinds=self.mask_kinds))
             yield collate(samples)
+
+    def _grid(self, step: int) -> int | tuple[int, int] | None:
+        """The batch's grid: the square crop, or with several ``aspects`` (columns / rows) a
+        rectangle of the crop's area drawn per step (the same for every rank), its sides even."""
+        if self.crop is None or self.aspects == (1.0,):
+            return self.crop
+        aspect = self.aspects[int(np.random.default_rng([self.seed, self.stream, self.epoch, step, 2**20]).integers(
+            len(self.aspects)))]
+        rows = int(round(self.crop / np.sqrt(aspect) / 2)) * 2
+        cols = int(round(self.crop * np.sqrt(aspect) / 2)) * 2
+        return rows, cols
 
 
 def split_files(files: Sequence[Path], seed: int) -> tuple[list[Path], list[Path]]:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import ReconConfig
+from ..config import LOSSES, ReconConfig
 from ..recon import NetworkReconstructor, reconstruct_volume, resolve_device, run
 from .data import Batch
 from .distributed import DistInfo, device_for, setup
@@ -40,9 +40,52 @@ def to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch:
 
 def l1_loss(model: torch.nn.Module, batch: Batch, device: torch.device, amp: bool) -> torch.Tensor:
     """The paper's loss: L1 between the output and the fully sampled 2-channel image."""
+    return training_loss(model, batch, device, amp, "l1")
+
+
+
+
+def ssim_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - SSIM`` of the magnitudes of 2-channel images ``(B, 2, H, W)``, averaged over the batch.
+
+    SSIM as :func:`backend.metrics.ssim`: 7x7 uniform window, K1 = 0.01, K2 = 0.03, sample
+    covariances, the mean over the window positions inside the image; the data range is each
+    target slice's maximum magnitude (the metric uses the volume's).
+    """
+    from ..metrics import SSIM_K1, SSIM_K2, SSIM_WINDOW
+
+    def magnitude(t):
+        return torch.sqrt(t[:, 0:1] ** 2 + t[:, 1:2] ** 2 + 1e-12)
+
+    x, y = magnitude(target.float()), magnitude(out.float())
+    n = SSIM_WINDOW ** 2
+    cov = n / (n - 1)
+
+    def mean(t):
+        return F.avg_pool2d(t, SSIM_WINDOW, stride=1)
+
+    ux, uy = mean(x), mean(y)
+    vx, vy, vxy = cov * (mean(x * x) - ux * ux), cov * (mean(y * y) - uy * uy), cov * (mean(x * y) - ux * uy)
+    data_range = x.flatten(1).amax(1).view(-1, 1, 1, 1)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    ssim = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+    return 1 - ssim.flatten(1).mean(1).mean()
+
+
+def training_loss(model: torch.nn.Module, batch: Batch, device: torch.device, amp: bool, loss: str = "l1",
+                  ssim_weight: float = 1.0) -> torch.Tensor:
+    """``l1`` (the paper's), ``ssim`` (:func:`ssim_loss`) or ``l1+ssim`` = L1 + ``ssim_weight`` x
+    (1 - SSIM), between the output and the fully sampled 2-channel image."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
     with autocast(device, amp):
         out = model(batch.x, batch.k0, batch.mask)
-    return F.l1_loss(out.float(), batch.target)
+    out = out.float()
+    if loss == "l1":
+        return F.l1_loss(out, batch.target)
+    if loss == "ssim":
+        return ssim_loss(out, batch.target)
+    return F.l1_loss(out, batch.target) + ssim_weight * ssim_loss(out, batch.target)
 
 
 def validate(model: torch.nn.Module, files: Sequence[Path], accelerations: Sequence[float],

@@ -24,7 +24,7 @@ from ..models.genotype import default_genotype
 from ..models.training_plan import prepare_for_training
 from .data import EpochBatches, SliceIndex
 from .distributed import mean, teardown, wrap
-from .loop import config_dict, l1_loss, prepare_device, to_device, validate
+from .loop import config_dict, prepare_device, to_device, training_loss, validate
 from .runs import RunEvent, RunFolder
 
 STEP_EVENT_EVERY = 10  # steps between step events written to events.jsonl
@@ -69,10 +69,15 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
                 start, history, best = state["epoch"] + 1, state["history"], state["best"]
             # NasN on the CPU trains through its training plan (same parameters, same function)
             net = wrap(prepare_for_training(model, device), dist, device)
-            steps = len(EpochBatches(train_index, seed=config.seed, epoch=0, batch_size=config.batch_size,
-                                     crop=config.crop, accelerations=config.accelerations,
-                                     phase_prob=config.phase_prob, steps=config.steps_per_epoch,
-                                     world=dist.world))
+            def epoch_batches(epoch: int, rank: int = 0) -> EpochBatches:
+                return EpochBatches(train_index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
+                                    crop=config.crop, accelerations=config.accelerations,
+                                    phase_prob=config.phase_prob, steps=config.steps_per_epoch,
+                                    rank=rank, world=dist.world, augmentation=config.augmentation(),
+                                    aspects=config.aspects if config.augment else (1.0,),
+                                    mask_kinds=config.mask_kinds if config.augment else None)
+
+            steps = len(epoch_batches(0))
             total = config.epochs * steps
             yield run.emit(RunEvent("start", start * steps, total, f"{config.model}: epoch {start + 1}/{config.epochs}",
                                     start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
@@ -84,12 +89,9 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
                     group["lr"] = lr
                 net.train()
                 t0, losses = time.time(), []
-                batches = EpochBatches(train_index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
-                                       crop=config.crop, accelerations=config.accelerations,
-                                       phase_prob=config.phase_prob, steps=config.steps_per_epoch,
-                                       rank=dist.rank, world=dist.world)
-                for step, batch in enumerate(batches):
-                    loss = l1_loss(net, to_device(batch, device, config.channels_last), device, config.amp)
+                for step, batch in enumerate(epoch_batches(epoch, dist.rank)):
+                    loss = training_loss(net, to_device(batch, device, config.channels_last), device, config.amp,
+                                         config.loss, config.ssim_weight)
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()
