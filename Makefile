@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[qt,test,onnx]"
 	$(PY) -m pip install -q --no-deps fastmri==0.3.0 || echo "fastmri not installed: mask cross-checks will be skipped"
+	# real scans that ship inside PyPI packages (data prepare's dwi_b5, dwi_b1500, shoulder, abdomen sources);
+	# heudiconv without its dependencies: only its test data is read
+	$(PY) -m pip install -q pydicom-data==1.0.0
+	$(PY) -m pip install -q --no-deps heudiconv==1.5.1
 	touch $(STAMP)
 
 install: $(STAMP)
