@@ -239,13 +239,16 @@ def cmd_search(args) -> int:
         cfg.SEARCH_PRESETS,
         {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop,
          "channels": args.channels, "cells": args.cells, "patience": args.patience,
-         "warmup_epochs": args.warmup_epochs},
+         "warmup_epochs": args.warmup_epochs, "method": args.method, "select": args.select},
     )
     summary = _run_job(search(config, args.out, resume=args.resume), args.quiet)
     if not _is_main_rank():
         return 0
-    print(f"genotype ({'early stop' if summary['stopped_early'] else 'all epochs'}): {args.out}/genotype.json")
+    print(f"genotype ({'early stop' if summary['stopped_early'] else 'all epochs'}, {summary['select']}): "
+          f"{args.out}/genotype.json")
     print(json.dumps(summary["genotype"]))
+    if summary["no_signal"]:
+        print(f"warning: the derived cell carries no signal: {summary['no_signal_reason']}", file=sys.stderr)
     return 0
 
 
@@ -371,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", type=int, default=None, help="override the preset's cells per module")
     p.add_argument("--patience", type=int, default=None, help="early stop after this many epochs with an unchanged genotype")
     p.add_argument("--warmup-epochs", type=int, default=None, help="override the preset's weights-only warm-up epochs")
+    p.add_argument("--method", choices=cfg.SEARCH_METHODS, default=None,
+                   help="darts (the paper's, default), pc-darts (partial channels + edge normalisation), drnas "
+                        "(Dirichlet mixing weights) or beta-darts (beta-decay regulariser)")
+    p.add_argument("--select", choices=cfg.SELECTIONS, default=None,
+                   help="derive the cell by argmax of the weights (default) or by perturbation (the operation and "
+                        "inputs whose removal costs the supernet most validation loss)")
     _add_run_args(p)
     p.set_defaults(func=cmd_search)
 

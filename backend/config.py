@@ -14,6 +14,9 @@ ACCELERATIONS = (4, 8)
 CLASSICAL_MODELS = ("zero-filled", "tv")
 #: Training losses: the paper's L1, 1 - SSIM (fastMRI's window, on magnitudes), or their sum.
 LOSSES = ("l1", "ssim", "l1+ssim")
+#: Search methods and cell selections (backend.search.supernet.METHODS mirrors the first).
+SEARCH_METHODS = ("darts", "pc-darts", "drnas", "beta-darts")
+SELECTIONS = ("argmax", "perturb")
 
 
 def network_model_names() -> tuple[str, ...]:
@@ -206,6 +209,15 @@ class SearchConfig:
             (``None`` = run all epochs); min_epochs: never stop before this many epochs
             (the alphas start almost uniform and move slowly, so an early genotype can look
             "stable" only because nothing has been learnt yet).
+        method: ``darts`` (the paper's), ``pc-darts``, ``drnas`` or ``beta-darts``
+            (:mod:`backend.search.architect`); partial_channels: PC-DARTS' K (1/K of the
+            channels through the operations); drnas_kl: weight of DrNAS' KL term to a flat
+            Dirichlet; beta_weight: beta-DARTS' final regulariser weight (linear from 0).
+        select: how the cell is derived at the end: ``argmax`` of the weights (DARTS) or
+            ``perturb`` (Wang et al. 2021: per edge, the operation whose removal costs the
+            supernet most validation loss; per node, the two inputs likewise).
+        signal_margin: an edge whose best and second operation weights differ by less than
+            this carries no signal; the CLI and GUI warn when every chosen edge is below it.
     """
 
     data: str = "data/brain"
@@ -234,6 +246,12 @@ class SearchConfig:
     max_skip: int | None = 2
     patience: int | None = 10
     min_epochs: int = 20
+    method: str = "darts"
+    partial_channels: int = 4
+    drnas_kl: float = 1e-3
+    beta_weight: float = 1.0
+    select: str = "argmax"
+    signal_margin: float = 0.02
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
@@ -241,12 +259,14 @@ class SearchConfig:
 
 
 #: ``paper``: the authors' release (50 epochs, 32 channels, 3 cells, full grid).
-#: ``cpu``: a 16-channel, 2-cell supernet on 64x64 crops, 1,200 steps at most (400 weights-only).
+#: ``cpu``: a 16-channel, 2-cell supernet on 64x64 crops, 1,400 steps at most (400 weights-only),
+#: alphas at Adam 3e-3 (at the paper's 3e-4 the shipped search's alphas moved by < 0.01 in 700
+#: steps: no signal).
 SEARCH_PRESETS: dict[str, dict] = {
     "paper": dict(channels=32, cells=3, epochs=50, steps_per_epoch=None, crop=None, warmup_epochs=10,
                   patience=10, min_epochs=25),
-    "cpu": dict(channels=16, cells=2, epochs=12, steps_per_epoch=100, crop=64, warmup_epochs=4,
-                patience=3, min_epochs=8),
+    "cpu": dict(channels=16, cells=2, epochs=14, steps_per_epoch=100, crop=64, warmup_epochs=4,
+                patience=4, min_epochs=10, alpha_lr=3e-3),
 }
 
 

@@ -27,7 +27,9 @@ from ..training.data import EpochBatches, SliceIndex, split_files
 from ..training.distributed import mean, teardown, unwrap, wrap
 from ..training.loop import config_dict, l1_loss, prepare_device, to_device, validate
 from ..training.runs import RunEvent, RunFolder
+from .architect import make_architect
 from .plots import draw_alphas, draw_cell
+from .selection import diagnostics, perturb_select
 from .supernet import SuperNet
 
 VAL_VOLUMES = 2
@@ -38,6 +40,12 @@ def cosine_lr(config: SearchConfig, epoch: int) -> float:
     """Cosine annealing from ``w_lr`` to ``w_lr_min`` over the epochs (per epoch)."""
     t = epoch / max(1, config.epochs)
     return config.w_lr_min + 0.5 * (config.w_lr - config.w_lr_min) * (1 + math.cos(math.pi * t))
+
+
+def _step_seed(config: SearchConfig, epoch: int, step: int) -> int:
+    """Torch's global seed for one step: DrNAS' Dirichlet samples depend on (seed, epoch, step)
+    only, so a resumed search draws what an uninterrupted one draws."""
+    return (config.seed * 1_000_003 + epoch * 10_007 + step) % 2**63
 
 
 def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[RunEvent, None, dict]:
@@ -51,34 +59,36 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
         with run.recording():
             torch.manual_seed(config.seed)
             model = SuperNet(config.space, config.nodes, config.channels, config.cells, config.cascades,
-                             config.alpha_init).to(device)
+                             config.alpha_init, config.method, config.partial_channels).to(device)
             if config.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
                                     weight_decay=config.w_weight_decay)
-            a_opt = torch.optim.Adam(model.arch_parameters(), lr=config.alpha_lr, betas=tuple(config.alpha_betas),
-                                     weight_decay=config.alpha_weight_decay)
+            architect = make_architect(model, config)
             start, history, stable = 0, [], 0
             state = run.load_checkpoint() if resume else None
             if state is not None:
                 model.load_state_dict(state["model"])
                 w_opt.load_state_dict(state["w_opt"])
-                a_opt.load_state_dict(state["a_opt"])
+                architect.load_state_dict(state["a_opt"])
                 start, history, stable = state["epoch"] + 1, state["history"], state["stable"]
             net = wrap(model, dist, device)
 
-            def batches(index, epoch, stream):
+            def batches(index, epoch, stream, steps=config.steps_per_epoch):
                 return EpochBatches(index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
                                     crop=config.crop, accelerations=config.accelerations,
-                                    phase_prob=config.phase_prob, steps=config.steps_per_epoch,
+                                    phase_prob=config.phase_prob, steps=steps,
                                     rank=dist.rank, world=dist.world, stream=stream)
 
             steps = min(len(batches(w_index, 0, 0)), len(batches(a_index, 0, 1)))
             total = config.epochs * steps
             yield run.emit(RunEvent("start", start * steps, total,
-                                    f"search space {config.space}, {config.nodes} nodes: epoch {start + 1}/{config.epochs}",
-                                    start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
+                                    f"search space {config.space}, {config.nodes} nodes, {config.method}: "
+                                    f"epoch {start + 1}/{config.epochs}",
+                                    start, {"device": str(device), "world": dist.world, "resumed": state is not None,
+                                            "method": config.method}))
             genotype = model.genotype(config.max_skip)
+            alpha_epochs = max(1, config.epochs - config.warmup_epochs)
 
             def converged() -> bool:
                 return (config.patience is not None and stable >= config.patience
@@ -92,24 +102,21 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
                     group["lr"] = lr
                 net.train()
                 warm = epoch < config.warmup_epochs
+                architect.progress = 0.0 if warm else (epoch - config.warmup_epochs + 1) / alpha_epochs
                 t0, w_losses, a_losses = time.time(), [], []
                 for step, (bw, ba) in enumerate(zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1))):
                     if step >= steps:
                         break
+                    torch.manual_seed(_step_seed(config, epoch, step))
                     loss_w = l1_loss(net, to_device(bw, device, config.channels_last), device, config.amp)
                     w_opt.zero_grad(set_to_none=True)
-                    a_opt.zero_grad(set_to_none=True)
+                    architect.optimiser.zero_grad(set_to_none=True)
                     loss_w.backward()
                     torch.nn.utils.clip_grad_norm_(model.weight_parameters(), config.grad_clip)
                     w_opt.step()
                     w_losses.append(float(loss_w.detach()))
                     if not warm:  # during the warm-up only the weights learn
-                        loss_a = l1_loss(net, to_device(ba, device, config.channels_last), device, config.amp)
-                        w_opt.zero_grad(set_to_none=True)
-                        a_opt.zero_grad(set_to_none=True)
-                        loss_a.backward()
-                        a_opt.step()
-                        a_losses.append(float(loss_a.detach()))
+                        a_losses.append(architect.step(net, to_device(ba, device, config.channels_last), device, w_opt))
                     loss_alpha = a_losses[-1] if a_losses else None
                     event = RunEvent("step", epoch * steps + step + 1, total,
                                      f"epoch {epoch + 1}/{config.epochs} w {w_losses[-1]:.4f}"
@@ -123,33 +130,44 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
                 stable = 0 if warm else (stable + 1 if new == genotype else 0)
                 genotype = new
                 val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
+                alpha_steps = sum(steps for h in history if not h["warmup"]) + (0 if warm else steps)
+                diag = diagnostics(model.derivation_weights(), config.space, genotype, config.signal_margin, alpha_steps)
                 record = {"epoch": epoch, "loss_w": mean(sum(w_losses) / len(w_losses), dist),
                           "loss_alpha": mean(sum(a_losses) / len(a_losses), dist) if a_losses else None, "lr": lr,
                           "seconds": time.time() - t0, "stable_epochs": stable, "alphas_in_sync": in_sync, **val,
                           "warmup": warm, "genotype": genotype.to_dict(),
-                          "genotype_uncapped": model.genotype(None).to_dict(), "alphas": model.op_weights().tolist()}
+                          "genotype_uncapped": model.genotype(None).to_dict(), "alphas": model.op_weights().tolist(),
+                          **diag}
                 history.append(record)
                 if dist.is_main:
                     _write_results(run, config, genotype, history)
                 run.save_checkpoint({"model": model.state_dict(), "w_opt": w_opt.state_dict(),
-                                     "a_opt": a_opt.state_dict(), "epoch": epoch, "history": history,
+                                     "a_opt": architect.state_dict(), "epoch": epoch, "history": history,
                                      "stable": stable})
                 run.write_history(history)
                 msg = (f"epoch {epoch + 1}/{config.epochs}: w-loss {record['loss_w']:.4f}, "
                        + ("weights-only warm-up" if warm else
-                          f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {stable} epoch(s)"))
+                          f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {stable} epoch(s), "
+                          f"chosen edges' margins {min(diag['chosen_margin']):.3f}-{max(diag['chosen_margin']):.3f}"))
                 if val:
                     msg += f", supernet val PSNR {val['psnr']:.2f} dB"
                 yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))
             stopped_early = converged() and len(history) < config.epochs
+            selection = {}
+            if config.select == "perturb" and history:
+                val_batches = [to_device(b, device, config.channels_last) for b in batches(a_index, 10**6, 2, steps=4)]
+                genotype, selection = perturb_select(model, val_batches, device, config.amp)
+            signal = history[-1] if history else {"no_signal": True, "no_signal_reason": "no epoch ran"}
             if dist.is_main and history:
-                _write_results(run, config, genotype, history)
+                _write_results(run, config, genotype, history, selection)
             summary = {"genotype": genotype.to_dict(), "epochs_run": len(history), "stopped_early": stopped_early,
-                       "out": str(run.path)}
-            yield run.emit(RunEvent("done", total, total,
-                                    f"search finished after {len(history)} epochs"
-                                    + (" (genotype stable: early stop)" if stopped_early else ""),
-                                    len(history) - 1, summary))
+                       "out": str(run.path), "select": config.select, "no_signal": signal["no_signal"],
+                       "no_signal_reason": signal["no_signal_reason"]}
+            message = (f"search finished after {len(history)} epochs"
+                       + (" (genotype stable: early stop)" if stopped_early else "")
+                       + (f"; WARNING: the derived cell carries no signal: {signal['no_signal_reason']}"
+                          if signal["no_signal"] else ""))
+            yield run.emit(RunEvent("done", total, total, message, len(history) - 1, summary))
             return summary
     finally:
         teardown(dist)
@@ -166,8 +184,11 @@ def alphas_in_sync(model: SuperNet, dist) -> bool:
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
-def _write_results(run: RunFolder, config: SearchConfig, genotype: Genotype, history: list[dict]) -> None:
+def _write_results(run: RunFolder, config: SearchConfig, genotype: Genotype, history: list[dict],
+                   selection: dict | None = None) -> None:
     genotype.save(run.path / "genotype.json")
+    if selection:
+        write_json(run.path / "selection.json", {"select": config.select, **selection, "genotype": genotype.to_dict()})
     write_json(run.path / "alphas.json", {"space": config.space, "nodes": config.nodes,
                                           "ops": list(SPACES[config.space]),
                                           "epochs": [h["alphas"] for h in history]})

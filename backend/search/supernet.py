@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import SEARCH_METHODS
 from ..dc import DataConsistency
 from ..models import OPS, SPACES, Genotype
 from ..models.cascade import conv3x3
@@ -33,15 +34,45 @@ def num_edges(nodes: int) -> int:
     return sum(i + 2 for i in range(nodes))
 
 
-class MixedOp(nn.Module):
-    """All operations of a space on one edge, mixed by their softmax weights."""
+#: Search methods (``nascsmri search --method``); how each mixes the operations of an edge:
+#: DARTS and beta-DARTS by ``softmax(alpha)``, DrNAS by a Dirichlet sample with concentration
+#: ``softplus(alpha)`` (its mean outside training), PC-DARTS by ``softmax(alpha)`` over a
+#: 1/K share of the channels plus edge normalisation (``softmax(beta)`` over a node's inputs).
+METHODS = SEARCH_METHODS
 
-    def __init__(self, space: str, channels: int):
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave ``groups`` channel groups (ShuffleNet), so that every PC-DARTS edge's next
+    reader sees a different share of channels through the operations."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class MixedOp(nn.Module):
+    """All operations of a space on one edge, mixed by their weights.
+
+    With ``partial = K > 1`` (PC-DARTS) only the first ``C / K`` channels go through the
+    operations (built at that width), the others pass unchanged, and the result is channel-
+    shuffled in ``K`` groups: a fixed, deterministic selection whose shuffle moves a different
+    share of channels into the operations at the next edge.
+    """
+
+    def __init__(self, space: str, channels: int, partial: int = 1):
         super().__init__()
+        if partial < 1 or channels % partial:
+            raise ValueError(f"partial channels 1/{partial} do not divide {channels} channels")
         self.names = SPACES[space]
-        self.ops = nn.ModuleList(OPS[name](channels) for name in self.names)
+        self.partial = partial
+        self.ops = nn.ModuleList(OPS[name](channels // partial) for name in self.names)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if self.partial > 1:
+            k = x.shape[1] // self.partial
+            mixed = self._mix(x[:, :k], weights)
+            return channel_shuffle(torch.cat([mixed, x[:, k:]], dim=1), self.partial)
+        return self._mix(x, weights)
+
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         # 'none' contributes exactly zero: skip its compute (its alpha still gets a gradient
         # through the softmax normalisation of the others). The operations share one ReLU of x
         # and their depthwise convolutions run through the training plan's DepthwiseConv.
@@ -58,19 +89,22 @@ class MixedOp(nn.Module):
 class SearchCell(nn.Module):
     """The continuous cell: ``(C(l-2), C(l-1), softmax weights) -> (B, n*C, H, W)``."""
 
-    def __init__(self, space: str, nodes: int, channels: int, in_prev_prev: int, in_prev: int):
+    def __init__(self, space: str, nodes: int, channels: int, in_prev_prev: int, in_prev: int, partial: int = 1):
         super().__init__()
         self.nodes = nodes
         self.preprocess0 = ReLUConv1x1(in_prev_prev, channels)
         self.preprocess1 = ReLUConv1x1(in_prev, channels)
-        self.edges = nn.ModuleList(MixedOp(space, channels) for _ in range(num_edges(nodes)))
+        self.edges = nn.ModuleList(MixedOp(space, channels, partial) for _ in range(num_edges(nodes)))
         self.out_channels = nodes * channels
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``edge_weights`` (edges,): PC-DARTS' normalised weight of each edge into its node."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.nodes):
-            states.append(sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states)))
+            states.append(sum((1 if edge_weights is None else edge_weights[offset + j])
+                              * self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states)))
             offset += len(states) - 1
         return torch.cat(states[2:], dim=1)
 
@@ -78,21 +112,21 @@ class SearchCell(nn.Module):
 class SearchModule(nn.Module):
     """Stem -> ``cells`` search cells -> head, with the residual (the searched Fig. 5 module)."""
 
-    def __init__(self, space: str, nodes: int, channels: int, cells: int):
+    def __init__(self, space: str, nodes: int, channels: int, cells: int, partial: int = 1):
         super().__init__()
         self.stem = conv3x3(2, channels)
         prev_prev, prev = channels, channels
         self.cells = nn.ModuleList()
         for _ in range(cells):
-            cell = SearchCell(space, nodes, channels, prev_prev, prev)
+            cell = SearchCell(space, nodes, channels, prev_prev, prev, partial)
             self.cells.append(cell)
             prev_prev, prev = prev, cell.out_channels
         self.head = conv3x3(prev, 2)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None = None) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights)
+            s0, s1 = s1, cell(s0, s1, weights, edge_weights)
         return x + self.head(s1)
 
 
@@ -104,33 +138,80 @@ class SuperNet(nn.Module):
     """
 
     def __init__(self, space: str = "A", nodes: int = 3, channels: int = 16, cells: int = 2,
-                 cascades: int = 3, alpha_init: float = 1e-3):
+                 cascades: int = 3, alpha_init: float = 1e-3, method: str = "darts", partial: int = 4):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"unknown search space {space!r}; choose from {sorted(SPACES)}")
-        self.space, self.nodes = space, nodes
-        self.recon = nn.ModuleList(SearchModule(space, nodes, channels, cells) for _ in range(cascades))
+        if method not in METHODS:
+            raise ValueError(f"unknown search method {method!r}; choose from {', '.join(METHODS)}")
+        self.space, self.nodes, self.method = space, nodes, method
+        k = partial if method == "pc-darts" else 1
+        self.recon = nn.ModuleList(SearchModule(space, nodes, channels, cells, k) for _ in range(cascades))
         self.dc = DataConsistency()
         self.alphas = nn.Parameter(alpha_init * torch.randn(num_edges(nodes), len(SPACES[space])))
+        if method == "pc-darts":  # edge normalisation: one beta per edge, softmax over a node's inputs
+            self.betas = nn.Parameter(alpha_init * torch.randn(num_edges(nodes)))
+        if method == "drnas":  # concentrations softplus(alpha) start near 1 (a flat Dirichlet)
+            with torch.no_grad():
+                self.alphas.add_(float(torch.log(torch.expm1(torch.tensor(1.0)))))
+
+    #: set by perturbation-based selection: fixed weights ``(edges, ops)`` replacing
+    #: :meth:`mixing_weights`, and ``(edges,)`` edge weights replacing :meth:`edge_weights`
+    weight_override: torch.Tensor | None = None
+    edge_override: torch.Tensor | None = None
+
+    def mixing_weights(self) -> torch.Tensor:
+        """The operations' weights ``(edges, ops)`` of this forward pass (differentiable in the
+        alphas): softmax, or for DrNAS a reparameterised Dirichlet sample while training (drawn
+        from torch's global generator, which the search seeds per step) and its mean otherwise."""
+        if self.weight_override is not None:
+            return self.weight_override
+        if self.method == "drnas":
+            concentration = F.softplus(self.alphas) + 1e-4
+            if self.training:
+                return torch.distributions.Dirichlet(concentration).rsample()
+            return concentration / concentration.sum(-1, keepdim=True)
+        return F.softmax(self.alphas, dim=-1)
+
+    def edge_weights(self) -> torch.Tensor | None:
+        """PC-DARTS: ``softmax(beta)`` over each node's incoming edges; None for the others."""
+        if self.edge_override is not None:
+            return self.edge_override
+        if self.method != "pc-darts":
+            return None
+        parts = [F.softmax(self.betas[o: o + i + 2], dim=0) for i, o in enumerate(edge_offsets(self.nodes))]
+        return torch.cat(parts)
 
     def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weights = F.softmax(self.alphas, dim=-1)
+        weights, edges = self.mixing_weights(), self.edge_weights()
         for module in self.recon:
-            x = self.dc(module(x, weights), k0, mask)
+            x = self.dc(module(x, weights, edges), k0, mask)
         return x
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alphas]
+        return [self.alphas] + ([self.betas] if self.method == "pc-darts" else [])
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if name != "alphas"]
+        return [p for name, p in self.named_parameters() if name not in ("alphas", "betas")]
 
     def op_weights(self) -> torch.Tensor:
-        """Softmax of the alphas ``(edges, ops)``, detached, on the CPU."""
-        return F.softmax(self.alphas.detach().float().cpu(), dim=-1)
+        """The operations' expected weights ``(edges, ops)`` (softmax; DrNAS: the Dirichlet's
+        mean), detached, on the CPU."""
+        alphas = self.alphas.detach().float().cpu()
+        if self.method == "drnas":
+            c = F.softplus(alphas) + 1e-4
+            return c / c.sum(-1, keepdim=True)
+        return F.softmax(alphas, dim=-1)
+
+    def derivation_weights(self) -> torch.Tensor:
+        """What the genotype is derived from: :meth:`op_weights`, for PC-DARTS multiplied by the
+        edge weights (the paper's edge selection by ``beta x alpha``)."""
+        w = self.op_weights()
+        edges = self.edge_weights()
+        return w if edges is None else w * edges.detach().float().cpu()[:, None]
 
     def genotype(self, max_skip: int | None = None) -> Genotype:
-        return derive_genotype(self.op_weights(), self.space, self.nodes, max_skip)
+        return derive_genotype(self.derivation_weights(), self.space, self.nodes, max_skip)
 
 
 def derive_genotype(weights: torch.Tensor, space: str, nodes: int, max_skip: int | None = None) -> Genotype:
