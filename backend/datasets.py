@@ -48,7 +48,7 @@ import numpy as np
 
 from .config import PrepareConfig
 from .errors import InputError
-from .files import atomic_h5, atomic_path, write_json
+from .files import atomic_h5, write_json
 from .recon import Progress
 from .transforms import magnitude_to_kspace, pad_or_crop
 

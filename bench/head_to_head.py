@@ -9,7 +9,7 @@ complex image, normalised as ``nascsmri reconstruct`` does). Three plans: NasN w
 convolutions only (``kernel=False``), and DCCNN-3 fast. Each round times one slice of each,
 in turn, so that a machine slowing down or speeding up affects all three alike; the ratio
 NasN / DCCNN-3 is taken per round and its median reported (with the spread over rounds).
-Writes ``bench/results/head_to_head_<size>_cpu.json`` and ``.png`` (latency per round, and
+Writes ``bench/results/head_to_head_<size>_<cpu slug>.json`` and ``.png`` (latency per round, and
 NasN / DCCNN-3 per round) and prints a table. ``--replot JSON`` redraws the figure of an
 earlier run without timing anything.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -28,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
+
+from backend.machine import describe, slug  # noqa: E402
 
 from backend.files import save_figure, write_json  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
@@ -108,8 +109,8 @@ def main() -> None:
     print(f"max abs difference, NasN C kernel vs oneDNN plan: {diff:.1e} (normalised scale)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"head_to_head_{size}_cpu.json"
-    write_json(path, {"size": size, "machine": platform.machine(), "threads": torch.get_num_threads(),
+    path = out / f"head_to_head_{size}_{slug()}.json"
+    write_json(path, {"size": size, "machine": describe(), "threads": torch.get_num_threads(),
                       "rounds": args.rounds, "max_abs_diff_kernel_vs_onednn": diff, "rows": rows,
                       "command": "python bench/head_to_head.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")

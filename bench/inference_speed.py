@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from backend.machine import describe, slug  # noqa: E402
 from backend.files import write_json  # noqa: E402
 METHODS = [("zero-filled", None, None), ("DCCNN-3", "dccnn", 3), ("MoDL-3", "modl", 3), ("RDN-3", "rdn", 3),
            ("U-net", "unet", None), ("NasN", "nasn", None)]
@@ -157,8 +157,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = rows[0]["device"].split(":")[0] if rows else "none"
-    path = out / f"inference_{device}.json"
-    write_json(path, {"size": args.size, "machine": platform.machine(), "rows": rows,
+    path = out / f"inference_{device if device != 'cpu' else slug()}.json"
+    write_json(path, {"size": args.size, "machine": describe(), "rows": rows,
                       "command": "python bench/inference_speed.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.machine import describe, slug  # noqa: E402
 from backend.files import write_json  # noqa: E402
 from backend.sample import sample_path  # noqa: E402
 from backend.transforms import magnitude_to_kspace  # noqa: E402
@@ -83,9 +83,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if args.device.startswith("cuda") else ("cpu" if args.device == "cpu" else _auto_device())
-    path = out / f"reconstruct_{device}.json"
+    path = out / f"reconstruct_{device if device != 'cpu' else slug()}.json"
     write_json(path, {"volume": "12 x 320 x 320 (shipped sample resized, 8 + 4 slices)", "acceleration": 4,
-                      "machine": platform.machine(), "rows": rows,
+                      "machine": describe(), "rows": rows,
                       "command": "python bench/reconstruct_speed.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")
 

@@ -11,7 +11,6 @@ Peak memory: the process's maximum resident set size (CPU), and
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend import config as cfg  # noqa: E402
+from backend.machine import describe, slug  # noqa: E402
 from backend.files import write_json  # noqa: E402
 from backend.recon import resolve_device, run  # noqa: E402
 from backend.search.search import search  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
     steps_per_epoch = full.steps_per_epoch
     result = {
         "preset": args.preset, "device": str(device), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "cpu": describe(),
         "supernet": {k: getattr(config, k) for k in ("space", "nodes", "channels", "cells", "cascades", "crop", "batch_size")},
         "seconds_per_step_median": step,
         "steps_per_epoch": steps_per_epoch,
@@ -82,7 +82,7 @@ def main() -> None:
           f"{result['peak_rss_mib']:>13.0f} {('%.0f' % result['peak_cuda_mib']) if result['peak_cuda_mib'] else 'n/a':>14}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"search_cost_{args.preset}_{device.type}.json"
+    path = out / f"search_cost_{args.preset}_{device.type if device.type != 'cpu' else slug()}.json"
     write_json(path, result)
     print(f"wrote {path}")
 

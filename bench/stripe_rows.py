@@ -9,13 +9,12 @@ rounds of one call each), and reports the median latency
 and the max abs difference from the reference module (``fused_kernel``: whether the plan ran
 the C kernel of ``backend.models.kernels``; ``NASCSMRI_KERNELS=0`` measures the oneDNN plan). The ``"auto"`` rule
 (:data:`backend.models.fast.STRIPE_BYTES`) was chosen from this table. Writes
-``bench/results/stripe_rows_cpu.json``.
+``bench/results/stripe_rows_<cpu slug>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from backend.machine import describe, slug  # noqa: E402
 from backend.files import write_json  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
 from backend.models.fast import FastCascade, FastNasNModule, prepare_for_inference  # noqa: E402
@@ -63,8 +63,8 @@ def main() -> None:
                   f"{diff:>9.1e}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "stripe_rows_cpu.json"
-    write_json(path, {"machine": platform.machine(), "threads": torch.get_num_threads(), "rows": rows,
+    path = out / f"stripe_rows_{slug()}.json"
+    write_json(path, {"machine": describe(), "threads": torch.get_num_threads(), "rows": rows,
                       "command": "python bench/stripe_rows.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")
 

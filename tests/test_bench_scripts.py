@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from backend.machine import slug
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,7 +35,7 @@ def test_stripe_rows_benchmark_reports_exact_plans(tmp_path):
                "--repeats", "1", "--out", str(tmp_path)]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "stripe_rows_cpu.json").read_text())
+    report = json.loads((tmp_path / f"stripe_rows_{slug()}.json").read_text())
     nasn = [r for r in report["rows"] if r["model"] == "NasN"]
     assert [r["stripe_rows"] for r in nasn] == [None, 8, "auto"]
     assert all(r["max_abs_diff"] < 1e-5 and r["latency_s"] > 0 for r in nasn)
@@ -44,16 +46,16 @@ def test_head_to_head_benchmark_reports_ratios(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "head_to_head.py"), "--size", "32", "--rounds", "2",
                            "--warmup", "0", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "head_to_head_32_cpu.json").read_text())
+    report = json.loads((tmp_path / f"head_to_head_32_{slug()}.json").read_text())
     assert len(report["rows"]) == 3 and report["rows"][2]["plan"] == "DCCNN-3 fast"
     assert report["rows"][2]["ratio_to_dccnn3_median"] == 1.0
     assert all(len(r["times_s"]) == 2 and r["median_s"] > 0 for r in report["rows"])
     assert report["max_abs_diff_kernel_vs_onednn"] < 1e-5
-    figure = tmp_path / "head_to_head_32_cpu.png"
+    figure = tmp_path / f"head_to_head_32_{slug()}.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     figure.unlink()
     replot = subprocess.run([sys.executable, str(ROOT / "bench" / "head_to_head.py"), "--replot",
-                             str(tmp_path / "head_to_head_32_cpu.json")], capture_output=True, text=True, cwd=ROOT)
+                             str(tmp_path / f"head_to_head_32_{slug()}.json")], capture_output=True, text=True, cwd=ROOT)
     assert replot.returncode == 0, replot.stderr
     assert figure.stat().st_size > 10_000
 
@@ -63,10 +65,45 @@ def test_inference_speed_benchmark_measures_both_nasn_plans(tmp_path):
                            "--warmup", "0", "--methods", "NasN", "DCCNN-3", "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "inference_cpu.json").read_text())
+    report = json.loads((tmp_path / f"inference_{slug()}.json").read_text())
     variants = {(r["method"], r["variant"]) for r in report["rows"]}
     assert {("NasN", "fast"), ("NasN", "fast-onednn"), ("DCCNN-3", "fast")} <= variants
     assert ("DCCNN-3", "fast-onednn") not in variants
     onednn = next(r for r in report["rows"] if r["variant"] == "fast-onednn")
     assert onednn["fused_kernel"] is False and onednn["max_abs_diff"] < 1e-5
     assert onednn["latency_ratio_to_dccnn3"] > 0
+
+
+def test_train_step_benchmark_names_its_machine(tmp_path):
+    out = tmp_path / "ts.json"
+    proc = subprocess.run([sys.executable, "bench/train_step.py", "--rounds", "1", "--warmup", "0", "--crop", "24",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["slug"] == slug() and report["machine"]["cpu"]
+    assert [r["model"] for r in report["rows"]][:3] == ["NasN (training plan)", "NasN (reference module)", "DCCNN-3"]
+    assert report["gradient_rel_diff_plan_vs_reference"] < 1e-4
+
+
+def test_realistic_benchmark_smoke(tiny_dataset, tmp_path):
+    """Every category is built and read back, every method scores the same slices, the paired
+    table and the figure are written."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    shutil.copytree(data / "val", data / "test")
+    results = tmp_path / "res"
+    proc = subprocess.run([sys.executable, "bench/realistic.py", "--data", str(data), "--out", str(tmp_path / "run"),
+                           "--results", str(results), "--max-slices", "1", "--val-files", "1", "--tv-weights", "0.01",
+                           "0.03", "--methods", "zero-filled", "tv-tuned", "nasn"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((results / "results.json").read_text())
+    assert len(report["table"]) == 6 * 2  # six categories at 4x and 8x
+    row = report["table"]["raw_phase|4"]
+    assert set(row) == {"zero-filled", "tv-tuned", "nasn"} and "nasn_minus" in row["zero-filled"]
+    assert row["zero-filled"]["nasn_minus"]["psnr"]["n"] == 1
+    assert set(report["tv_tuned_weights"].values()) <= {0.01, 0.03}
+    assert (results / "results.png").stat().st_size > 10000
+    assert "Paired NasN" in (results / "results.md").read_text()
