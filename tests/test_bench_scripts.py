@@ -1,5 +1,6 @@
 """Bench scripts must not rot: the prepared GPU check (run on the CPU, between the tasks that
-are lent a GPU), the stripe-height, head-to-head and inference-speed benchmarks, at tiny sizes."""
+are lent a GPU), the speed benchmarks, the realistic benchmark and the search-vs-random
+protocol, at tiny sizes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from backend.machine import slug
 
@@ -107,3 +110,32 @@ def test_realistic_benchmark_smoke(tiny_dataset, tmp_path):
     assert set(report["tv_tuned_weights"].values()) <= {0.01, 0.03}
     assert (results / "results.png").stat().st_size > 10000
     assert "Paired NasN" in (results / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_search_vs_random_smoke(tiny_dataset, tmp_path):
+    """Tiny budgets: one search, two random cells, DCCNN-3, all retrained and scored on the
+    same slices; the table ranks them and the figure is written."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    shutil.copytree(data / "val", data / "test")
+    small = {"channels": 4, "cells": 1, "cascades": 1, "epochs": 1, "steps_per_epoch": 2, "crop": 32}
+    search_set = {**small, "warmup_epochs": 0, "patience": None, "min_epochs": 0}
+    train_set = {"channels": 4, "cells": 1, "cascades": 1, "epochs": 1, "steps_per_epoch": 2, "crop": 32,
+                 "val_volumes": 1}
+    results = tmp_path / "res"
+    cmd = [sys.executable, "bench/search_vs_random.py", "--data", str(data), "--out", str(tmp_path / "run"),
+           "--results", str(results), "--methods", "darts", "--seeds", "0", "--random", "2", "--nodes", "2",
+           "--flops-tolerance", "1.0", "--categories", "magnitude", "--max-slices", "1",
+           "--search-set", json.dumps(search_set), "--train-set", json.dumps(train_set)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((results / "results.json").read_text())
+    assert set(report["cells"]) == {"darts_seed0", "random0", "random1", "dccnn3"}
+    assert sorted(c["rank_psnr"] for n, c in report["cells"].items() if n != "dccnn3") == [1, 2, 3]
+    assert (results / "results.png").stat().st_size > 5000
+    # a second call finds every stage done and recomputes nothing
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0 and json.loads((results / "results.json").read_text())["cells"] == report["cells"]

@@ -1,0 +1,203 @@
+"""Does the search beat chance? Searched cells against random cells of the same space (issue #16).
+
+    python bench/search_vs_random.py --data data/brain [--out runs/search_vs_random]
+        [--methods darts beta-darts] [--seeds 0 1] [--random 6] [--space A] [--nodes 3]
+        [--search-preset cpu] [--train-preset cpu] [--flops-tolerance 0.10]
+        [--categories magnitude raw_phase ...] [--max-slices N]
+
+Protocol (Li & Talwalkar 2019; Yu et al. 2020): every method searches with every seed
+(``nascsmri search --preset SEARCH --method M --seed S``, argmax selection, **no skip cap**);
+``--random`` cells are drawn uniformly from the same space (each node: two distinct inputs,
+each with a uniformly drawn operation other than ``none``), keeping only cells whose FLOPs lie
+within ``--flops-tolerance`` of the first searched cell's; every cell (searched, random) and
+DCCNN-3 is retrained with one budget and seed (``nascsmri train --preset TRAIN --seed 0``) and
+scored on the held-out test volumes in the realistic benchmark's categories
+(:mod:`backend.benchmark`), per slice, with the same masks. Reports each cell's mean PSNR/SSIM,
+its rank, the paired difference of every searched cell against the median random cell with a
+95% bootstrap interval, and the seed-to-seed spread of each method.
+
+Every stage is skipped when its result exists and resumes from its checkpoint when it was
+killed, so the run can continue across sessions. Writes ``RESULTS/results.json``,
+``results.md`` and ``results.png`` (default ``bench/results/search_vs_random``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from backend import benchmark as B
+from backend.config import SEARCH_PRESETS, TRAIN_PRESETS, ReconConfig, SearchConfig, TrainConfig, apply_preset
+from backend.datasets import dataset_files
+from backend.files import atomic_write_bytes, save_figure, write_json
+from backend.machine import describe
+from backend.models import SPACES, Genotype, model_info
+from backend.recon import NetworkReconstructor, load_network, resolve_device, run
+from backend.search.search import search
+from backend.training.train import train
+
+RESULTS = Path(__file__).resolve().parent / "results" / "search_vs_random"
+
+
+def random_genotype(space: str, nodes: int, rng: np.random.Generator) -> Genotype:
+    ops = [n for n in SPACES[space] if n != "none"]
+    cell = []
+    for i in range(nodes):
+        inputs = sorted(rng.choice(i + 2, size=2, replace=False).tolist())
+        cell.append(tuple((ops[int(rng.integers(len(ops)))], int(j)) for j in inputs))
+    return Genotype(space, tuple(cell))
+
+
+def random_cells(space: str, nodes: int, count: int, target_gflops: float, tolerance: float, seed: int = 0,
+                 max_draws: int = 100000) -> list[Genotype]:
+    """``count`` distinct random cells whose NasN GFLOPs are within ``tolerance`` of the target."""
+    rng = np.random.default_rng([seed, 16])
+    found: list[Genotype] = []
+    for _ in range(max_draws):
+        g = random_genotype(space, nodes, rng)
+        if g in found:
+            continue
+        if abs(model_info("nasn", genotype=g)["gflops"] / target_gflops - 1) <= tolerance:
+            found.append(g)
+            if len(found) == count:
+                return found
+    raise RuntimeError(f"only {len(found)} random cells within {tolerance:.0%} of {target_gflops:.2f} GFLOPs")
+
+
+def _finish(gen) -> dict:
+    return run(gen)
+
+
+def searched_cell(args, method: str, seed: int) -> Genotype:
+    out = args.out / f"search_{method}_seed{seed}"
+    if (out / "history.json").exists() and (out / "genotype.json").exists() and _done(out):
+        return Genotype.load(out / "genotype.json")
+    config = apply_preset(SearchConfig(data=str(args.data), space=args.space, nodes=args.nodes, preset=args.search_preset,
+                                       seed=seed, method=method, max_skip=None), SEARCH_PRESETS, args.search_set)
+    _finish(search(config, str(out), resume=(out / "checkpoint.pt").exists()))
+    return Genotype.load(out / "genotype.json")
+
+
+def _done(out: Path) -> bool:
+    events = (out / "events.jsonl").read_text().splitlines() if (out / "events.jsonl").exists() else []
+    return any('"kind": "done"' in line for line in events)
+
+
+def trained_weights(args, name: str, model: str, genotype: Genotype | None) -> Path:
+    out = args.out / f"train_{name}"
+    if _done(out):
+        return out / "best.safetensors"
+    gfile = None
+    if genotype is not None:
+        gfile = args.out / "genotypes" / f"{name}.json"
+        gfile.parent.mkdir(parents=True, exist_ok=True)
+        genotype.save(gfile)
+    config = apply_preset(TrainConfig(model=model, genotype=None if gfile is None else str(gfile), data=str(args.data),
+                                      preset=args.train_preset, seed=0), TRAIN_PRESETS, args.train_set)
+    _finish(train(config, str(out), resume=(out / "checkpoint.pt").exists()))
+    return out / "best.safetensors"
+
+
+def scores(args, cache: dict, name: str, weights: Path, model: str, cases) -> dict[str, list[float]]:
+    """Per-slice PSNR/SSIM over every case and acceleration, concatenated in a fixed order."""
+    if name not in cache:
+        net, _ = load_network(model, weights)
+        recon = NetworkReconstructor(net, resolve_device("auto"), "auto")
+        out = {"psnr": [], "ssim": []}
+        for category, path in cases:
+            for acc in (4.0, 8.0):
+                m = B.evaluate(path, lambda a: (ReconConfig(model=model, acceleration=a), recon), acc)
+                out["psnr"] += m["psnr"]
+                out["ssim"] += m["ssim"]
+        cache[name] = out
+        write_json(args.out / "scores.json", cache)
+    return cache[name]
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("runs/search_vs_random"))
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--methods", nargs="+", default=["darts", "beta-darts"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--random", type=int, default=6)
+    ap.add_argument("--space", default="A")
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--search-preset", default="cpu", choices=sorted(SEARCH_PRESETS))
+    ap.add_argument("--train-preset", default="cpu", choices=sorted(TRAIN_PRESETS))
+    ap.add_argument("--flops-tolerance", type=float, default=0.10)
+    ap.add_argument("--categories", nargs="+", default=list(B.CATEGORIES), choices=B.CATEGORIES)
+    ap.add_argument("--max-slices", type=int, default=None)
+    ap.add_argument("--search-set", type=json.loads, default={}, metavar="JSON",
+                    help="SearchConfig fields over the preset, e.g. '{\"epochs\": 20}'")
+    ap.add_argument("--train-set", type=json.loads, default={}, metavar="JSON", help="TrainConfig fields over the preset")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    searched = {f"{m}_seed{s}": searched_cell(args, m, s) for m in args.methods for s in args.seeds}
+    target = model_info("nasn", genotype=next(iter(searched.values())))["gflops"]
+    randoms = {f"random{k}": g for k, g in enumerate(random_cells(args.space, args.nodes, args.random, target,
+                                                                    args.flops_tolerance))}
+    cases = list(B.build_cases(dataset_files(args.data, "test"), args.out / "cases", args.categories, args.max_slices))
+    cache = json.loads((args.out / "scores.json").read_text()) if (args.out / "scores.json").exists() else {}
+    cells = {**searched, **randoms}
+    results = {}
+    for name, g in cells.items():
+        w = trained_weights(args, name, "nasn", g)
+        results[name] = {"genotype": g.to_dict(), "gflops": model_info("nasn", genotype=g)["gflops"],
+                         **scores(args, cache, name, w, "nasn", cases)}
+    results["dccnn3"] = {"genotype": None, "gflops": model_info("dccnn")["gflops"],
+                         **scores(args, cache, "dccnn3", trained_weights(args, "dccnn3", "dccnn", None), "dccnn", cases)}
+    means = {n: (float(np.mean(r["psnr"])), float(np.mean(r["ssim"]))) for n, r in results.items()}
+    random_names = sorted(randoms, key=lambda n: means[n][0])
+    median_random = random_names[len(random_names) // 2]
+    rank = {n: 1 + sorted((means[m][0] for m in cells), reverse=True).index(means[n][0]) for n in cells}
+    report = {"benchmark": "search_vs_random", "machine": describe(), "space": args.space, "nodes": args.nodes,
+              "search_preset": args.search_preset, "train_preset": args.train_preset, "median_random": median_random,
+              "cells": {n: {"mean_psnr": means[n][0], "mean_ssim": means[n][1], "rank_psnr": rank.get(n),
+                            "gflops": results[n]["gflops"], "genotype": results[n]["genotype"],
+                            "vs_median_random": {k: B.paired(results[n][k], results[median_random][k], seed=3)
+                                                 for k in ("psnr", "ssim")}} for n in results},
+              "seed_spread_psnr": {m: statistics.pstdev([means[f"{m}_seed{s}"][0] for s in args.seeds])
+                                   for m in args.methods}}
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_json(args.results / "results.json", report)
+    lines = [f"Searched vs random cells (space {args.space}, {args.nodes} nodes; search {args.search_preset}, "
+             f"retrain {args.train_preset}); median random cell: {median_random}", "",
+             "| cell | GFLOPs | PSNR dB | SSIM | rank (PSNR, of cells) | Δ PSNR vs median random [95% CI] | Δ SSIM |",
+             "|---|---|---|---|---|---|---|"]
+    for n, c in sorted(report["cells"].items(), key=lambda kv: -kv[1]["mean_psnr"]):
+        p, s = c["vs_median_random"]["psnr"], c["vs_median_random"]["ssim"]
+        lines.append(f"| {n} | {c['gflops']:.2f} | {c['mean_psnr']:.2f} | {c['mean_ssim']:.4f} | {c['rank_psnr'] or '-'} | "
+                     f"{p['mean']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] | {s['mean']:+.4f} |")
+    lines += ["", "Seed-to-seed spread (std of mean PSNR): "
+              + ", ".join(f"{m} {v:.2f} dB" for m, v in report["seed_spread_psnr"].items())]
+    atomic_write_bytes(args.results / "results.md", ("\n".join(lines) + "\n").encode())
+    _figure(report, args.results / "results.png")
+    print("\n".join(lines))
+    return report
+
+
+def _figure(report: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), constrained_layout=True)
+    axes = fig.subplots(1, 2)
+    cells = sorted(report["cells"].items(), key=lambda kv: kv[1]["mean_psnr"])
+    colours = ["tab:grey" if n.startswith("random") else "tab:green" if n == "dccnn3" else "tab:blue" for n, _ in cells]
+    for ax, key, label in [(axes[0], "mean_psnr", "mean PSNR dB"), (axes[1], "mean_ssim", "mean SSIM")]:
+        ax.barh(range(len(cells)), [c[key] for _, c in cells], color=colours)
+        ax.set_yticks(range(len(cells)), [n for n, _ in cells], fontsize=8)
+        lo = min(c[key] for _, c in cells)
+        ax.set_xlim(lo - (0.5 if key == "mean_psnr" else 0.01), None)
+        ax.set_xlabel(label)
+    axes[0].set_title("blue: searched, grey: random (same space, FLOPs within 10%), green: DCCNN-3", fontsize=8)
+    save_figure(fig, path, dpi=90)
+
+
+if __name__ == "__main__":
+    main()
