@@ -74,6 +74,7 @@ def test_search_writes_a_usable_genotype(tiny_dataset, tmp_path):
     alphas = json.loads((out / "alphas.json").read_text())
     assert len(alphas["epochs"]) == 3 and len(alphas["epochs"][0]) == num_edges(2)
     assert (out / "cell.png").stat().st_size > 5000 and (out / "alphas.png").stat().st_size > 5000
+    assert (out / "signal.png").stat().st_size > 5000
 
 
 def test_early_stop_when_genotype_is_stable(tiny_dataset, tmp_path):

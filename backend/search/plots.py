@@ -93,3 +93,33 @@ def draw_alphas(history: list[list[list[float]]], space: str, nodes: int, path: 
     fig.supxlabel("epoch", fontsize=8)
     fig.supylabel("softmax(alpha)", fontsize=8)
     _save(fig, path)
+
+
+def draw_signal(history: list[dict], threshold: float, path: str | os.PathLike) -> None:
+    """Per edge and epoch the margin between the best and second operation, and the entropy of
+    the edge's weights (``log(#ops)`` = uniform): does the search learn anything?"""
+    from matplotlib.figure import Figure
+
+    from ..files import save_figure
+
+    epochs = np.arange(1, len(history) + 1)
+    margins = np.asarray([h["edge_margin"] for h in history])
+    entropy = np.asarray([h["edge_entropy"] for h in history])
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for e in range(margins.shape[1]):
+        left.plot(epochs, margins[:, e], lw=1.2)
+        right.plot(epochs, entropy[:, e], lw=1.2)
+    left.axhline(threshold, color="black", ls="--", lw=0.8, label=f"no-signal threshold {threshold:g}")
+    right.axhline(history[-1]["uniform_entropy"], color="black", ls="--", lw=0.8, label="uniform")
+    warm = sum(1 for h in history if h.get("warmup"))
+    for ax, label in ((left, "best - second operation weight"), (right, "entropy of the edge's weights (nats)")):
+        if warm:
+            ax.axvspan(0.5, warm + 0.5, color="0.9", label="weights-only warm-up")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=8)
+    left.set_title("margin per edge (one line per edge)", fontsize=9)
+    right.set_title("entropy per edge", fontsize=9)
+    save_figure(fig, path, dpi=100)

@@ -1,14 +1,19 @@
-"""DARTS search (first order) of the cell inside the DC cascade.
+"""Differentiable search (first order) of the cell inside the DC cascade.
 
 The training files are split by file into two disjoint halves, ``train_w`` and ``train_alpha``.
-Every step: (1) an SGD step of the network weights on a ``train_w`` batch, (2) an Adam step of
-the alphas on a ``train_alpha`` batch (the authors' optimiser settings are the defaults of
-:class:`backend.config.SearchConfig`). After every epoch the genotype is derived; the search
-stops when it has not changed for ``patience`` epochs.
+Every step: (1) an SGD step of the network weights on a ``train_w`` batch, (2) a step of the
+architecture parameters on a ``train_alpha`` batch by the method's
+:class:`backend.search.architect.Architect` (DARTS: Adam on the alphas with the authors'
+settings, the defaults of :class:`backend.config.SearchConfig`; PC-DARTS, DrNAS, beta-DARTS).
+After every epoch the genotype is derived and the per-edge entropy and margin recorded
+(:func:`backend.search.selection.diagnostics`); the search stops when the genotype has not
+changed for ``patience`` epochs. At the end the cell is the argmax one or, with
+``select="perturb"``, the one perturbation-based selection gives.
 
 Files written in the run folder (besides those of :mod:`backend.training.runs`):
 ``genotype.json`` (after every epoch; final at the end), ``alphas.json`` (softmax weights per
-epoch), ``cell.png`` and ``alphas.png``.
+epoch), ``cell.png``, ``alphas.png``, ``signal.png`` (per-edge margin and entropy per epoch)
+and, with ``select="perturb"``, ``selection.json`` (the measured loss increases).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from ..training.distributed import mean, teardown, unwrap, wrap
 from ..training.loop import config_dict, l1_loss, prepare_device, to_device, validate
 from ..training.runs import RunEvent, RunFolder
 from .architect import make_architect
-from .plots import draw_alphas, draw_cell
+from .plots import draw_alphas, draw_cell, draw_signal
 from .selection import diagnostics, perturb_select
 from .supernet import SuperNet
 
@@ -194,3 +199,4 @@ def _write_results(run: RunFolder, config: SearchConfig, genotype: Genotype, his
                                           "epochs": [h["alphas"] for h in history]})
     draw_cell(genotype, run.path / "cell.png", f"searched cell (space {config.space}, epoch {len(history)})")
     draw_alphas([h["alphas"] for h in history], config.space, config.nodes, run.path / "alphas.png")
+    draw_signal(history, config.signal_margin, run.path / "signal.png")
