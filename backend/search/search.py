@@ -30,6 +30,7 @@ from ..files import write_json
 from ..models import SPACES, Genotype
 from ..training.data import EpochBatches, SliceIndex, split_files
 from ..training.distributed import mean, teardown, unwrap, wrap
+from ..training.epochs import run_epochs
 from ..training.loop import config_dict, l1_loss, prepare_device, to_device, validate
 from ..training.runs import RunEvent, RunFolder
 from .architect import make_architect
@@ -51,6 +52,84 @@ def _step_seed(config: SearchConfig, epoch: int, step: int) -> int:
     """Torch's global seed for one step: DrNAS' Dirichlet samples depend on (seed, epoch, step)
     only, so a resumed search draws what an uninterrupted one draws."""
     return (config.seed * 1_000_003 + epoch * 10_007 + step) % 2**63
+
+
+class _SearchJob:
+    """One search's alternating steps and epoch ends for :func:`backend.training.epochs.run_epochs`."""
+
+    def __init__(self, config, run, model, net, w_opt, architect, steps, history, stable, device, dist, batches,
+                 val_files):
+        self.config, self.run, self.model, self.net, self.w_opt = config, run, model, net, w_opt
+        self.architect, self.steps, self.history, self.stable = architect, steps, history, stable
+        self.device, self.dist, self._batches, self.val_files = device, dist, batches, val_files
+        self.epochs = config.epochs
+        self.genotype = model.genotype(config.max_skip)
+        self.alpha_epochs = max(1, config.epochs - config.warmup_epochs)
+        self.lr, self.warm = config.w_lr, False
+
+    def finished(self) -> bool:
+        c = self.config
+        return c.patience is not None and self.stable >= c.patience and len(self.history) >= c.min_epochs
+
+    def begin_epoch(self, epoch: int) -> None:
+        c = self.config
+        self.lr = cosine_lr(c, epoch)
+        for group in self.w_opt.param_groups:
+            group["lr"] = self.lr
+        self.net.train()
+        self.warm = epoch < c.warmup_epochs
+        self.architect.progress = 0.0 if self.warm else (epoch - c.warmup_epochs + 1) / self.alpha_epochs
+
+    def batches(self, epoch: int):
+        return self._batches(epoch)
+
+    def step(self, epoch: int, step: int, pair) -> tuple[dict, str]:
+        c, model, device = self.config, self.model, self.device
+        bw, ba = pair
+        torch.manual_seed(_step_seed(c, epoch, step))
+        loss_w = l1_loss(self.net, to_device(bw, device, c.channels_last), device, c.amp)
+        self.w_opt.zero_grad(set_to_none=True)
+        self.architect.optimiser.zero_grad(set_to_none=True)
+        loss_w.backward()
+        torch.nn.utils.clip_grad_norm_(model.weight_parameters(), c.grad_clip)
+        self.w_opt.step()
+        loss_w = float(loss_w.detach())
+        loss_a = None
+        if not self.warm:  # during the warm-up only the weights learn
+            loss_a = self.architect.step(self.net, to_device(ba, device, c.channels_last), device, self.w_opt)
+        message = f"epoch {epoch + 1}/{c.epochs} w {loss_w:.4f}" + ("" if loss_a is None else f" a {loss_a:.4f}")
+        return {"loss_w": loss_w, "loss_alpha": loss_a, "lr": self.lr}, message
+
+    def end_epoch(self, epoch: int, steps: list[dict], started: float) -> tuple[dict, str]:
+        c, model, dist, warm = self.config, self.model, self.dist, self.warm
+        w_losses = [s["loss_w"] for s in steps]
+        a_losses = [s["loss_alpha"] for s in steps if s["loss_alpha"] is not None]
+        in_sync = alphas_in_sync(model, dist)
+        new = model.genotype(c.max_skip)
+        self.stable = 0 if warm else (self.stable + 1 if new == self.genotype else 0)
+        self.genotype = new
+        val = validate(unwrap(self.net), self.val_files, c.accelerations, self.device) if dist.is_main else {}
+        alpha_steps = sum(self.steps for h in self.history if not h["warmup"]) + (0 if warm else self.steps)
+        diag = diagnostics(model.derivation_weights(), c.space, new, c.signal_margin, alpha_steps)
+        record = {"epoch": epoch, "loss_w": mean(sum(w_losses) / len(w_losses), dist),
+                  "loss_alpha": mean(sum(a_losses) / len(a_losses), dist) if a_losses else None, "lr": self.lr,
+                  "seconds": time.time() - started, "stable_epochs": self.stable, "alphas_in_sync": in_sync, **val,
+                  "warmup": warm, "genotype": new.to_dict(),
+                  "genotype_uncapped": model.genotype(None).to_dict(), "alphas": model.op_weights().tolist(), **diag}
+        self.history.append(record)
+        if dist.is_main:
+            _write_results(self.run, c, new, self.history)
+        self.run.save_checkpoint({"model": model.state_dict(), "w_opt": self.w_opt.state_dict(),
+                                  "a_opt": self.architect.state_dict(), "epoch": epoch, "history": self.history,
+                                  "stable": self.stable})
+        self.run.write_history(self.history)
+        msg = (f"epoch {epoch + 1}/{c.epochs}: w-loss {record['loss_w']:.4f}, "
+               + ("weights-only warm-up" if warm else
+                  f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {self.stable} epoch(s), "
+                  f"chosen edges' margins {min(diag['chosen_margin']):.3f}-{max(diag['chosen_margin']):.3f}"))
+        if val:
+            msg += f", supernet val PSNR {val['psnr']:.2f} dB"
+        return record, msg
 
 
 def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[RunEvent, None, dict]:
@@ -92,72 +171,11 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
                                     f"epoch {start + 1}/{config.epochs}",
                                     start, {"device": str(device), "world": dist.world, "resumed": state is not None,
                                             "method": config.method}))
-            genotype = model.genotype(config.max_skip)
-            alpha_epochs = max(1, config.epochs - config.warmup_epochs)
-
-            def converged() -> bool:
-                return (config.patience is not None and stable >= config.patience
-                        and len(history) >= config.min_epochs)
-
-            for epoch in range(start, config.epochs):
-                if converged():
-                    break
-                lr = cosine_lr(config, epoch)
-                for group in w_opt.param_groups:
-                    group["lr"] = lr
-                net.train()
-                warm = epoch < config.warmup_epochs
-                architect.progress = 0.0 if warm else (epoch - config.warmup_epochs + 1) / alpha_epochs
-                t0, w_losses, a_losses = time.time(), [], []
-                for step, (bw, ba) in enumerate(zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1))):
-                    if step >= steps:
-                        break
-                    torch.manual_seed(_step_seed(config, epoch, step))
-                    loss_w = l1_loss(net, to_device(bw, device, config.channels_last), device, config.amp)
-                    w_opt.zero_grad(set_to_none=True)
-                    architect.optimiser.zero_grad(set_to_none=True)
-                    loss_w.backward()
-                    torch.nn.utils.clip_grad_norm_(model.weight_parameters(), config.grad_clip)
-                    w_opt.step()
-                    w_losses.append(float(loss_w.detach()))
-                    if not warm:  # during the warm-up only the weights learn
-                        a_losses.append(architect.step(net, to_device(ba, device, config.channels_last), device, w_opt))
-                    loss_alpha = a_losses[-1] if a_losses else None
-                    event = RunEvent("step", epoch * steps + step + 1, total,
-                                     f"epoch {epoch + 1}/{config.epochs} w {w_losses[-1]:.4f}"
-                                     + ("" if loss_alpha is None else f" a {loss_alpha:.4f}"),
-                                     epoch, {"loss_w": w_losses[-1], "loss_alpha": loss_alpha, "lr": lr})
-                    if (step + 1) % STEP_EVENT_EVERY == 0:
-                        run.emit(event)
-                    yield event
-                in_sync = alphas_in_sync(model, dist)
-                new = model.genotype(config.max_skip)
-                stable = 0 if warm else (stable + 1 if new == genotype else 0)
-                genotype = new
-                val = validate(unwrap(net), val_files, config.accelerations, device) if dist.is_main else {}
-                alpha_steps = sum(steps for h in history if not h["warmup"]) + (0 if warm else steps)
-                diag = diagnostics(model.derivation_weights(), config.space, genotype, config.signal_margin, alpha_steps)
-                record = {"epoch": epoch, "loss_w": mean(sum(w_losses) / len(w_losses), dist),
-                          "loss_alpha": mean(sum(a_losses) / len(a_losses), dist) if a_losses else None, "lr": lr,
-                          "seconds": time.time() - t0, "stable_epochs": stable, "alphas_in_sync": in_sync, **val,
-                          "warmup": warm, "genotype": genotype.to_dict(),
-                          "genotype_uncapped": model.genotype(None).to_dict(), "alphas": model.op_weights().tolist(),
-                          **diag}
-                history.append(record)
-                if dist.is_main:
-                    _write_results(run, config, genotype, history)
-                run.save_checkpoint({"model": model.state_dict(), "w_opt": w_opt.state_dict(),
-                                     "a_opt": architect.state_dict(), "epoch": epoch, "history": history,
-                                     "stable": stable})
-                run.write_history(history)
-                msg = (f"epoch {epoch + 1}/{config.epochs}: w-loss {record['loss_w']:.4f}, "
-                       + ("weights-only warm-up" if warm else
-                          f"alpha-loss {record['loss_alpha']:.4f}, genotype stable for {stable} epoch(s), "
-                          f"chosen edges' margins {min(diag['chosen_margin']):.3f}-{max(diag['chosen_margin']):.3f}"))
-                if val:
-                    msg += f", supernet val PSNR {val['psnr']:.2f} dB"
-                yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))
-            stopped_early = converged() and len(history) < config.epochs
+            job = _SearchJob(config, run, model, net, w_opt, architect, steps, history, stable, device, dist,
+                             lambda epoch: zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1)), val_files)
+            yield from run_epochs(run, job, start, STEP_EVENT_EVERY)
+            genotype = job.genotype
+            stopped_early = job.finished() and len(history) < config.epochs
             selection = {}
             if config.select == "perturb" and history:
                 val_batches = [to_device(b, device, config.channels_last) for b in batches(a_index, 10**6, 2, steps=4)]

@@ -24,6 +24,7 @@ from ..models.genotype import default_genotype
 from ..models.training_plan import prepare_for_training
 from .data import EpochBatches, SliceIndex
 from .distributed import mean, teardown, wrap
+from .epochs import run_epochs
 from .loop import config_dict, prepare_device, to_device, training_loss, validate
 from .runs import RunEvent, RunFolder
 
@@ -47,6 +48,62 @@ def _dataset_provenance(data: str) -> dict:
     if manifest.exists():
         return {k: v.get("licence") for k, v in json.loads(manifest.read_text()).get("sources", {}).items()}
     return {}
+
+
+class _TrainJob:
+    """One training run's steps and epoch ends for :func:`backend.training.epochs.run_epochs`."""
+
+    def __init__(self, config, run, model, net, optimiser, epoch_batches, val_files, device, dist, history, best):
+        self.config, self.run, self.model, self.net, self.optimiser = config, run, model, net, optimiser
+        self.epoch_batches, self.val_files, self.device, self.dist = epoch_batches, val_files, device, dist
+        self.history, self.best = history, best
+        self.epochs, self.steps = config.epochs, len(epoch_batches(0))
+        self.lr = config.lr
+        self.meta_base = {"training": config_dict(config), "data_licences": _dataset_provenance(config.data),
+                          "normalisation": "6 / max|zero-filled| per slice"}
+
+    def finished(self) -> bool:
+        return False
+
+    def begin_epoch(self, epoch: int) -> None:
+        c = self.config
+        self.lr = c.lr * (c.lr_drop_factor if epoch >= c.epochs // 2 else 1.0)
+        for group in self.optimiser.param_groups:
+            group["lr"] = self.lr
+        self.net.train()
+
+    def batches(self, epoch: int):
+        return self.epoch_batches(epoch, self.dist.rank)
+
+    def step(self, epoch: int, step: int, batch) -> tuple[dict, str]:
+        c = self.config
+        loss = training_loss(self.net, to_device(batch, self.device, c.channels_last), self.device, c.amp,
+                             c.loss, c.ssim_weight)
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+        value = float(loss.detach())
+        return {"loss": value, "lr": self.lr}, f"epoch {epoch + 1}/{c.epochs} loss {value:.4f}"
+
+    def end_epoch(self, epoch: int, steps: list[dict], started: float) -> tuple[dict, str]:
+        c, dist, model = self.config, self.dist, self.model
+        train_loss = mean(sum(s["loss"] for s in steps) / len(steps), dist)
+        val = validate(model, self.val_files, c.accelerations, self.device) if dist.is_main else {}
+        record = {"epoch": epoch, "train_loss": train_loss, "lr": self.lr, "seconds": time.time() - started, **val}
+        self.history.append(record)
+        if dist.is_main:
+            meta = {**self.meta_base, "epoch": epoch, "validation": val}
+            save_weights(model, self.run.path / "last.safetensors", meta)
+            if self.best is None or val["psnr"] > self.best["psnr"]:
+                self.best = {"epoch": epoch, "psnr": val["psnr"], "ssim": val["ssim"]}
+                save_weights(model, self.run.path / "best.safetensors", meta)
+        self.run.save_checkpoint({"model": model.state_dict(), "optimiser": self.optimiser.state_dict(),
+                                  "epoch": epoch, "history": self.history, "best": self.best})
+        self.run.write_history(self.history)
+        msg = f"epoch {epoch + 1}/{c.epochs}: loss {train_loss:.4f}"
+        if val:
+            msg += f", val PSNR {val['psnr']:.2f} dB (best {self.best['psnr']:.2f})"
+        return record, msg
 
 
 def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunEvent, None, dict]:
@@ -77,48 +134,12 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
                                     aspects=config.aspects if config.augment else (1.0,),
                                     mask_kinds=config.mask_kinds if config.augment else None)
 
-            steps = len(epoch_batches(0))
-            total = config.epochs * steps
-            yield run.emit(RunEvent("start", start * steps, total, f"{config.model}: epoch {start + 1}/{config.epochs}",
+            job = _TrainJob(config, run, model, net, optimiser, epoch_batches, val_files, device, dist, history, best)
+            yield run.emit(RunEvent("start", start * job.steps, job.epochs * job.steps,
+                                    f"{config.model}: epoch {start + 1}/{config.epochs}",
                                     start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
-            meta_base = {"training": config_dict(config), "data_licences": _dataset_provenance(config.data),
-                         "normalisation": "6 / max|zero-filled| per slice"}
-            for epoch in range(start, config.epochs):
-                lr = config.lr * (config.lr_drop_factor if epoch >= config.epochs // 2 else 1.0)
-                for group in optimiser.param_groups:
-                    group["lr"] = lr
-                net.train()
-                t0, losses = time.time(), []
-                for step, batch in enumerate(epoch_batches(epoch, dist.rank)):
-                    loss = training_loss(net, to_device(batch, device, config.channels_last), device, config.amp,
-                                         config.loss, config.ssim_weight)
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimiser.step()
-                    losses.append(float(loss.detach()))
-                    event = RunEvent("step", epoch * steps + step + 1, total,
-                                     f"epoch {epoch + 1}/{config.epochs} loss {losses[-1]:.4f}", epoch,
-                                     {"loss": losses[-1], "lr": lr})
-                    if (step + 1) % STEP_EVENT_EVERY == 0:
-                        run.emit(event)
-                    yield event
-                train_loss = mean(sum(losses) / len(losses), dist)
-                val = validate(model, val_files, config.accelerations, device) if dist.is_main else {}
-                record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "seconds": time.time() - t0, **val}
-                history.append(record)
-                if dist.is_main:
-                    meta = {**meta_base, "epoch": epoch, "validation": val}
-                    save_weights(model, run.path / "last.safetensors", meta)
-                    if best is None or val["psnr"] > best["psnr"]:
-                        best = {"epoch": epoch, "psnr": val["psnr"], "ssim": val["ssim"]}
-                        save_weights(model, run.path / "best.safetensors", meta)
-                run.save_checkpoint({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                     "epoch": epoch, "history": history, "best": best})
-                run.write_history(history)
-                msg = f"epoch {epoch + 1}/{config.epochs}: loss {train_loss:.4f}"
-                if val:
-                    msg += f", val PSNR {val['psnr']:.2f} dB (best {best['psnr']:.2f})"
-                yield run.emit(RunEvent("epoch", (epoch + 1) * steps, total, msg, epoch, record))
+            yield from run_epochs(run, job, start, STEP_EVENT_EVERY)
+            best, total = job.best, job.epochs * job.steps
             summary = {"best": best, "epochs": config.epochs, "out": str(run.path)}
             yield run.emit(RunEvent("done", total, total, "training finished", config.epochs - 1, summary))
             return summary
