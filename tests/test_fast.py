@@ -254,3 +254,23 @@ def test_fast_nasn_in_worker_threads_equals_reference(plan):
     for t in threads:
         t.join()
     assert len(diffs) == 6 and max(diffs) < 1e-5
+
+
+def test_an_operation_without_a_plan_falls_back_to_the_reference_path(monkeypatch):
+    """An operation added to the registry that the fast plan cannot express (average pooling)
+    runs on the reference path of its module, with one warning, and the outputs are correct."""
+    from backend.models import ops
+
+    monkeypatch.setitem(ops.OPS, "avg_pool_3x3", lambda c: torch.nn.AvgPool2d(3, stride=1, padding=1))
+    monkeypatch.setitem(ops.SPACES, "A", ops.SPACES["A"][:-1] + ("avg_pool_3x3", "none"))
+    g = Genotype("A", ((("avg_pool_3x3", 0), ("sep_conv_3x3", 1)), (("skip_connect", 0), ("dil_2_conv_3x3", 2))))
+    torch.manual_seed(0)
+    model = build_model("nasn", genotype=g, channels=8, cells=2, cascades=2)
+    x, k0, m = _random_inputs(1, 24, 24, 0)
+    with torch.inference_mode():
+        ref = model.eval()(x, k0, m)
+    with pytest.warns(RuntimeWarning, match="reference path"):
+        fast = prepare_for_inference(model, "fast")
+    assert not any(isinstance(r, FastNasNModule) for r in fast.recon)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x, k0, m), ref, rtol=1e-5, atol=1e-5)

@@ -547,6 +547,19 @@ def tune_allocator() -> bool:
     return ok
 
 
+def _planned_or_reference(module: ResidualModule) -> nn.Module:
+    """The module's fast plan, or (with one warning) the module itself when one of its operations
+    cannot be planned (see the contract in :mod:`backend.models.ops`): outputs stay correct."""
+    try:
+        return FastNasNModule(module)
+    except TypeError as err:
+        import warnings
+
+        warnings.warn(f"{err}; this reconstruction module runs as the training module does (reference path)",
+                      RuntimeWarning, stacklevel=3)
+        return module
+
+
 def resolve_execution(execution: str) -> str:
     """``auto`` -> ``fast``; anything else must be one of :data:`EXECUTIONS`."""
     if execution not in EXECUTIONS:
@@ -582,5 +595,5 @@ def prepare_for_inference(model: nn.Module, execution: str = "auto",
         # channels_last on this CPU (bench/results/inference_cpu.json): keep its layout
         return model.to(memory_format=torch.contiguous_format)
     if all(isinstance(m, ResidualModule) and isinstance(m.body, CellStack) for m in model.recon):
-        return FastCascade(model, [FastNasNModule(m) for m in model.recon]).eval()
+        return FastCascade(model, [_planned_or_reference(m) for m in model.recon]).eval()
     return model

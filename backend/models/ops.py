@@ -19,6 +19,13 @@ conv_9x1_1x9       ReLU, depthwise 9x1, depthwise 1x9, pointwise            18 C
 skip_connect       identity                                                 0
 none               zeros                                                    0
 =================  =======================================================  ===============
+
+What an operation must be for ``--execution fast`` to plan it (``backend/models/fast.py``):
+``nn.Identity``, or a sequence of leaf modules that starts with ``nn.ReLU`` followed only by
+``nn.Conv2d`` layers (optionally with ``nn.ReLU`` between them); the fused C kernel further
+needs the chain to end in a depthwise convolution (stride 1, odd kernel, "same" padding, no
+bias) then a 1x1 convolution. A module of any other operation (pooling, normalisation, ...)
+runs on the reference path, with a warning; search and training accept every operation.
 """
 
 from __future__ import annotations
