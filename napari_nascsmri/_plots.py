@@ -1,7 +1,7 @@
 """Live plots of a search or training run: losses, validation PSNR, alphas, the derived cell.
 
-A Qt widget holding a matplotlib ``FigureCanvasQTAgg`` (no pyplot, so the GUI process never
-switches matplotlib's global backend) and, for a search, a label showing ``RUN/cell.png``
+A Qt widget showing a matplotlib figure drawn off the GUI thread with the Agg canvas (no pyplot,
+so the GUI process never switches matplotlib's global backend) and, for a search, a label showing ``RUN/cell.png``
 (drawn by the search itself with :func:`backend.search.plots.draw_cell` after every epoch).
 It renders a :class:`~napari_nascsmri._job_process.RunTrace`; it holds no run state itself.
 """
@@ -9,10 +9,11 @@ It renders a :class:`~napari_nascsmri._job_process.RunTrace`; it holds no run st
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -23,6 +24,10 @@ EPOCH_LOSS_KEYS = {"search": ("loss_w", "loss_alpha"), "train": ("train_loss",)}
 LOSS_LABELS = {"loss_w": "weights (train_w)", "loss_alpha": "alphas (train_alpha)", "loss": "train",
                "train_loss": "train"}
 CELL_IMAGE = "cell.png"
+#: Height (px) of the cell picture: fixed, so that the picture never resizes its own parent.
+CELL_HEIGHT = 170
+#: Font sizes (pt) of titles and tick / legend labels.
+TITLE_PT, LABEL_PT = 9, 8
 
 
 def edge_labels(nodes: int) -> list[str]:
@@ -43,26 +48,65 @@ def kept_edges(genotype: dict, nodes: int) -> list[tuple[int, int, str]]:
     return out
 
 
+class _Snapshot:
+    """A copy of what :meth:`LivePlots.render` draws (the trace keeps changing on the GUI thread)."""
+
+    def __init__(self, trace):
+        self.steps = {k: list(v) for k, v in trace.steps.items()}
+        self.history = [dict(r) for r in trace.history]
+        self.steps_per_epoch = trace.steps_per_epoch
+        self.alphas = None if trace.alphas is None else np.array(trace.alphas, dtype=float)
+        self.genotype = trace.genotype
+        self.epochs = sorted(trace.epochs)
+
+
+class _PlotView(QLabel):
+    """Shows the figure rendered off the GUI thread; a constant size hint (matplotlib's Qt
+    canvas hints its current size, and a layout that honours it grows without end)."""
+
+    def __init__(self, hint: tuple[int, int]):
+        super().__init__()
+        self._hint = hint
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(hint[1])
+        self.setMinimumWidth(120)
+        self.setStyleSheet(f"background: {BACKGROUND};")
+
+    def sizeHint(self):  # noqa: N802 - Qt override
+        from qtpy.QtCore import QSize
+
+        return QSize(*self._hint)
+
+
 class LivePlots(QWidget):
     """Loss curves + validation PSNR (+ alphas heat map and cell picture for a search).
 
-    Attributes: ``figure``, ``canvas``, ``ax_loss``, ``ax_psnr``, ``ax_alphas`` (search only),
-    ``cell`` (QLabel, search only), ``drawn`` (what the last :meth:`render` plotted:
-    ``{"steps": n, "epochs": n, "alphas": shape or None, "cell": path or None}``).
+    The matplotlib figure (``figure``, no pyplot) is drawn by a worker thread into an Agg
+    buffer and shown as a picture in ``canvas`` (a QLabel): a draw takes 0.1-0.5 s on a busy
+    CPU and would stall napari on the GUI thread. Requests made while a draw runs are
+    coalesced (the latest wins). Attributes: ``ax_loss``, ``ax_psnr``, ``ax_alphas`` (search
+    only), ``cell`` (QLabel, search only), ``drawn`` (what the last :meth:`render` asked for:
+    ``{"steps": n, "epochs": n, "alphas": shape or None, "cell": path or None}``),
+    ``render_count``, ``draw_count`` and :attr:`busy`.
     """
 
+    _rendered = Signal(object)
+
     def __init__(self, kind: str, parent: QWidget | None = None):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+
+        from backend.models import SPACES
 
         super().__init__(parent)
         self.kind = kind
+        self._spaces = SPACES
         search = kind == "search"
-        self.figure = Figure(figsize=(4.2, 5.2 if search else 2.3), dpi=90, facecolor=BACKGROUND,
-                             layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(340 if search else 180)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self._hint = (380, 470 if search else 220)
+        self.figure = Figure(figsize=(self._hint[0] / 90, self._hint[1] / 90), dpi=90,
+                             facecolor=BACKGROUND, layout="constrained")
+        self._agg = FigureCanvasAgg(self.figure)
         if search:
             grid = self.figure.add_gridspec(2, 2, height_ratios=(1, 1.5))
             self.ax_loss = self.figure.add_subplot(grid[0, 0])
@@ -71,58 +115,159 @@ class LivePlots(QWidget):
         else:
             self.ax_loss, self.ax_psnr = self.figure.subplots(1, 2)
             self.ax_alphas = None
+        self.canvas = _PlotView(self._hint)
+        self.canvas.setToolTip("losses per step (thin) and per epoch (dots), validation PSNR"
+                               + ("; alphas per edge after the last epoch" if search else ""))
+        self.canvas.installEventFilter(self)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
         self.cell = None
         self._cell_stamp = None
+        self._cell_pixmap = None
+        self._cell_fit: tuple | None = None
+        self._colorbar = None
+        self._busy = False
+        self._pending = None
+        self._drawn_width = None
+        self.render_count = self.draw_count = 0
+        self._rendered.connect(self._on_rendered)
         if search:
             self.cell = QLabel("the derived cell appears after the first epoch")
             self.cell.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            self.cell.setMinimumHeight(90)
+            # fixed height, any width: the picture is fitted into the label, never the reverse
+            self.cell.setFixedHeight(CELL_HEIGHT)
+            self.cell.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            self.cell.setMinimumWidth(50)
             self.cell.setStyleSheet("background: white; color: black;")
+            self.cell.setToolTip(f"the cell derived after the last epoch (RUN/{CELL_IMAGE})")
+            self.cell.installEventFilter(self)
             layout.addWidget(self.cell)
         self.drawn: dict = {}
         self.clear()
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """True while a draw runs or waits."""
+        return self._busy or self._pending is not None
+
     def clear(self) -> None:
         self.drawn = {"steps": 0, "epochs": 0, "alphas": None, "cell": None}
         self._cell_stamp = None
         self._cell_pixmap = None
+        self._cell_fit = None
         if self.cell is not None:
             self.cell.clear()
-            self.cell.setMinimumHeight(90)
-            self.cell.setMaximumHeight(16777215)
             self.cell.setText("the derived cell appears after the first epoch")
-        for ax, title in ((self.ax_loss, "L1 loss"), (self.ax_psnr, "validation PSNR (dB)"),
-                          (self.ax_alphas, "alphas (softmax per edge)")):
-            if ax is not None:
-                ax.clear()
-                _style(ax, title)
-        self.canvas.draw_idle()
+        self._request(("clear",))
 
     def render(self, trace, space: str | None = None, nodes: int | None = None,
                run_dir: str | os.PathLike | None = None) -> None:
         """Redraw everything from ``trace`` (a RunTrace); ``space``/``nodes`` label the alphas."""
-        history = trace.history
-        steps_per_epoch = trace.steps_per_epoch
-        self._draw_losses(trace, history, steps_per_epoch)
-        self._draw_psnr(history)
+        snap = _Snapshot(trace)
         if self.ax_alphas is not None:
-            self._draw_alphas(trace, space, nodes)
+            self.drawn["alphas"] = None if snap.alphas is None else tuple(snap.alphas.shape)
         if self.cell is not None and run_dir is not None:
             self._show_cell(Path(run_dir) / CELL_IMAGE)
-        self.drawn.update(steps=sum(len(v) for v in trace.steps.values()), epochs=len(history))
-        self.canvas.draw_idle()
+        self.drawn.update(steps=sum(len(v) for v in snap.steps.values()), epochs=len(snap.history))
+        self.render_count += 1
+        self._request(("render", snap, space, nodes))
+
+    # ------------------------------------------------------------------------ drawing thread --
+    def _request(self, job) -> None:
+        self._pending = job
+        if not self._busy:
+            self._start()
+
+    def _start(self) -> None:
+        job, self._pending = self._pending, None
+        if job is None:
+            return
+        self._busy = True
+        self._last_job = job
+        size = (max(self.canvas.width(), 120), self._hint[1])
+        threading.Thread(target=self._work, args=(job, size), daemon=True,
+                         name="nascsmri-plots").start()
+
+    def _work(self, job, size) -> None:
+        """Worker thread: the only place that touches the figure after construction."""
+        try:  # below the GUI thread for the OS scheduler (Linux: per-thread nice)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        try:
+            self.figure.set_size_inches(size[0] / self.figure.dpi, size[1] / self.figure.dpi)
+            if job[0] == "clear":
+                for ax, title in ((self.ax_loss, "L1 loss"), (self.ax_psnr, "validation PSNR (dB)"),
+                                  (self.ax_alphas, "alphas (softmax per edge)")):
+                    if ax is not None:
+                        ax.clear()
+                        _style(ax, title)
+                self._remove_colorbar()
+            else:
+                _, snap, space, nodes = job
+                self._draw_losses(snap)
+                self._draw_psnr(snap.history)
+                if self.ax_alphas is not None:
+                    self._draw_alphas(snap, space, nodes)
+            self._agg.draw()
+            image = np.asarray(self._agg.buffer_rgba()).copy()
+        except Exception:  # noqa: BLE001 - a failed draw must not kill the thread silently
+            import traceback
+
+            traceback.print_exc()
+            image = None
+        try:
+            self._rendered.emit((image, size[0]))
+        except RuntimeError:  # the widget is gone
+            pass
+
+    def _on_rendered(self, result) -> None:
+        from qtpy.QtGui import QImage
+
+        image, width = result
+        self._busy = False
+        self.draw_count += 1
+        if image is not None:
+            h, w = image.shape[:2]
+            qimage = QImage(image.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+            self.canvas.setPixmap(QPixmap.fromImage(qimage.copy()))
+            self._drawn_width = width
+        self._start()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        from qtpy.QtCore import QEvent
+
+        if event.type() == QEvent.Type.Resize:
+            if obj is self.cell:
+                self._fit_cell()
+            elif obj is self.canvas and self._drawn_width is not None and not self.busy \
+                    and abs(self.canvas.width() - self._drawn_width) > 8:
+                self._request(getattr(self, "_last_job", ("clear",)))  # same content, new width
+        return False
 
     # ------------------------------------------------------------------------------------------
-    def _draw_losses(self, trace, history, steps_per_epoch) -> None:
+    def colorbar_count(self) -> int:
+        """Axes of the figure besides the plots (colourbars): 1 once alphas were drawn."""
+        plots = {self.ax_loss, self.ax_psnr, self.ax_alphas}
+        return sum(ax not in plots for ax in self.figure.axes)
+
+    def _remove_colorbar(self) -> None:
+        if self._colorbar is not None:
+            try:
+                self._colorbar.remove()
+            except (AttributeError, ValueError, KeyError):
+                pass
+            self._colorbar = None
+
+    def _draw_losses(self, snap) -> None:
         ax = self.ax_loss
         ax.clear()
         _style(ax, "L1 loss")
+        history, steps_per_epoch = snap.history, snap.steps_per_epoch
         scale = float(steps_per_epoch) if steps_per_epoch else None
-        for key, points in trace.steps.items():
+        for key, points in snap.steps.items():
             if points and scale:
                 x, y = np.asarray(points, dtype=float).T
                 ax.plot(x / scale, y, lw=0.8, alpha=0.45, color=LOSS_COLOURS.get(key, "tab:gray"))
@@ -133,8 +278,8 @@ class LivePlots(QWidget):
                 colour = LOSS_COLOURS.get(key, LOSS_COLOURS.get("loss"))
                 ax.plot(x, y, "o-", ms=3.5, lw=1.5, color=colour, label=LOSS_LABELS[key])
         if history:
-            ax.legend(fontsize=6.5, facecolor=BACKGROUND, edgecolor=GRID, labelcolor=FOREGROUND)
-        ax.set_xlabel("epoch", fontsize=7, color=FOREGROUND)
+            ax.legend(fontsize=LABEL_PT - 1, facecolor=BACKGROUND, edgecolor=GRID, labelcolor=FOREGROUND)
+        _epoch_axis(ax)
 
     def _draw_psnr(self, history) -> None:
         ax = self.ax_psnr
@@ -148,25 +293,20 @@ class LivePlots(QWidget):
                 ax.plot(x, y, "o-" if key == "psnr" else ".--", ms=3.5, lw=1.5 if key == "psnr" else 0.8,
                         color=colour, label=label)
         if history and any("psnr" in r for r in history):
-            ax.legend(fontsize=6.5, facecolor=BACKGROUND, edgecolor=GRID, labelcolor=FOREGROUND)
-        ax.set_xlabel("epoch", fontsize=7, color=FOREGROUND)
+            ax.legend(fontsize=LABEL_PT - 1, facecolor=BACKGROUND, edgecolor=GRID, labelcolor=FOREGROUND)
+        _epoch_axis(ax)
 
-    def _draw_alphas(self, trace, space, nodes) -> None:
-        from backend.models import SPACES
-
+    def _draw_alphas(self, snap, space, nodes) -> None:
         ax = self.ax_alphas
-        for image in list(ax.images):
-            if image.colorbar is not None:
-                image.colorbar.remove()
+        self._remove_colorbar()
         ax.clear()
         title = "alphas (softmax per edge)"
-        if trace.alphas is None:
+        if snap.alphas is None:
             _style(ax, title)
-            self.drawn["alphas"] = None
             return
-        weights = np.asarray(trace.alphas, dtype=float)
+        weights = snap.alphas
         edges, n_ops = weights.shape
-        ops = list(SPACES.get(space, ())) if space else []
+        ops = list(self._spaces.get(space, ())) if space else []
         if len(ops) != n_ops:
             ops = [f"op {k}" for k in range(n_ops)]
         if not nodes or sum(i + 2 for i in range(nodes)) != edges:
@@ -176,19 +316,18 @@ class LivePlots(QWidget):
         low, high = float(weights.min()), float(weights.max())
         image = ax.imshow(weights, aspect="auto", cmap="viridis", vmin=low, vmax=max(high, low + 1e-6),
                           interpolation="nearest")
-        bar = self.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-        bar.ax.yaxis.get_offset_text().set(color=FOREGROUND, fontsize=6)
-        bar.ax.tick_params(labelsize=6, colors=FOREGROUND)
+        bar = self._colorbar = self.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+        bar.ax.yaxis.get_offset_text().set(color=FOREGROUND, fontsize=LABEL_PT - 1)
+        bar.ax.tick_params(labelsize=LABEL_PT - 1, colors=FOREGROUND)
         ax.set_xticks(range(n_ops), [o.replace("_conv", "").replace("_connect", "") for o in ops],
-                      rotation=25, ha="right", fontsize=6.5)
-        ax.set_yticks(range(edges), rows, fontsize=6.5)
-        if trace.genotype and nodes:
-            for edge, _, op in kept_edges(trace.genotype, nodes):
+                      rotation=25, ha="right", fontsize=LABEL_PT)
+        ax.set_yticks(range(edges), rows, fontsize=LABEL_PT)
+        if snap.genotype and nodes:
+            for edge, _, op in kept_edges(snap.genotype, nodes):
                 if op in ops and edge < edges:
                     ax.add_patch(_rect(ops.index(op), edge))
-        epoch = max(trace.epochs) + 1 if trace.epochs else 0
-        _style(ax, f"alphas after epoch {epoch} (softmax per edge; boxes: derived cell)", grid=False)
-        self.drawn["alphas"] = weights.shape
+        epoch = max(snap.epochs) + 1 if snap.epochs else 0
+        _style(ax, f"alphas after epoch {epoch} (boxes: derived cell)", grid=False)
 
     def _show_cell(self, path: Path) -> None:
         try:
@@ -206,17 +345,18 @@ class LivePlots(QWidget):
         self.drawn["cell"] = str(path)
 
     def _fit_cell(self) -> None:
-        """The cell picture at the widget's width, the label as tall as the picture."""
-        pixmap = getattr(self, "_cell_pixmap", None)
+        """The cell picture fitted into the fixed-height label (aspect kept); the label's size
+        never depends on the picture, so a resize cannot feed back into another resize."""
+        pixmap = self._cell_pixmap
         if self.cell is None or pixmap is None:
             return
-        scaled = pixmap.scaledToWidth(max(self.width(), 200), Qt.TransformationMode.SmoothTransformation)
-        self.cell.setFixedHeight(max(scaled.height(), 60))
+        size = (max(self.cell.width(), 50), CELL_HEIGHT)
+        if self._cell_fit == (size, self._cell_stamp):
+            return
+        self._cell_fit = (size, self._cell_stamp)
+        scaled = pixmap.scaled(*size, Qt.AspectRatioMode.KeepAspectRatio,
+                               Qt.TransformationMode.SmoothTransformation)
         self.cell.setPixmap(scaled)
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._fit_cell()
 
 
 def _rect(x: int, y: int):
@@ -225,10 +365,18 @@ def _rect(x: int, y: int):
     return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="white", lw=1.6)
 
 
+def _epoch_axis(ax) -> None:
+    """x axis in whole epochs."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch", fontsize=LABEL_PT, color=FOREGROUND)
+
+
 def _style(ax, title: str, grid: bool = True) -> None:
     ax.set_facecolor(BACKGROUND)
-    ax.set_title(title, fontsize=8, color=FOREGROUND)
-    ax.tick_params(labelsize=6.5, colors=FOREGROUND)
+    ax.set_title(title, fontsize=TITLE_PT, color=FOREGROUND)
+    ax.tick_params(labelsize=LABEL_PT, colors=FOREGROUND)
     for spine in ax.spines.values():
         spine.set_color(GRID)
     if grid:
