@@ -42,3 +42,14 @@ def test_identical_volumes_and_summary():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError):
         mse(np.zeros((2, 8, 8)), np.zeros((2, 8, 9)))
+
+
+def test_ssim_of_constant_images_by_hand():
+    """Constant slices have zero variances: SSIM reduces to the luminance term
+    (2 a b + C1) / (a^2 + b^2 + C1), C1 = (0.01 x data range)^2."""
+    from backend.metrics import ssim
+
+    a, b, data_range = 3.0, 2.0, 4.0
+    gt, pred = np.full((1, 16, 16), a), np.full((1, 16, 16), b)
+    c1 = (0.01 * data_range) ** 2
+    assert ssim(gt, pred, data_range=data_range) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-12)
