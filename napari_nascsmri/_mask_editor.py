@@ -10,7 +10,9 @@ the two formats :func:`backend.recon.load_mask_file` reads (so ``nascsmri recons
 
 :meth:`MaskEditor.drag_callback` is a napari ``mouse_drag_callbacks`` generator for the mask
 layer (a 2-D ``H x W`` image): a press toggles the column under the cursor (column = data x
-coordinate), dragging paints the same new state over the columns it crosses.
+coordinate), dragging paints the same new state over the columns it crosses; a drag is one
+:meth:`MaskEditor.undo` step. :func:`mask_under_cursor` tells whether a viewer-level mouse event
+is over the mask layer (its grid cell, or the top visible layer), whichever layer is active.
 """
 
 from __future__ import annotations
@@ -31,18 +33,80 @@ class MaskEditor:
         on_change: called with no argument after every change of ``lines``.
     """
 
+    #: Undo steps kept.
+    HISTORY = 100
+
     def __init__(self, on_change: Callable[[], None] | None = None):
         self.lines: np.ndarray | None = None
         self.edited = False
         self.editable = True
         self.on_change = on_change
+        self._undo: list[tuple[np.ndarray, bool]] = []
+        self._redo: list[tuple[np.ndarray, bool]] = []
+        self._stroke: tuple[np.ndarray, bool] | None = None
+        self._stroke_open = False
 
     # -- state ---------------------------------------------------------------------------------
-    def reset(self, lines: np.ndarray, editable: bool = True) -> None:
-        """Start from a freshly drawn (or file) mask; clears the edited flag."""
-        self.lines = np.asarray(lines, dtype=bool).copy()
+    def reset(self, lines: np.ndarray, editable: bool = True) -> bool:
+        """Start from a freshly drawn (or file) mask; clears the edited flag.
+
+        Returns True when hand edits were discarded; they stay one :meth:`undo` away.
+        """
+        new = np.asarray(lines, dtype=bool).copy()
+        discarded = self.edited and self.lines is not None and not np.array_equal(new, self.lines)
+        if discarded and editable:
+            self._push()
+        elif not discarded:
+            self._undo, self._redo = [], []
+        self.lines = new
         self.edited = False
         self.editable = editable
+        return discarded
+
+    def forget(self) -> None:
+        """Drop the edited flag and the undo history (a new volume)."""
+        self.edited = False
+        self._undo, self._redo = [], []
+
+    # -- undo / redo -----------------------------------------------------------------------------
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def _push(self) -> None:
+        self._undo.append((self.lines.copy(), self.edited))
+        del self._undo[: -self.HISTORY]
+        self._redo = []
+
+    def _restore(self, source: list, target: list) -> bool:
+        if not source or not self.editable:
+            return False
+        target.append((self.lines.copy(), self.edited))
+        lines, edited = source.pop()
+        self.lines, self.edited = lines.copy(), edited
+        if self.on_change is not None:
+            self.on_change()
+        return True
+
+    def undo(self) -> bool:
+        """Go back one edit (a click, a drag, or a reset that discarded edits)."""
+        return self._restore(self._undo, self._redo)
+
+    def redo(self) -> bool:
+        return self._restore(self._redo, self._undo)
+
+    def begin_stroke(self) -> None:
+        """Group the changes until :meth:`end_stroke` into one undo step (a drag)."""
+        if self.lines is not None:
+            self._stroke = (self.lines.copy(), self.edited)
+            self._stroke_open = True
+
+    def end_stroke(self) -> None:
+        self._stroke, self._stroke_open = None, False
 
     @property
     def num_sampled(self) -> int:
@@ -73,6 +137,12 @@ class MaskEditor:
         new[lo : hi + 1] = bool(state)
         if not new.any() or np.array_equal(new, self.lines):
             return False
+        if self._stroke is not None:  # the first change of a drag records the state before it
+            self._undo.append(self._stroke)
+            del self._undo[: -self.HISTORY]
+            self._redo, self._stroke = [], None
+        elif not self._stroke_open:
+            self._push()
         self.lines = new
         self.edited = True
         if self.on_change is not None:
@@ -121,12 +191,42 @@ class MaskEditor:
         if col is None or not self.editable:
             return
         state = not self.lines[col]
-        self.set_range(col, col, state)
-        last = col
-        yield
-        while event.type == "mouse_move":
-            col = self.column_at(layer, event.position)
-            if col is not None and col != last:
-                self.set_range(last, col, state)
-                last = col
+        self.begin_stroke()
+        try:
+            self.set_range(col, col, state)
+            last = col
             yield
+            while event.type == "mouse_move":
+                col = self.column_at(layer, event.position)
+                if col is not None and col != last:
+                    self.set_range(last, col, state)
+                    last = col
+                yield
+        finally:
+            self.end_stroke()
+
+
+def mask_under_cursor(viewer, mask_layer, event) -> bool:
+    """True when the mouse ``event`` is over ``mask_layer`` as the user sees it.
+
+    Grid mode: the mask is the top visible layer of the grid cell under the cursor
+    (``event.viewbox``, napari >= 0.9). One view: the mask is the top visible layer or the
+    active one. Either way the position must fall inside the mask's columns.
+    """
+    if mask_layer is None or mask_layer not in viewer.layers or not mask_layer.visible:
+        return False
+    layers = list(viewer.layers)
+    grid = getattr(getattr(viewer, "canvas", None), "grid", None) or getattr(viewer, "grid", None)
+    cell = getattr(event, "viewbox", None)
+    if grid is not None and grid.enabled and cell is not None and hasattr(grid, "contents_at"):
+        inside = [layers[i] for i in grid.contents_at(tuple(cell), layers)]
+        visible = [layer for layer in inside if layer.visible]
+        on_top = bool(visible) and visible[-1] is mask_layer
+    else:
+        visible = [layer for layer in layers if layer.visible]
+        on_top = (bool(visible) and visible[-1] is mask_layer) or viewer.layers.selection.active is mask_layer
+    if not on_top:
+        return False
+    y, x = np.asarray(mask_layer.world_to_data(event.position), dtype=float)[-2:]
+    h, w = mask_layer.data.shape[-2:]
+    return -0.5 <= x < w - 0.5 and -0.5 <= y < h - 0.5

@@ -40,7 +40,7 @@ from magicgui.widgets import (
 )
 
 from ._layers import LinkedContrast, arrange, find_layer, set_slice, show_colorbar, show_name, upsert_image
-from ._mask_editor import MaskEditor
+from ._mask_editor import MaskEditor, mask_under_cursor
 
 if TYPE_CHECKING:
     import napari
@@ -198,8 +198,15 @@ class ReconstructionWidget(Container):
         self.realised = Label(label="realised", value="-")
         self.show_kspace = CheckBox(text="show log-magnitude k-space", value=False, label="")
         self.side_by_side = CheckBox(text="side by side (grid mode)", value=True, label="")
-        self.reset_mask = PushButton(text="Reset mask edits", label="",
+        self.reset_mask = PushButton(text="Reset edits", label="",
                                      tooltip="redraw the mask from the settings above")
+        self.undo_button = PushButton(text="Undo", enabled=False,
+                                      tooltip="undo the last mask edit (a click, a drag, or a settings "
+                                              "change that discarded hand edits)")
+        self.redo_button = PushButton(text="Redo", enabled=False, tooltip="redo the mask edit undone last")
+        edits = Container(layout="horizontal", labels=False, label="mask edits",
+                          widgets=[self.reset_mask, self.undo_button, self.redo_button])
+        edits.margins = (0, 0, 0, 0)
         self.mask_path = FileEdit(label="mask file", mode="w", filter="*.npy *.json",
                                   tooltip="where Export writes the mask (.npy or .json), for "
                                           "'nascsmri reconstruct --mask-file'")
@@ -228,7 +235,7 @@ class ReconstructionWidget(Container):
         self.extend([
             self.source, self.mask_type, self.acceleration, presets, self.auto_center,
             self.center_fraction, self.auto_seed, self.seed, self.realised, self.show_kspace,
-            self.side_by_side, self.reset_mask, self.mask_path, self.export_button, self.method,
+            self.side_by_side, edits, self.mask_path, self.export_button, self.method,
             self.weights, self.weights_file, self.device, buttons, self.progress, self.status,
             self.metrics_table,
         ])
@@ -244,7 +251,9 @@ class ReconstructionWidget(Container):
         self.auto_seed.changed.connect(lambda v: setattr(self.seed, "enabled", not v))
         self.show_kspace.changed.connect(self._update_kspace_layer)
         self.side_by_side.changed.connect(self._arrange)
-        self.reset_mask.changed.connect(self.update_mask)
+        self.reset_mask.changed.connect(lambda *_: self.update_mask(warn=False))
+        self.undo_button.changed.connect(self.undo_mask)
+        self.redo_button.changed.connect(self.redo_mask)
         self.export_button.changed.connect(self._on_export_clicked)
         self.method.changed.connect(self._update_weight_widgets)
         self.weights.changed.connect(self._update_weight_widgets)
@@ -252,6 +261,7 @@ class ReconstructionWidget(Container):
         self.slice_button.changed.connect(lambda: self.reconstruct(whole_volume=False))
         self.cancel_button.changed.connect(self.cancel)
         self.viewer.dims.events.current_step.connect(self._on_slice_changed)
+        self.viewer.mouse_drag_callbacks.append(self._viewer_drag)
         self.viewer.layers.events.inserted.connect(self._refresh_sources)
         self.viewer.layers.events.removed.connect(self._refresh_sources)
         self.native.destroyed.connect(lambda *_: self._disconnect())
@@ -311,7 +321,8 @@ class ReconstructionWidget(Container):
         for notice in info.notices:
             _notify("info", f"napari-nascsmri: {notice}")
         self.status.value = f"{os.path.basename(info.path)}: {len(volume)} slices, {info.kind}"
-        self.update_mask()
+        self.editor.forget()  # a new volume: no edits, no undo across volumes
+        self.update_mask(warn=False)
         return True
 
     def _reference_volume(self, layer, volume) -> tuple[np.ndarray | None, float | None]:
@@ -341,6 +352,10 @@ class ReconstructionWidget(Container):
                 emitter.disconnect(cb)
             except Exception:  # viewer already gone
                 pass
+        try:
+            self.viewer.mouse_drag_callbacks.remove(self._viewer_drag)
+        except (ValueError, AttributeError, RuntimeError):
+            pass
         self._close_volume()
 
     # ===================================================================== mask ===============
@@ -386,8 +401,11 @@ class ReconstructionWidget(Container):
         if not self._quiet:
             self.update_mask()
 
-    def update_mask(self, *_) -> None:
-        """Redraw the mask from the settings (drops edits) and refresh the zero-filled view."""
+    def update_mask(self, *_, warn: bool = True) -> None:
+        """Redraw the mask from the settings and refresh the zero-filled view.
+
+        Hand edits are dropped (``warn``: with a warning notification); Undo restores them.
+        """
         from backend.recon import volume_mask
 
         if self.volume is None:
@@ -398,7 +416,9 @@ class ReconstructionWidget(Container):
         except ValueError as err:  # e.g. a centre fraction too large for the acceleration
             _notify("warning", f"napari-nascsmri: {err}")
             return
-        self.editor.reset(mask.lines, editable=file_mask is None)
+        if self.editor.reset(mask.lines, editable=file_mask is None) and warn:
+            _notify("warning", "napari-nascsmri: the hand edits of the mask were replaced by the new "
+                               "settings; Undo (in the widget) brings them back")
         self._on_mask_changed()
 
     def toggle_line(self, column: int) -> bool:
@@ -406,6 +426,8 @@ class ReconstructionWidget(Container):
         return self.editor.toggle(column)
 
     def _on_mask_changed(self) -> None:
+        self.undo_button.enabled = self.editor.can_undo
+        self.redo_button.enabled = self.editor.can_redo
         lines = self.editor.lines
         n, W = int(lines.sum()), lines.size
         self.realised.value = f"{W / n:.2f}x ({n}/{W} lines)" + (" - edited" if self.editor.edited else "")
@@ -427,14 +449,29 @@ class ReconstructionWidget(Container):
         layer.metadata["nascsmri_mask_lines"] = self.editor.lines.astype(np.uint8).tolist()
         if existing is None:
             layer.mouse_pan = False  # dragging on the mask edits it instead of panning
-            layer.mouse_drag_callbacks.append(self._mask_drag)
             self._arrange()
 
-    def _mask_drag(self, layer, event):
-        """Mouse drag on a mask layer: edits only the mask of the volume now loaded."""
-        if self.volume is None or layer.name != self._name("mask"):
+    def _viewer_drag(self, viewer, event):
+        """Viewer-level mouse drag: edits the mask when the cursor is over the mask layer,
+        whichever layer is active (the camera does not pan during the edit)."""
+        layer = find_layer(viewer, self._name("mask")) if self.volume is not None else None
+        if layer is None or not mask_under_cursor(viewer, layer, event):
             return
-        yield from self.editor.drag_callback(layer, event)
+        camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
+        panning = camera.mouse_pan
+        camera.mouse_pan = False
+        try:
+            yield from self.editor.drag_callback(layer, event)
+        finally:
+            active = viewer.layers.selection.active
+            camera.mouse_pan = panning if active is None or active is not layer else False
+
+    def undo_mask(self, *_) -> bool:
+        """Undo the last mask edit (Undo button)."""
+        return self.editor.undo()
+
+    def redo_mask(self, *_) -> bool:
+        return self.editor.redo()
 
     def _update_kspace_layer(self, *_) -> None:
         name = self._name("k-space")
