@@ -22,16 +22,14 @@ def side_by_side(
         rows: ``{row label: {method: magnitude slice}}``.
         titles: optional ``{row label: {method: title}}`` (e.g. with PSNR/SSIM).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from .files import save_figure
 
     methods = list(next(iter(rows.values())).keys())
     ncols = 1 + len(methods)
-    fig, axes = plt.subplots(2 * len(rows), ncols, figsize=(2.6 * ncols, 2.7 * 2 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(2.6 * ncols, 2.7 * 2 * len(rows)))
+    axes = fig.subplots(2 * len(rows), ncols, squeeze=False)
     vmax = float(np.percentile(reference, 99.5)) or float(reference.max()) or 1.0
     emax = error_scale * vmax
     for r, (label, images) in enumerate(rows.items()):
@@ -51,4 +49,3 @@ def side_by_side(
             ax.set_yticks([])
         fig.colorbar(im, ax=list(bottom[1:]), fraction=0.02, pad=0.01)
     save_figure(fig, path, dpi=90, bbox_inches="tight")
-    plt.close(fig)

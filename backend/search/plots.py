@@ -16,20 +16,14 @@ OP_COLOURS = {
 
 
 def _save(fig, path) -> None:
-    import matplotlib.pyplot as plt
-
     from ..files import save_figure
 
     save_figure(fig, path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def draw_cell(genotype: Genotype, path: str | os.PathLike, title: str = "") -> None:
     """The cell as a graph: inputs C(l-2), C(l-1) on the left, nodes, the concat output."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch
 
     n = genotype.num_nodes
@@ -37,7 +31,8 @@ def draw_cell(genotype: Genotype, path: str | os.PathLike, title: str = "") -> N
     for i in range(n):
         pos[i + 2] = (1.6 * (i + 1), 1.2 * ((i % 2) - 0.5) * (1 if n > 1 else 0))
     out = (1.6 * (n + 1), 0.0)
-    fig, ax = plt.subplots(figsize=(2.4 * (n + 2), 3.8))
+    fig = Figure(figsize=(2.4 * (n + 2), 3.8))
+    ax = fig.subplots()
     for node, op, src in genotype.edges():
         a, b = pos[src], pos[node + 2]
         rad = 0.25 if src + 1 != node + 2 else 0.0
@@ -66,16 +61,13 @@ def draw_cell(genotype: Genotype, path: str | os.PathLike, title: str = "") -> N
 
 def draw_alphas(history: list[list[list[float]]], space: str, nodes: int, path: str | os.PathLike) -> None:
     """Softmax weight of every operation on every edge, per epoch (one panel per edge)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     weights = np.asarray(history)  # (epochs, edges, ops)
     names = SPACES[space]
     offsets = edge_offsets(nodes)
-    fig, axes = plt.subplots(nodes, nodes + 1, figsize=(2.6 * (nodes + 1), 2.1 * nodes), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig = Figure(figsize=(2.6 * (nodes + 1), 2.1 * nodes), layout="constrained")
+    axes = fig.subplots(nodes, nodes + 1, squeeze=False, sharey=True)
     epochs = np.arange(1, weights.shape[0] + 1)
     for i in range(nodes):
         for j in range(nodes + 1):
