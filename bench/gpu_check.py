@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+# the device machine runs this from a bare checkout, without the package installed
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.files import write_json  # noqa: E402

@@ -24,7 +24,6 @@ import h5py
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from backend.machine import describe, slug  # noqa: E402
 from backend.files import write_json  # noqa: E402

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend import config as cfg  # noqa: E402
 from backend.datasets import dataset_files  # noqa: E402

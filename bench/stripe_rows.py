@@ -22,8 +22,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 from backend.machine import describe, slug  # noqa: E402
 from backend.files import write_json  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
