@@ -59,6 +59,7 @@ def search_argv(config, out: str | os.PathLike, resume: bool = False) -> list[st
         ("--steps-per-epoch", config.steps_per_epoch), ("--crop", config.crop),
         ("--channels", config.channels), ("--cells", config.cells), ("--patience", config.patience),
         ("--seed", config.seed), ("--device", config.device), ("--out", os.fspath(out)),
+        ("--warmup-epochs", config.warmup_epochs), ("--method", config.method), ("--select", config.select),
     ]) + ["--quiet"]
     return argv + (["--resume"] if resume else [])
 

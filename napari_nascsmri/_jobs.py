@@ -265,17 +265,21 @@ class JobWidget(Container):
                              tooltip="prepared dataset folder (train/ and val/), see 'nascsmri data prepare'")
         self.preset = ComboBox(label="preset", choices=sorted(presets), value=d.preset,
                                tooltip="cpu: sized for a few CPU cores; paper: the authors' sizes")
-        self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=1)
+        self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=1,
+                              tooltip="passes of the schedule (the preset's value until you change it)")
         self.steps_per_epoch = SpinBox(label="steps / epoch", min=0, max=1_000_000, value=0,
                                        tooltip="'one pass': every training slice once per epoch")
         self.crop = SpinBox(label="crop", min=0, max=4096, value=0,
                             tooltip="square image-space training crop; 'full grid': no crop")
-        self.device = ComboBox(label="device", choices=_device_choices())
-        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=d.seed)
+        self.device = ComboBox(label="device", choices=_device_choices(),
+                               tooltip="where the job runs (CUDA when torch sees a GPU)")
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=d.seed,
+                            tooltip="seed of the job's weights, data order and masks (reproducible runs)")
         self.out = FileEdit(label="run folder", mode="d",
                             tooltip="the job's folder (config.json, events.jsonl, checkpoint.pt, job.log); "
                                     f"empty: a new folder under {DEFAULT_RUNS_DIR}")
-        self.start_button = PushButton(text="Start")
+        self.start_button = PushButton(text="Start", tooltip=f"launch 'nascsmri {self.KIND}' as a separate "
+                                                             "process in the run folder")
         self.stop_button = PushButton(text="Stop", enabled=False,
                                       tooltip="SIGTERM to the job; the last finished epoch's checkpoint is kept")
         self.resume_button = PushButton(text="Resume", tooltip="continue the run folder's checkpoint (--resume)")
@@ -285,8 +289,9 @@ class JobWidget(Container):
                                   widgets=[self.start_button, self.stop_button, self.resume_button,
                                            self.attach_button])
         self._buttons.margins = (0, 0, 0, 0)
-        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0, tooltip="steps done of the run")
         self.status = Label(label="status", value="idle")
+        self.status.tooltip = "the job's state, epoch, step and time left"
         self.status.native.setWordWrap(True)
         self.plots = LivePlots(self.KIND)
 
@@ -602,8 +607,25 @@ class SearchWidget(JobWidget):
 
         super().__init__(viewer, SearchConfig, SEARCH_PRESETS)
         d = SearchConfig()
-        self.space = ComboBox(label="search space", choices=["A", "B", "extended"], value=d.space)
-        self.nodes = ComboBox(label="nodes", choices=[2, 3, 4], value=d.nodes)
+        from backend.config import SEARCH_METHODS, SELECTIONS
+
+        self.space = ComboBox(label="search space", choices=["A", "B", "extended"], value=d.space,
+                              tooltip="candidate operations per edge (the paper's spaces A and B, or extended)")
+        self.nodes = ComboBox(label="nodes", choices=[2, 3, 4], value=d.nodes,
+                              tooltip="intermediate nodes of the cell (node i reads all earlier ones)")
+        self.method = ComboBox(label="method", choices=list(SEARCH_METHODS), value=d.method,
+                               tooltip="darts (the paper's), pc-darts (partial channels), drnas "
+                                       "(Dirichlet), beta-darts (beta-decay regulariser)")
+        self.warmup = SpinBox(label="warm-up epochs", min=0, max=10_000, value=d.warmup_epochs,
+                              tooltip="epochs that train only the weights before the alphas move")
+        self.select = ComboBox(label="cell selection", choices=list(SELECTIONS), value=d.select,
+                               tooltip="argmax of the weights (DARTS) or perturb (per edge, the "
+                                       "operation whose removal costs most validation loss)")
+        self.signal = Label(label="signal", value="-")
+        self.signal.tooltip = ("how decided the chosen edges are: margin = best minus second operation "
+                               "weight (per edge); a cell whose edges all lead by less than the "
+                               "threshold carries no signal")
+        self.signal.native.setWordWrap(True)
         self.channels = SpinBox(label="channels", min=1, max=512, value=d.channels,
                                 tooltip="supernet feature channels (the retrained network may be wider)")
         self.cells = SpinBox(label="cells", min=1, max=16, value=d.cells, tooltip="supernet cells per module")
@@ -611,10 +633,10 @@ class SearchWidget(JobWidget):
                                 tooltip=f"shipped, hand-made and searched genotypes (list: {genotypes_file()})")
         self.genotypes.native.setMaximumHeight(90)
         genotype_events.changed.connect(self.genotypes.reset_choices)
-        self._finish_layout([self.data, self.space, self.nodes, self.preset, self.epochs,
-                             self.steps_per_epoch, self.crop, self.channels, self.cells, self.device,
-                             self.seed, self.out, self._buttons, self.progress, self.status,
-                             self.genotypes])
+        self._finish_layout([self.data, self.space, self.nodes, self.method, self.select, self.preset,
+                             self.epochs, self.warmup, self.steps_per_epoch, self.crop, self.channels,
+                             self.cells, self.device, self.seed, self.out, self._buttons, self.progress,
+                             self.status, self.signal, self.genotypes])
 
     def _leave_registry(self) -> None:
         genotype_events.changed.disconnect(self.genotypes.reset_choices)
@@ -623,15 +645,24 @@ class SearchWidget(JobWidget):
         super()._show_settings(config, preset_only)
         self.channels.value = config.channels
         self.cells.value = config.cells
+        self.warmup.value = config.warmup_epochs
         if not preset_only:
             self.space.value = config.space
             self.nodes.value = config.nodes
+            self.method.value = config.method
+            self.select.value = config.select
 
     def _own_fields(self) -> dict:
-        return {"space": self.space.value, "nodes": self.nodes.value}
+        return {"space": self.space.value, "nodes": self.nodes.value, "method": self.method.value,
+                "select": self.select.value}
 
     def _own_overrides(self) -> dict:
-        return {"channels": self.channels.value, "cells": self.cells.value}
+        return {"channels": self.channels.value, "cells": self.cells.value,
+                "warmup_epochs": self.warmup.value}
+
+    def _refresh(self) -> None:
+        super()._refresh()
+        self.signal.value = signal_text(self.trace)
 
     def argv(self, config, out, resume: bool = False) -> list[str]:
         return search_argv(config, out, resume)
@@ -641,6 +672,10 @@ class SearchWidget(JobWidget):
                                    f"{time.strftime('%Y%m%d-%H%M%S')}")
 
     def _on_done(self) -> None:
+        summary = self.trace.summary
+        if summary.get("no_signal"):
+            _notify("warning", f"napari-nascsmri: the search in {self.run_dir} found no signal: "
+                               f"{summary.get('no_signal_reason') or 'the chosen edges are undecided'}")
         path = self.run_dir / GENOTYPE_FILE
         if path.is_file():
             try:
@@ -657,6 +692,30 @@ class SearchWidget(JobWidget):
 
     def _done_text(self) -> str:
         return f"search: done ({self.trace.message}); genotype in {self.run_dir / GENOTYPE_FILE}"
+
+
+def signal_text(trace) -> str:
+    """The last epoch's edge diagnostics (``edge_margin``/``chosen_margin``/``edge_entropy``,
+    ``no_signal``/``no_signal_reason``) in words; "-" before the first epoch."""
+    history = trace.history
+    last = dict(history[-1]) if history else {}
+    last.update({k: trace.summary[k] for k in ("no_signal", "no_signal_reason") if k in trace.summary})
+    chosen = last.get("chosen_margin") or []
+    entropy = last.get("edge_entropy") or []
+    if not chosen and "no_signal" not in last:
+        return "-"
+    parts = []
+    if chosen:
+        parts.append(f"chosen edges lead by {min(chosen):.3f}-{max(chosen):.3f}")
+    if entropy and last.get("uniform_entropy"):
+        parts.append(f"entropy {sum(entropy) / len(entropy):.2f} of {last['uniform_entropy']:.2f} (uniform)")
+    if last.get("warmup"):
+        parts.append("warm-up: alphas frozen")
+    text = "; ".join(parts) or "-"
+    if last.get("no_signal"):
+        text = f"<b style='color:#ff9a3c'>no signal</b>: {last.get('no_signal_reason') or ''}" + (
+            f" ({text})" if parts else "")
+    return text
 
 
 class TrainWidget(JobWidget):
@@ -676,7 +735,8 @@ class TrainWidget(JobWidget):
         super().__init__(viewer, TrainConfig, TRAIN_PRESETS)
         self._default_blocks = DEFAULT_BLOCKS
         d = TrainConfig()
-        self.model = ComboBox(label="model", choices=list(network_model_names()), value=d.model)
+        self.model = ComboBox(label="model", choices=list(network_model_names()), value=d.model,
+                              tooltip="the network to train (nasn: a cell from a genotype)")
         self.genotype = ComboBox(label="genotype", choices=_genotype_choices,
                                  tooltip="NasN cell: shipped, hand-made or found by a search")
         self.blocks = SpinBox(label="blocks", min=1, max=64, value=3,

@@ -53,8 +53,10 @@ METRIC_KEYS = ("psnr", "ssim", "nmse")
 METRIC_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "nmse": "{:.5f}"}
 TABLE_COLUMNS = ("slice PSNR", "slice SSIM", "slice NMSE", "volume PSNR", "volume SSIM", "volume NMSE")
 ERROR_COLORMAP = "inferno"
-#: |error| maps share the display range [0, ERROR_RANGE * reference max].
-ERROR_RANGE = 0.25
+#: |error| maps are in percent of the reference maximum (``backend.viewer.error_percent``).
+ERROR_UNITS = "% of reference max"
+NO_REFERENCE = ("no reference in this file (fastMRI test layout: undersampled k-space only): "
+                "PSNR / SSIM / NMSE need a fully sampled reference")
 SHIPPED, FROM_FILE = "shipped", "file"
 ZERO_FILLED = "zero-filled"
 
@@ -73,17 +75,14 @@ class JobResult(NamedTuple):
     result: Any  # backend.recon.VolumeResult
     slice_metrics: dict | None  # method -> one {"psnr", "ssim", "nmse"} per slice (volume range)
     data_range: float | None
+    errors: dict | None = None  # method -> |error| volume in % of the reference max
 
 
 def slice_metrics(reference: np.ndarray, image: np.ndarray, data_range: float) -> dict[str, float]:
-    """PSNR/SSIM/NMSE of one slice, with the *volume* data range (as the per-volume numbers)."""
-    from backend.metrics import nmse, psnr, ssim
+    """PSNR/SSIM/NMSE of one slice, with the *volume* data range (:func:`backend.viewer.slice_metrics`)."""
+    from backend.viewer import slice_metrics as metrics
 
-    return {
-        "psnr": psnr(reference, image, data_range=data_range),
-        "ssim": ssim(reference, image, data_range=data_range),
-        "nmse": nmse(reference, image),
-    }
+    return metrics(reference, image, data_range)
 
 
 def reconstruction_job(path, config, lines, index, whole, reference, data_range):
@@ -97,6 +96,7 @@ def reconstruction_job(path, config, lines, index, whole, reference, data_range)
     from backend.io import open_volume
     from backend.recon import Progress, make_reconstructor, reconstruct_volume
     from backend.transforms import center_crop
+    from backend.viewer import error_percent, per_slice_metrics
 
     yield Progress(0, 1, f"{config.model}: loading")
     recon = make_reconstructor(config)
@@ -114,14 +114,13 @@ def reconstruction_job(path, config, lines, index, whole, reference, data_range)
         result = yield from reconstruct_volume(volume, config, recon)
     finally:
         volume.close()
-    per_slice = None
+    per_slice = errors = None
     if result.reference is not None and data_range:
         yield Progress(len(result.reference), len(result.reference), f"{config.model}: metrics")
-        per_slice = {
-            name: [slice_metrics(r, o, data_range) for r, o in zip(result.reference, images)]
-            for name, images in ((config.model, result.reconstruction), (ZERO_FILLED, result.zero_filled))
-        }
-    return JobResult(result, per_slice, data_range)
+        outputs = ((config.model, result.reconstruction), (ZERO_FILLED, result.zero_filled))
+        per_slice = {name: per_slice_metrics(result.reference, images, data_range) for name, images in outputs}
+        errors = {name: error_percent(images, result.reference, data_range) for name, images in outputs}
+    return JobResult(result, per_slice, data_range, errors)
 
 
 def _notify(kind: str, message: str) -> None:
@@ -172,6 +171,8 @@ class ReconstructionWidget(Container):
         self._job_config = None
         self._job_lines: np.ndarray | None = None
         self._file_mask: np.ndarray | None = None
+        self._window: tuple[float, float] | None = None
+        self._error_window: tuple[float, float] | None = None
         self._quiet = False
         self._contrast = LinkedContrast()
         self._error_contrast = LinkedContrast()
@@ -194,7 +195,10 @@ class ReconstructionWidget(Container):
                                             value=round(default_center_fraction(4), 4), enabled=False)
         self.auto_seed = CheckBox(text="per-volume seed (fastMRI, from the file name)", value=True,
                                   label="")
-        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0, enabled=False)
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0, enabled=False,
+                            tooltip="the mask's random seed (untick the per-volume seed to choose one)")
+        self.seed_used = Label(label="seed used", value="-")
+        self.seed_used.tooltip = "the seed the mask on display was drawn with"
         self.realised = Label(label="realised", value="-")
         self.show_kspace = CheckBox(text="show log-magnitude k-space", value=False, label="")
         self.side_by_side = CheckBox(text="side by side (grid mode)", value=True, label="")
@@ -231,10 +235,33 @@ class ReconstructionWidget(Container):
         self.status = Label(label="status", value="choose a source layer")
         self.metrics_table = Label(label="metrics", value="-")
         self._table_rows: dict[str, dict[str, str]] = {}
+        _tooltips({
+            self.mask_type: "undersampling pattern of the phase-encode columns (fastMRI's masks)",
+            self.preset_4x: f"{ACCELERATIONS[0]}x with the default centre fraction",
+            self.preset_8x: f"{ACCELERATIONS[1]}x with the default centre fraction",
+            self.auto_center: "centre fraction 0.32 / acceleration (fastMRI's 0.08 at 4x, 0.04 at 8x)",
+            self.center_fraction: "fraction of the central k-space columns always sampled",
+            self.auto_seed: "seed the mask with the file name's code points, as fastMRI does per volume",
+            self.realised: "W / sampled columns: the acceleration the mask really has",
+            self.show_kspace: "add a log-magnitude view of the sampled k-space of the current slice",
+            self.side_by_side: "grid mode: reference, reconstructions and |error| maps side by side",
+            self.export_button: "write the mask on display (with hand edits) to the mask file",
+            self.method: "zero-filled, total variation (TV) or a trained network",
+            self.weights: "the weights shipped with the package, or a file of your own",
+            self.weights_file: "network weights (.safetensors from 'nascsmri train', or .pt)",
+            self.device: "where networks run (CUDA when torch sees a GPU)",
+            self.run_button: "the current slice first, then every slice in the background",
+            self.slice_button: "reconstruct the current slice only",
+            self.cancel_button: "stop the running reconstruction after its current slice",
+            self.progress: "slices reconstructed",
+            self.status: "what the widget is doing",
+            self.metrics_table: "PSNR / SSIM / NMSE against the reference (backend.metrics, "
+                                "volume data range), the current slice and the whole volume",
+        })
 
         self.extend([
             self.source, self.mask_type, self.acceleration, presets, self.auto_center,
-            self.center_fraction, self.auto_seed, self.seed, self.realised, self.show_kspace,
+            self.center_fraction, self.auto_seed, self.seed, self.seed_used, self.realised, self.show_kspace,
             self.side_by_side, edits, self.mask_path, self.export_button, self.method,
             self.weights, self.weights_file, self.device, buttons, self.progress, self.status,
             self.metrics_table,
@@ -248,7 +275,7 @@ class ReconstructionWidget(Container):
         self.auto_center.changed.connect(self._on_acceleration_changed)
         self.preset_4x.changed.connect(lambda: setattr(self.acceleration, "value", ACCELERATIONS[0]))
         self.preset_8x.changed.connect(lambda: setattr(self.acceleration, "value", ACCELERATIONS[1]))
-        self.auto_seed.changed.connect(lambda v: setattr(self.seed, "enabled", not v))
+        self.auto_seed.changed.connect(self._on_auto_seed)
         self.show_kspace.changed.connect(self._update_kspace_layer)
         self.side_by_side.changed.connect(self._arrange)
         self.reset_mask.changed.connect(lambda *_: self.update_mask(warn=False))
@@ -288,8 +315,12 @@ class ReconstructionWidget(Container):
         from backend.errors import InputError
         from backend.io import open_volume
 
+        self._attempted = layer  # first: removing layers below re-enters _refresh_sources
+        self._remove_own_layers()
+        if self._source_layer is not None and self._source_layer in self.viewer.layers:
+            self._source_layer.visible = True  # hidden while it duplicated the zero-filled view
+        self._source_layer = None
         self._close_volume()
-        self._attempted = layer
         if layer is None:
             self.status.value = "choose a source layer"
             return False
@@ -318,6 +349,10 @@ class ReconstructionWidget(Container):
         self.metrics, self._models, self._stale = {}, [], set()
         self._contrast.clear()
         self._error_contrast.clear()
+        self._window = self._source_window(layer)
+        self._error_window = None
+        if self.reference is None:
+            layer.visible = False  # the reader's image is the zero-filled view of the file mask
         for notice in info.notices:
             _notify("info", f"napari-nascsmri: {notice}")
         self.status.value = f"{os.path.basename(info.path)}: {len(volume)} slices, {info.kind}"
@@ -336,6 +371,28 @@ class ReconstructionWidget(Container):
         peak = float(ref.max())
         return ref, (peak if peak > 0 else None)
 
+    def _source_window(self, layer) -> tuple[float, float]:
+        """Percentile display window (:func:`backend.viewer.display_window`) of the source,
+        applied to the source layer; reconstructions share it (linked contrast)."""
+        from backend.viewer import display_window
+
+        data = self.reference if self.reference is not None else np.asarray(layer.data)
+        window = display_window(data, floor_zero=True)
+        layer.contrast_limits_range = (min(0.0, float(np.min(data))), max(float(np.max(data)), window[1]))
+        layer.contrast_limits = list(window)
+        return window
+
+    def _remove_own_layers(self) -> None:
+        """Remove the layers this widget made for the volume loaded so far (a source switch)."""
+        if self.volume is None:
+            return
+        suffix = self._name("")[1:]  # " [stem]" -> "[stem]"
+        for layer in list(self.viewer.layers):
+            if "nascsmri_role" in layer.metadata and SOURCE_KEY not in layer.metadata \
+                    and layer.name.endswith(suffix):
+                self.viewer.layers.remove(layer)
+        self._layout = ()
+
     def _close_volume(self) -> None:
         if self.volume is not None:
             self.volume.close()
@@ -343,6 +400,12 @@ class ReconstructionWidget(Container):
         self._kspace_cache = {}
 
     def _disconnect(self) -> None:
+        try:
+            self._disconnect_all()
+        except (AttributeError, RuntimeError):  # during garbage collection: parts already gone
+            pass
+
+    def _disconnect_all(self) -> None:
         if self.worker is not None:
             self.worker.quit()
         for emitter, cb in ((self.viewer.dims.events.current_step, self._on_slice_changed),
@@ -412,14 +475,34 @@ class ReconstructionWidget(Container):
             return
         file_mask = self._file_mask
         try:
-            mask, _ = volume_mask(self.volume.info, self.config(), file_mask)
+            mask, seed = volume_mask(self.volume.info, self.config(), file_mask)
         except ValueError as err:  # e.g. a centre fraction too large for the acceleration
             _notify("warning", f"napari-nascsmri: {err}")
             return
+        self._show_seed(seed)
         if self.editor.reset(mask.lines, editable=file_mask is None) and warn:
             _notify("warning", "napari-nascsmri: the hand edits of the mask were replaced by the new "
                                "settings; Undo (in the widget) brings them back")
         self._on_mask_changed()
+
+    def _on_auto_seed(self, auto: bool) -> None:
+        self.seed.enabled = not auto and self.auto_seed.enabled
+        self._on_settings_changed()
+
+    def _show_seed(self, seed) -> None:
+        """The seed actually used: a number, fastMRI's per-volume seed, or the file's mask."""
+        if self._file_mask is not None:
+            text = "none: the file's own mask (test layout)"
+        elif seed is None:
+            text = "none: mask from a file"
+        elif isinstance(seed, (tuple, list)):
+            name = os.path.basename(self.volume.info.path)
+            text = f"per-volume: code points of {name!r} ({len(seed)} numbers, as fastMRI)"
+        else:
+            text = str(int(seed))
+        self.seed_used.value = text
+        # the number box only while a number is in use (it showed a stale value before)
+        self.seed.visible = not self.auto_seed.value and self._file_mask is None
 
     def toggle_line(self, column: int) -> bool:
         """Toggle one phase-encode column of the mask (what a click on the mask layer does)."""
@@ -479,11 +562,12 @@ class ReconstructionWidget(Container):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
             return
-        k = self.kspace(self.current_slice) * self.editor.lines[None, :]
-        image = np.log1p(np.abs(k)).astype(np.float32)
+        from backend.viewer import display_window, log_kspace
+
+        image = log_kspace(self.kspace(self.current_slice), self.editor.lines)
         existing = find_layer(self.viewer, name)
         upsert_image(self.viewer, name, image, colormap="viridis",
-                     contrast_limits=(0, float(image.max()) or 1.0),
+                     contrast_limits=display_window(image[:, self.editor.lines], (1.0, 99.9)),
                      metadata={"nascsmri_role": "kspace", "nascsmri_slice": self.current_slice})
         if existing is None:
             self._arrange()
@@ -491,11 +575,9 @@ class ReconstructionWidget(Container):
     # ===================================================================== zero-filled ========
     def zero_filled_slice(self, index: int) -> np.ndarray:
         """``|ifft2c(kspace * mask)|`` of one slice, centre-cropped to the output grid."""
-        from backend.fft import ifft2c_np
-        from backend.transforms import center_crop
+        from backend.viewer import preview_slice
 
-        image = ifft2c_np(self.kspace(index) * self.editor.lines[None, :])
-        return np.abs(center_crop(image, self.volume.info.output_shape)).astype(np.float32)
+        return preview_slice(self.kspace(index), self.editor.lines, self.volume.info.output_shape)
 
     def update_zero_filled(self, index: int | None = None) -> None:
         """Recompute the zero-filled view of slice ``index`` (default: the current one) now."""
@@ -528,7 +610,9 @@ class ReconstructionWidget(Container):
         self._render_table()
 
     def _on_slice_changed(self, event=None) -> None:
-        if self.volume is None:
+        # nothing to follow while layers go away (a removed source, the viewer closing)
+        if self.volume is None or self._source_layer not in self.viewer.layers \
+                or self._name(ZERO_FILLED) not in self.viewer.layers:
             return
         i = self.current_slice
         if i not in self._zf_fresh:
@@ -550,12 +634,16 @@ class ReconstructionWidget(Container):
         if self._source_layer is not None and self._source_layer in self.viewer.layers:
             lo, hi = self._source_layer.contrast_limits
             return float(lo), float(hi)
-        return 0.0, float(self.data_range or 1.0)
+        return getattr(self, "_window", None) or (0.0, float(self.data_range or 1.0))
 
     def _set_error_slice(self, method: str, index: int, image: np.ndarray) -> None:
         name = self._name(f"|error| {method}")
+        from backend.viewer import display_window, error_percent
+
         layer = find_layer(self.viewer, name)
-        err = np.abs(image - self.reference[index]).astype(np.float32)
+        err = error_percent(image, self.reference[index], self.data_range)
+        if self._error_window is None:  # from the first zero-filled error slice, then shared
+            self._error_window = display_window(err, floor_zero=True)
         if layer is None or tuple(layer.data.shape) != self.reference.shape:
             data = np.zeros(self.reference.shape, dtype=np.float32)
             data[index] = err
@@ -565,9 +653,9 @@ class ReconstructionWidget(Container):
 
     def _add_error_layer(self, method: str, data: np.ndarray):
         layer = upsert_image(self.viewer, self._name(f"|error| {method}"), data,
-                             colormap=ERROR_COLORMAP,
-                             contrast_limits=(0.0, ERROR_RANGE * float(self.data_range or 1.0)),
-                             metadata={"nascsmri_role": "error", "nascsmri_method": method})
+                             colormap=ERROR_COLORMAP, contrast_limits=self._error_window or (0.0, 25.0),
+                             metadata={"nascsmri_role": "error", "nascsmri_method": method,
+                                       "nascsmri_units": ERROR_UNITS})
         show_colorbar(layer)
         self._arrange()
         return layer
@@ -578,11 +666,14 @@ class ReconstructionWidget(Container):
             return
         methods = [ZERO_FILLED] + self._models
         source = self._source_layer
-        ref = [source.name] if source is not None and source in self.viewer.layers else []
-        errors = [self._name(f"|error| {m}") for m in methods] if self.reference is not None else []
-        rows = [ref + [self._name(m) for m in methods],
-                [self._name("mask")] + errors,
-                [self._name("k-space")]]
+        has_ref = self.reference is not None
+        ref = [source.name] if has_ref and source is not None and source in self.viewer.layers else []
+        errors = [self._name(f"|error| {m}") for m in methods] if has_ref else []
+        images = ref + [self._name(m) for m in methods]
+        if has_ref:
+            rows = [images, [self._name("mask")] + errors, [self._name("k-space")]]
+        else:  # no reference, no error maps: the mask joins the images' row
+            rows = [[self._name("mask")] + images, [self._name("k-space")]]
         arrange(self.viewer, rows, self.side_by_side.value)
         if ref:
             show_name(self._source_layer)
@@ -590,9 +681,8 @@ class ReconstructionWidget(Container):
         if layout != self._layout:
             self._layout = layout
             self.viewer.reset_view()
-        images = [find_layer(self.viewer, n) for n in rows[0]]
-        self._contrast.set_layers([layer for layer in images if layer is not None])
-        self._error_contrast.set_layers([find_layer(self.viewer, n) for n in rows[1][1:]])
+        self._contrast.set_layers([find_layer(self.viewer, n) for n in images])
+        self._error_contrast.set_layers([find_layer(self.viewer, n) for n in errors])
 
     # ===================================================================== metrics ============
     def _render_table(self) -> None:
@@ -607,7 +697,10 @@ class ReconstructionWidget(Container):
             texts = [_fmt(k, per_slice) for k in METRIC_KEYS] + [_fmt(k, entry["volume"]) for k in METRIC_KEYS]
             rows[method + (" (old mask)" if method in self._stale else "")] = dict(zip(TABLE_COLUMNS, texts))
         self._table_rows = rows
-        self.metrics_table.value = _metrics_html(rows, i) if rows else "-"
+        if self.volume is not None and self.reference is None:
+            self.metrics_table.value = NO_REFERENCE
+        else:
+            self.metrics_table.value = _metrics_html(rows, i) if rows else "-"
 
     def displayed_metrics(self) -> dict[str, dict[str, str]]:
         """The metrics as shown: {method: {"slice PSNR": text, ..., "volume NMSE": text}}."""
@@ -760,7 +853,7 @@ class ReconstructionWidget(Container):
             self.progress.value = self.progress.max
             self.status.value = f"{self._job_method}: current slice done"
             return
-        result, per_slice, data_range = value
+        result, per_slice, data_range, errors = value
         method = result.model
         if not np.array_equal(result.mask.lines, self._job_lines):
             _notify("warning", "napari-nascsmri: the volume was reconstructed with a different mask")
@@ -789,9 +882,8 @@ class ReconstructionWidget(Container):
                 self.metrics[name] = {"slices": slices.get(name), "volume": volume_metrics.as_dict()}
             upsert_image(self.viewer, self._name(name), data.astype(np.float32),
                          contrast_limits=self._display_limits(), metadata=meta)
-            if result.reference is not None:
-                err = np.abs(data - result.reference).astype(np.float32)
-                layer = self._add_error_layer(name, err)
+            if errors and name in errors:
+                layer = self._add_error_layer(name, errors[name])
                 layer.metadata.update(common)
             self._stale.discard(name)
         if mask_moved_on:
@@ -850,6 +942,12 @@ class ReconstructionWidget(Container):
             _notify("warning", "napari-nascsmri: choose a mask file (.npy or .json) first")
             return
         self.export_mask(path)
+
+
+def _tooltips(texts: dict) -> None:
+    for widget, text in texts.items():
+        if not widget.tooltip:
+            widget.tooltip = text
 
 
 def _fmt(key: str, values: dict | None) -> str:
