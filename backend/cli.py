@@ -60,23 +60,77 @@ class ProgressBar:
             self.bar = None
 
 
-# -- reconstruct ---------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
+# -- typed flags: every numeric flag names its range -----------------------------------------
+MAX_SEED = 2**32 - 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the tool's error contract: one line ``nascsmri: error: ...``, status 2
+    (``--help`` still prints the usage)."""
+
+    def error(self, message: str):
+        print(f"nascsmri: error: {' '.join(message.split())}", file=sys.stderr)
+        raise SystemExit(EXIT_INPUT_ERROR)
+
+
+def _int_range(lo: int, hi: int):
+    """argparse ``type=``: an integer in ``[lo, hi]``; argparse puts the flag in front."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except (ValueError, AttributeError):
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer {lo}..{hi}"
+    return parse
+
+
+def _float_range(lo: float, hi: float):
+    """argparse ``type=``: a finite number in ``[lo, hi]`` (NaN and Inf refused)."""
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except (ValueError, TypeError):
+            value = math.nan
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"must be a finite number from {lo:g} to {hi:g}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number {lo:g}..{hi:g}"
+    return parse
+
+
+def _device(text: str) -> str:
+    from .errors import check_device
+
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        check_device(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(f"{err.problem}") from None
+    return text
+
+
+_positive_int = _int_range(1, 1024)
+SEED = _int_range(0, MAX_SEED)
+CROP = _int_range(8, 4096)
+BLOCKS = _int_range(1, 64)
+
+
+# -- reconstruct ---------------------------------------------------------------------------
 
 
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
     d = cfg.ReconConfig()
     p.add_argument("--mask", choices=("random", "equispaced"), default=d.mask, help="mask type (fastMRI semantics; default %(default)s)")
-    p.add_argument("--acceleration", type=float, default=d.acceleration, help="nominal acceleration, e.g. 4 or 8 (default %(default)g)")
-    p.add_argument("--center-fraction", type=float, default=None, help="fully sampled centre fraction (default 0.32/acceleration: 8%% at 4x, 4%% at 8x)")
-    p.add_argument("--seed", type=int, default=None, help="mask seed (default: fastMRI per-volume seed from the file name)")
+    p.add_argument("--acceleration", type=_float_range(1, 1e6), default=d.acceleration, help="nominal acceleration, e.g. 4 or 8 (1 to 1e6; default %(default)g)")
+    p.add_argument("--center-fraction", type=_float_range(0, 1), default=None, help="fully sampled centre fraction, 0 to 1 (default 0.32/acceleration: 8%% at 4x, 4%% at 8x)")
+    p.add_argument("--seed", type=SEED, default=None, help=f"mask seed, 0 to {MAX_SEED} (default: fastMRI per-volume seed from the file name)")
     p.add_argument("--mask-file", default=None, help="use a saved column mask (.npy or .json) instead of drawing one")
 
 
@@ -104,12 +158,26 @@ def cmd_reconstruct(args) -> int:
 
     from .files import check_output_path
 
+    from .files import check_distinct, check_input_file
+    from .recon import resolve_device
+
     config = _recon_config(args)
     if config.model not in cfg.model_choices():
         raise InputError(None, f"unknown model {config.model!r}; choose from {', '.join(cfg.model_choices())}")
     for path in (args.out, args.json):
         if path:
             check_output_path(path)
+    inputs = [args.input, config.mask_file]
+    if config.weights:
+        from .models.weights import sidecar_path
+
+        inputs += [config.weights, sidecar_path(config.weights)]
+    check_distinct([args.out, args.json], inputs)
+    check_input_file(args.input)
+    if config.mask_file:
+        check_input_file(config.mask_file)
+    if config.model in cfg.network_model_names():
+        resolve_device(config.device)
     bar = ProgressBar(args.quiet)
     try:
         result = run(reconstruct_volume(args.input, config), bar)
@@ -147,7 +215,11 @@ def cmd_evaluate(args) -> int:
     from .files import check_output_path
 
     if args.json:
+        from .files import check_distinct
+
         check_output_path(args.json)
+        check_distinct([args.json], [f for folder in (args.targets, args.predictions)
+                                     if os.path.isdir(folder) for f in Path(folder).glob("*.h5")])
     bar = ProgressBar(args.quiet, unit="volume")
     try:
         report = run(evaluate_dirs(args.targets, args.predictions), bar)
@@ -163,8 +235,14 @@ def cmd_evaluate(args) -> int:
 
 # -- data ----------------------------------------------------------------------------------
 def cmd_data_prepare(args) -> int:
-    from .datasets import prepare_dataset
+    from .datasets import SOURCES, prepare_dataset
 
+    unknown = [name for name in (args.sources or []) if name not in SOURCES]
+    if unknown:  # before the output folder is made
+        raise InputError(None, f"--sources: unknown source(s) {', '.join(map(repr, unknown))}; "
+                               f"choose from {', '.join(sorted(SOURCES))}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(args.out, "exists and is not a folder")
     config = cfg.PrepareConfig(size=args.size, slab=args.slab)
     bar = ProgressBar(args.quiet, unit="slab")
     try:
@@ -211,7 +289,41 @@ def _run_job(gen, quiet: bool) -> dict:
         bar.close()
 
 
+def _check_run_out(out: str, data: str | None) -> None:
+    """The run folder: not a file, not the data folder (checked before anything is made)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InputError(path, "exists and is not a folder")
+    existing = next((q for q in (path, *path.parents) if q.exists()), Path("."))
+    if not existing.is_dir():
+        raise InputError(existing, "is not a folder")
+    if data and os.path.isdir(data) and path.exists() and os.path.samefile(path, data):
+        raise InputError(path, "is the --data folder: choose another --out")
+
+
+def _check_architecture(config) -> None:
+    """The network a train config describes can be built (genotype read, sizes bounded, at most
+    MAX_PARAMETERS parameters), checked on the meta device before the run folder is made."""
+    from .models import Genotype
+    from .models.registry import check_parameter_count, model_config
+
+    if config.model == "nasn":
+        genotype = Genotype.load(config.genotype) if config.genotype else None
+        if config.blocks is not None:
+            raise InputError(None, "--blocks does not apply to nasn")
+        mc = model_config("nasn", genotype=genotype, channels=config.channels, cells=config.cells,
+                          cascades=config.cascades)
+    elif config.model == "unet":
+        mc = model_config("unet", channels=config.channels)
+    else:
+        if config.genotype:
+            raise InputError(None, f"--genotype only applies to nasn, not {config.model!r}")
+        mc = model_config(config.model, blocks=config.blocks, channels=config.channels, cascades=config.cascades)
+    check_parameter_count(mc)
+
+
 def cmd_train(args) -> int:
+    from .recon import resolve_device
     from .training.train import train
 
     config = cfg.apply_preset(
@@ -221,6 +333,9 @@ def cmd_train(args) -> int:
         {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop, "loss": args.loss,
          "augment": False if args.no_augment else None},
     )
+    _check_run_out(args.out, args.data)
+    resolve_device(config.device)
+    _check_architecture(config)
     summary = _run_job(train(config, args.out, resume=args.resume), args.quiet)
     if not _is_main_rank():
         return 0
@@ -231,6 +346,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_search(args) -> int:
+    from .recon import resolve_device
     from .search.search import search
 
     config = cfg.apply_preset(
@@ -241,6 +357,8 @@ def cmd_search(args) -> int:
          "channels": args.channels, "cells": args.cells, "patience": args.patience,
          "warmup_epochs": args.warmup_epochs, "method": args.method, "select": args.select},
     )
+    _check_run_out(args.out, args.data)
+    resolve_device(config.device)
     summary = _run_job(search(config, args.out, resume=args.resume), args.quiet)
     if not _is_main_rank():
         return 0
@@ -268,17 +386,23 @@ def cmd_model_info(args) -> int:
 
 # -- export-onnx ---------------------------------------------------------------------------
 def cmd_export_onnx(args) -> int:
-    from .files import check_output_path, write_json
+    from .files import check_distinct, check_output_path, write_json
     from .models.export import export_onnx
     from .recon import load_network
 
-    for path in (args.out, args.json):
-        if path:
-            check_output_path(path)
-    model, weights = load_network(args.model, args.weights)
     if len(args.size) > 2:
         raise InputError(None, f"--size takes N or H W, got {len(args.size)} numbers")
     height, width = args.size if len(args.size) == 2 else args.size * 2
+    for path in (args.out, args.json):
+        if path:
+            check_output_path(path)
+    if args.weights:
+        from .models.weights import sidecar_path
+
+        check_distinct([args.out, args.json], [args.weights, sidecar_path(args.weights)])
+    else:
+        check_distinct([args.out, args.json])
+    model, weights = load_network(args.model, args.weights)
     report = export_onnx(model, args.out, height, width)
     report["weights"] = str(weights)
     if args.json:
@@ -300,24 +424,24 @@ def _add_architecture_args(p: argparse.ArgumentParser) -> None:
     """Flags naming a registry network, shared by ``train`` and ``model-info``."""
     p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")
     p.add_argument("--genotype", default=None, help="genotype JSON for nasn (default: the shipped NasN genotype)")
-    p.add_argument("--blocks", type=int, default=None,
-                   help="residual blocks (dccnn, modl) or recursions (rdn); default 3")
+    p.add_argument("--blocks", type=BLOCKS, default=None,
+                   help="residual blocks (dccnn, modl) or recursions (rdn), 1 to 64; default 3")
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``search`` and ``train``."""
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="override the preset's steps per epoch")
-    p.add_argument("--crop", type=int, default=None, help="override the preset's square training crop")
+    p.add_argument("--epochs", type=_int_range(1, 100_000), default=None, help="override the preset's epochs (1 to 100000)")
+    p.add_argument("--steps-per-epoch", type=_int_range(1, 10_000_000), default=None, help="override the preset's steps per epoch (1 to 10^7)")
+    p.add_argument("--crop", type=CROP, default=None, help="override the preset's square training crop (8 to 4096)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, augmentation and masks (default %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=SEED, default=0, help=f"seed of initialisation, data order, augmentation and masks, 0 to {MAX_SEED} (default %(default)s)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="nascsmri",
         description="Compressed-sensing MRI reconstruction with networks found by neural architecture search.",
     )
@@ -329,16 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="zero-filled", metavar="MODEL", help=f"one of: {', '.join(cfg.model_choices())} (default %(default)s)")
     p.add_argument("--weights", default=None, help="weights file for a network model (default: the shipped weights)")
     _add_mask_args(p)
-    p.add_argument("--crop", type=int, default=None, help="reconstruction grid for raw k-space without reference (default 320)")
-    p.add_argument("--tv-weight", type=float, default=cfg.ReconConfig.tv_weight, help="TV regularisation weight (default %(default)g, the paper's)")
-    p.add_argument("--tv-iterations", type=int, default=cfg.ReconConfig.tv_iterations, help="TV iterations (default %(default)d)")
+    p.add_argument("--crop", type=CROP, default=None, help="reconstruction grid for raw k-space without reference, 8 to 4096 (default 320)")
+    p.add_argument("--tv-weight", type=_float_range(0, 1e6), default=cfg.ReconConfig.tv_weight, help="TV regularisation weight, 0 to 1e6 (default %(default)g, the paper's)")
+    p.add_argument("--tv-iterations", type=_int_range(1, 100_000), default=cfg.ReconConfig.tv_iterations, help="TV iterations, 1 to 100000 (default %(default)d)")
     p.add_argument("--tv-backend", choices=("auto", "bart", "torch"), default="auto", help="TV solver: BART's pics or the built-in PyTorch ADMM (default: BART when installed)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: CUDA when available)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--execution", choices=("auto", "fast", "reference"), default=cfg.ReconConfig.execution,
                    help="network execution: 'fast' (CPU: re-planned NasN with a fused C kernel compiled on first "
                         "use, NASCSMRI_KERNELS=0 to skip it; same outputs to float32 rounding; CUDA: bf16 autocast), "
                         "'reference' (the training module as is); default %(default)s = fast")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help=f"slices per network call (default {cfg.ReconConfig.batch_size})")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help=f"slices per network call, 1 to 1024 (default {cfg.ReconConfig.batch_size})")
     p.add_argument("--out", required=True, help="output .h5")
     p.add_argument("--json", default=None, metavar="METRICS.json", help="write metrics (mse nmse psnr ssim) and mask facts as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -356,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = cfg.PrepareConfig()
     q = dsub.add_parser("prepare", help="fastMRI-layout dataset from real scans", description="Build a fastMRI-layout single-coil dataset (train/val/test/sample folders of h5 files and dataset.json) from real MRI scans shipped by Debian mricron-data, nilearn and Debian insighttoolkit5-examples. See the README for the protocol and licences.")
     q.add_argument("--out", required=True, help="output folder")
-    q.add_argument("--size", type=int, default=d.size, help="square grid in pixels of 1 mm (default %(default)d)")
-    q.add_argument("--slab", type=int, default=d.slab, help="slices per file (default %(default)d)")
+    q.add_argument("--size", type=_int_range(8, 4096), default=d.size, help="square grid in pixels of 1 mm, 8 to 4096 (default %(default)d)")
+    q.add_argument("--slab", type=_int_range(1, 4096), default=d.slab, help="slices per file, 1 to 4096 (default %(default)d)")
     q.add_argument("--sources", nargs="+", default=None, help="subset of: ch2 mni152 itk_t1 (default all)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_data_prepare)
@@ -370,10 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", choices=("A", "B", "extended"), default="A", help="operation search space (default %(default)s)")
     p.add_argument("--nodes", type=int, choices=(2, 3, 4), default=3, help="internal nodes per cell (default %(default)s)")
     p.add_argument("--preset", choices=sorted(cfg.SEARCH_PRESETS), default="cpu", help="cpu: a small supernet on crops for 2 CPU cores; paper: the authors' sizes (default %(default)s)")
-    p.add_argument("--channels", type=int, default=None, help="override the preset's supernet channels")
-    p.add_argument("--cells", type=int, default=None, help="override the preset's cells per module")
-    p.add_argument("--patience", type=int, default=None, help="early stop after this many epochs with an unchanged genotype")
-    p.add_argument("--warmup-epochs", type=int, default=None, help="override the preset's weights-only warm-up epochs")
+    p.add_argument("--channels", type=_int_range(1, 1024), default=None, help="override the preset's supernet channels (1 to 1024)")
+    p.add_argument("--cells", type=_int_range(1, 64), default=None, help="override the preset's cells per module (1 to 64)")
+    p.add_argument("--patience", type=_int_range(1, 100_000), default=None, help="early stop after this many epochs with an unchanged genotype (1 to 100000)")
+    p.add_argument("--warmup-epochs", type=_int_range(0, 100_000), default=None, help="override the preset's weights-only warm-up epochs (0 to 100000)")
     p.add_argument("--method", choices=cfg.SEARCH_METHODS, default=None,
                    help="darts (the paper's, default), pc-darts (partial channels + edge normalisation), drnas "
                         "(Dirichlet mixing weights) or beta-darts (beta-decay regulariser)")
@@ -400,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-onnx", help="export a trained network with its DC layers to ONNX", description="Export a trained network (its data-consistency layers included) to an ONNX file for one grid, run it in onnxruntime and check it against PyTorch (fails, writing nothing, above 1e-4). Inputs: x and k0 as (1, 2, H, W) float32 on the normalised scale, mask (W,). Needs the [onnx] extra.")
     p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")
     p.add_argument("--weights", default=None, help="weights file (default: the shipped weights of --model)")
-    p.add_argument("--size", type=_positive_int, nargs="+", default=[320], metavar="N", help="grid: N (square) or H W (default 320)")
+    p.add_argument("--size", type=_int_range(8, 1024), nargs="+", default=[320], metavar="N", help="grid: N (square) or H W, 8 to 1024 (default 320)")
     p.add_argument("--out", required=True, help="output .onnx")
     p.add_argument("--json", default=None, help="write the export report (grid, max abs difference) as JSON")
     p.set_defaults(func=cmd_export_onnx)
@@ -426,6 +550,19 @@ def _terminate_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _with_warnings(func, args) -> int:
+    """Run a command; its warnings (numpy's RuntimeWarnings on odd data, ...) are shown after it
+    succeeded and dropped when it failed, so that a failure is exactly one line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        status = func(args)
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return status
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -438,10 +575,13 @@ def main(argv: list[str] | None = None) -> int:
     type and message (its traceback with ``NASCSMRI_DEBUG=1``, never silently swallowed).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version (0) or a bad argument (2, one line printed)
+        return stop.code if isinstance(stop.code, int) else EXIT_INPUT_ERROR
     _terminate_as_interrupt()
     try:
-        return args.func(args)
+        return _with_warnings(args.func, args)
     except InputError as err:
         print(f"nascsmri: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_INPUT_ERROR

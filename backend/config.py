@@ -69,6 +69,19 @@ class ReconConfig:
     batch_size: int = 4
     execution: str = "auto"
 
+    def __post_init__(self) -> None:
+        """Every numeric field in its range (the CLI, the GUI and config files share this)."""
+        from .errors import MAX_SEED, check_device, check_fields
+
+        check_fields(self, {"acceleration": (1, 1e6, False, False), "center_fraction": (0, 1, False, True),
+                            "tv_weight": (0, 1e6, False, False), "tv_iterations": (1, 100_000, True, False),
+                            "batch_size": (1, 1024, True, False)})
+        if isinstance(self.seed, int) or isinstance(self.seed, float):
+            check_fields(self, {"seed": (0, MAX_SEED, True, False)})
+        if self.crop is None or isinstance(self.crop, (int, float)):
+            check_fields(self, {"crop": (8, 4096, True, True)})
+        check_device(self.device)
+
 
 @dataclass
 class PrepareConfig:
@@ -91,6 +104,14 @@ class PrepareConfig:
     foreground_threshold: float = 0.1
     min_foreground: float = 0.15
     val_every: int = 5
+
+    def __post_init__(self) -> None:
+        """Every numeric field in its range (see :meth:`ReconConfig.__post_init__`)."""
+        from .errors import check_fields
+
+        check_fields(self, {"size": (8, 4096, True, False), "slab": (1, 4096, True, False),
+                            "spacing_mm": (1e-3, 100, False, False), "foreground_threshold": (0, 1, False, False),
+                            "min_foreground": (0, 1, False, False), "val_every": (1, 1_000_000, True, False)})
 
 
 @dataclass
@@ -165,6 +186,19 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = True
     amp: bool = True
+
+    def __post_init__(self) -> None:
+        """Every numeric field in its range (see :meth:`ReconConfig.__post_init__`)."""
+        from .errors import MAX_SEED, check_device, check_fields
+
+        check_fields(self, {"epochs": (1, 100_000, True, False), "steps_per_epoch": (1, 10_000_000, True, True),
+                            "batch_size": (1, 1024, True, False), "crop": (8, 4096, True, True),
+                            "channels": (1, 1 << 17, True, False), "cells": (1, 64, True, False),
+                            "cascades": (1, 64, True, False), "phase_prob": (0, 1, False, False),
+                            "seed": (0, MAX_SEED, True, False),
+                            "blocks": (1, 64, True, True), "lr": (1e-12, 1e3, False, False),
+                            "val_volumes": (1, 1_000_000, True, True)})
+        check_device(self.device)
 
     def augmentation(self):
         """The :class:`backend.training.augment.Augmentation` these fields describe (None when
@@ -256,6 +290,21 @@ class SearchConfig:
     device: str = "auto"
     channels_last: bool = True
     amp: bool = True
+
+    def __post_init__(self) -> None:
+        """Every numeric field in its range (see :meth:`ReconConfig.__post_init__`)."""
+        from .errors import MAX_SEED, check_device, check_fields
+
+        check_fields(self, {"epochs": (1, 100_000, True, False), "steps_per_epoch": (1, 10_000_000, True, True),
+                            "batch_size": (1, 1024, True, False), "crop": (8, 4096, True, True),
+                            "channels": (1, 1 << 17, True, False), "cells": (1, 64, True, False),
+                            "cascades": (1, 64, True, False), "phase_prob": (0, 1, False, False),
+                            "seed": (0, MAX_SEED, True, False),
+                            "nodes": (1, 16, True, False), "warmup_epochs": (0, 100_000, True, False),
+                            "patience": (0, 100_000, True, True), "min_epochs": (0, 100_000, True, False),
+                            "max_skip": (0, 64, True, True), "w_lr": (1e-12, 1e3, False, False),
+                            "alpha_lr": (0, 1e3, False, False)})
+        check_device(self.device)
 
 
 #: ``paper``: the authors' release (50 epochs, 32 channels, 3 cells, full grid).

@@ -38,6 +38,7 @@ import numpy as np
 
 from .errors import InputError
 from .fft import ifft2c_np
+from .masks import strict_mask_lines
 from .transforms import center_crop, crop_kspace_via_image, magnitude_to_kspace, pad_or_crop
 
 #: Default crop of raw fastMRI k-space when the file has no reference (the paper's 320x320).
@@ -109,7 +110,7 @@ def _dataset(f: h5py.File, key: str, path) -> h5py.Dataset:
     """``f[key]`` as a dataset; a group, a broken link or an unreadable object is an InputError."""
     try:
         obj = f[key]
-    except (KeyError, OSError, ValueError) as err:
+    except (KeyError, OSError, ValueError, RuntimeError, RecursionError) as err:
         reason = err.args[0] if isinstance(err, KeyError) and err.args else _short(err)
         raise InputError(path, f"'{key}' cannot be opened ({reason})") from None
     if not isinstance(obj, h5py.Dataset):
@@ -168,14 +169,17 @@ class FastMRIVolume(Volume):
         self.path = os.fspath(path)
         try:
             self._file = h5py.File(self.path, "r")
-        except (OSError, ValueError) as err:
+        except PermissionError:
+            raise InputError(self.path, "permission denied: the file is not readable") from None
+        except (OSError, ValueError, RuntimeError) as err:
             raise InputError(self.path, f"not a readable HDF5 file ({_short(err)})") from None
         try:
             self.info = self._inspect(crop)
         except InputError:
             self._file.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError) as err:  # h5py on a damaged file
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError) as err:
+            # h5py / HDF5 on a damaged file, a soft-link loop ("too many links"), odd types
             self._file.close()
             raise InputError(self.path, f"cannot read the file's structure ({_short(err)})") from None
         except BaseException:
@@ -193,7 +197,7 @@ class FastMRIVolume(Volume):
             keys = ", ".join(sorted(f.keys())[:6]) or "none"
             raise InputError(path, f"no 'kspace' dataset: not a fastMRI file (keys: {keys})")
         ks = _dataset(f, "kspace", path)
-        if ks.dtype.kind != "c":
+        if ks.dtype.kind != "c" or ks.dtype.fields is not None:
             raise InputError(path, f"'kspace' must be complex, found {ks.dtype}")
         if ks.ndim not in (3, 4):
             raise InputError(
@@ -214,7 +218,12 @@ class FastMRIVolume(Volume):
             mask = _dataset(f, "mask", path)
             if mask.shape != (W,):
                 raise InputError(path, f"'mask' has shape {mask.shape}, expected ({W},)")
-            self._mask = np.asarray(mask[()], dtype=bool)
+            if mask.dtype.kind not in "biuf":
+                raise InputError(path, f"'mask' must be bool or 0/1 numbers, found data type {mask.dtype}")
+            try:
+                self._mask = strict_mask_lines(mask[()], W, "'mask'")
+            except ValueError as err:
+                raise InputError(path, str(err)) from None
             if not self._mask.any():
                 raise InputError(path, "'mask' samples no k-space line")
             self._mode = "test"
@@ -227,6 +236,8 @@ class FastMRIVolume(Volume):
         self._ref_key = ref_key
         if ref_key is not None:
             ref = _dataset(f, ref_key, path)
+            if ref.dtype.kind not in "biuf":
+                raise InputError(path, f"'{ref_key}' must hold real magnitudes, found data type {ref.dtype}")
             if ref.ndim != 3 or ref.shape[0] != num_slices:
                 raise InputError(
                     path, f"'{ref_key}' has shape {ref.shape}, expected ({num_slices}, h, w)"
@@ -259,7 +270,7 @@ class FastMRIVolume(Volume):
                 if self._mode != "test" and self._ref_key
                 else None
             )
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
             raise InputError(path, f"cannot read slice {index} ({_short(err)})") from None
         _check_finite(path, "k-space", raw, index)
         if ref is not None:
@@ -294,6 +305,8 @@ class MagnitudeVolume(Volume):
         H, W = data.shape[1:]
         _check_size(path, data.shape[0], H, W)
         size = max(H, W) if size is None else int(size)
+        _check_padding(path, H, W, size)
+        _check_size(path, data.shape[0], size, size)
         self._data = data
         self.info = VolumeInfo(path, "magnitude", data.shape[0], (size, size), (size, size), True)
 
@@ -322,6 +335,9 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
     if len(shape) not in (2, 3):
         raise InputError(path, f"expected a 2-D or 3-D volume, got shape {img.shape}")
     _check_size(path, shape[2] if len(shape) == 3 else 1, shape[0], shape[1])
+    side = max(shape[0], shape[1])  # the square grid the slices are padded to
+    _check_padding(path, shape[0], shape[1], side)
+    _check_size(path, shape[2] if len(shape) == 3 else 1, side, side)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
     except Exception as err:
@@ -334,11 +350,9 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
 
 def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = None) -> Volume:
     """Open any supported input by its content/extension; raises InputError otherwise."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(p, "no such file")
-    if p.is_dir():
-        raise InputError(p, "is a directory, expected a file")
+    from .files import check_input_file
+
+    p = check_input_file(path)  # no such file, a folder, a FIFO or device, no read permission
     if p.stat().st_size == 0:
         raise InputError(p, "the file is empty")
     name = p.name.lower()
@@ -354,6 +368,18 @@ def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = No
     if h5py.is_hdf5(os.fspath(p)):
         return FastMRIVolume(p, crop=crop)
     raise InputError(p, "unrecognised file type (expected fastMRI .h5, .nii/.nii.gz or .npy)")
+
+
+#: A slice may be zero-padded to its square grid up to this factor of its own area (an 8 x 4096
+#: strip would become 4096 x 4096: 512 times the data, gigabytes of work for a few kilobytes).
+MAX_PADDING_FACTOR = 16
+
+
+def _check_padding(path, H: int, W: int, side: int) -> None:
+    if H * W and side * side > MAX_PADDING_FACTOR * H * W:
+        raise InputError(path, f"slices of {H}x{W} would be zero-padded to {side}x{side} "
+                               f"({side * side // (H * W)} times their size; at most {MAX_PADDING_FACTOR}): "
+                               "crop or resample the volume first")
 
 
 def _crop_shape(crop, H: int, W: int, path) -> tuple[int, int]:
@@ -375,17 +401,54 @@ def _read_attrs(f: h5py.File) -> dict:
     attrs = {}
     for key in f.attrs:
         try:
+            if _attribute_size(f, key) > MAX_HEADER_SIZE:
+                continue
             attrs[key] = _attr(f.attrs[key])
         except Exception:  # informational: an unreadable attribute is dropped
             pass
     if "ismrmrd_header" in f:
         try:
             header = f["ismrmrd_header"]
-            small = isinstance(header, h5py.Dataset) and header.size <= MAX_HEADER_SIZE
-            attrs["ismrmrd_header"] = _decode(header[()]) if small else ""
+            attrs["ismrmrd_header"] = _read_header(f, header) if isinstance(header, h5py.Dataset) else ""
         except Exception:  # unreadable header: keep going, it is informational only
             attrs["ismrmrd_header"] = ""
     return attrs
+
+
+def _attribute_size(f: h5py.File, key: str) -> int:
+    """Bytes an attribute holds on disk (variable-length strings: their heap references)."""
+    try:
+        aid = f.attrs.get_id(key)
+        return int(aid.get_storage_size())
+    except Exception:
+        return MAX_HEADER_SIZE + 1
+
+
+def _read_header(f: h5py.File, header: h5py.Dataset) -> str:
+    """The ``ismrmrd_header`` text when it is at most :data:`MAX_HEADER_SIZE` bytes, else "".
+
+    The size is learnt before reading: fixed-size data from its declared type and shape (a
+    scalar string may declare gigabytes); a scalar variable-length string from the 4-byte length
+    stored in front of its heap reference (read straight from the file).
+    """
+    string = h5py.check_string_dtype(header.dtype)
+    if header.dtype.kind == "O" or (string is not None and string.length is None):
+        if header.shape != () or header.id.get_storage_size() != 16:
+            return ""
+        offset = header.id.get_offset()
+        if offset is None:
+            return ""
+        import struct
+
+        with open(f.filename, "rb") as fh:
+            fh.seek(offset)
+            (length,) = struct.unpack("<I", fh.read(4))
+        if length > MAX_HEADER_SIZE:
+            return ""
+        return _decode(header[()])
+    if header.size * max(header.dtype.itemsize, 1) > MAX_HEADER_SIZE:
+        return ""
+    return _decode(header[()])
 
 
 def _attr(value):

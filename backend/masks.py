@@ -175,3 +175,39 @@ def make_mask(
         raise ValueError(f"unknown mask type {kind!r}; choose from {sorted(MASK_FUNCS)}") from None
     cfs = None if center_fraction is None else [center_fraction]
     return cls([acceleration], cfs)(num_cols, seed=seed)
+
+
+def strict_mask_lines(values, num_cols: int | None = None, what: str = "mask") -> np.ndarray:
+    """A column mask as bool ``(W,)``, or ``ValueError`` with a one-line reason.
+
+    Only 0/1 masks are masks: a 1-D array (or JSON list) of bools, integers 0/1 or floats
+    exactly 0.0/1.0, with ``num_cols`` entries when given. Strings, NaN, other values (-3,
+    0.25), nested lists and 2-D arrays are refused instead of being cast (a string "0" or a NaN
+    would otherwise count as sampled).
+    """
+    if isinstance(values, (list, tuple)):
+        bad = [v for v in values if not isinstance(v, (bool, int, float))]
+        if bad:
+            raise ValueError(f"{what} must hold only 0/1 (or true/false), found {bad[0]!r}")
+        if values and all(isinstance(v, bool) for v in values):
+            array = np.asarray(values, dtype=bool)
+        else:
+            try:
+                array = np.asarray([float(v) for v in values], dtype=np.float64)
+            except OverflowError:
+                raise ValueError(f"{what} must hold only 0 and 1, found an enormous integer") from None
+    else:
+        array = np.asarray(values)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be bool or 0/1 numbers, found data type {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be one column mask (W,), got shape {array.shape}")
+    if num_cols is not None and array.shape[0] != num_cols:
+        raise ValueError(f"{what} has {array.shape[0]} columns, the data has {num_cols}")
+    if array.dtype.kind != "b":
+        with np.errstate(invalid="ignore"):
+            ok = (array == 0) | (array == 1)
+        if not np.all(ok):
+            bad = array[~ok][0]
+            raise ValueError(f"{what} must hold only 0 and 1, found {bad.item()!r}")
+    return array.astype(bool)

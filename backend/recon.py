@@ -63,14 +63,33 @@ def run(gen: Generator[Progress, None, object], on_progress: Callable[[Progress]
             on_progress(event)
 
 
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+
+
+def parse_device(device) -> str:
+    """``device`` if it names a device this tool runs on (``auto``, ``cpu``, ``cuda``, ``cuda:N``),
+    else :class:`InputError`; availability is checked by :func:`resolve_device`."""
+    from .errors import check_device
+
+    check_device(device)
+    return device
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; an unavailable CUDA request is an error."""
+    device = parse_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(None, "CUDA was requested but no CUDA device is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(None, f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
     return dev
+
+
+#: Largest nominal acceleration accepted (far beyond any grid: such a mask samples nothing).
+MAX_ACCELERATION = 1e6
 
 
 def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray | None = None) -> tuple[Mask, object]:
@@ -91,8 +110,8 @@ def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray
         acc = float(config.acceleration)
     except (TypeError, ValueError):
         acc = math.nan
-    if not (math.isfinite(acc) and acc >= 1):
-        raise InputError(None, f"acceleration must be a number >= 1, got {config.acceleration!r}")
+    if not (math.isfinite(acc) and 1 <= acc <= MAX_ACCELERATION):
+        raise InputError(None, f"acceleration must be a number from 1 to {MAX_ACCELERATION:g}, got {config.acceleration!r}")
     try:
         mask = make_mask(config.mask, W, acc, config.center_fraction, seed=seed)
     except ValueError as err:  # centre fraction out of range, unknown mask type
@@ -107,24 +126,40 @@ def load_mask_file(path: str | os.PathLike, num_cols: int) -> np.ndarray:
     """Read a column mask saved as ``.npy`` (bool/0-1 ``(W,)``) or JSON (``{"lines": [...]}``)."""
     import json
 
+    from .files import check_input_file
+    from .masks import strict_mask_lines
+
     path = os.fspath(path)
+    check_input_file(path)
     try:
         if path.endswith(".json"):
-            with open(path) as f:
-                lines = np.asarray(json.load(f)["lines"])
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            if not isinstance(data, dict) or "lines" not in data:
+                raise ValueError('expected a JSON object {"lines": [0/1, ...]}')
+            lines = data["lines"]
+            if not isinstance(lines, list):
+                raise ValueError(f"'lines' must be a list of 0/1, got {type(lines).__name__}")
         else:
             lines = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
+            if not isinstance(lines, np.ndarray):
+                raise ValueError("expected one array, found an .npz archive")
+    except RecursionError:
+        raise InputError(path, "not a mask file (JSON nested too deeply)") from None
     except Exception as err:
-        raise InputError(path, f"not a mask file ({type(err).__name__}: {err})") from None
-    lines = np.asarray(lines).ravel()
-    if lines.shape != (num_cols,):
-        raise InputError(path, f"mask has {lines.size} columns, the data has {num_cols}")
-    lines = lines.astype(bool)
+        raise InputError(path, f"not a mask file ({type(err).__name__}: {_short(err)})") from None
+    try:
+        lines = strict_mask_lines(lines, num_cols)
+    except ValueError as err:
+        raise InputError(path, str(err)) from None
     if not lines.any():
         raise InputError(path, "mask samples no k-space line")
     return lines
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:160] or type(err).__name__
 
 
 # -- reconstructors: complex k-space batch (B, H, W) + mask (W,) -> complex images (B, H, W) -----
@@ -274,10 +309,24 @@ def reconstruct_volume(
             volume.close()
 
 
+def check_finite_output(result: VolumeResult, config: cfg.ReconConfig) -> None:
+    """Refuse to write a reconstruction holding NaN or Inf (non-finite weights, a solver that
+    diverged): the one-line error names the weights (or the method), nothing is written."""
+    if np.all(np.isfinite(result.reconstruction)):
+        return
+    where = None
+    if config.model in cfg.network_model_names():
+        from .models import shipped_weights
+
+        where = config.weights or shipped_weights(config.model)
+    raise InputError(where, f"the {config.model} reconstruction holds NaN or Inf values: nothing written")
+
+
 def write_reconstruction(path: str | os.PathLike, result: VolumeResult, config: cfg.ReconConfig) -> None:
     """Write a fastMRI submission-style h5 (``reconstruction`` float32 (slices, h, w)) atomically."""
     from .files import atomic_h5
 
+    check_finite_output(result, config)
     with atomic_h5(path) as f:
         f.create_dataset("reconstruction", data=result.reconstruction.astype(np.float32))
         f.attrs["model"] = result.model

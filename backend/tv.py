@@ -32,6 +32,9 @@ import torch
 TV_WEIGHT = 0.01
 TV_ITERATIONS = 200
 ADMM_RHO = 1.0
+#: Ranges accepted for the TV weight and iterations (CLI, GUI, config).
+MAX_TV_WEIGHT = 1e6
+MAX_TV_ITERATIONS = 100_000
 
 
 def bart_available() -> bool:
@@ -158,7 +161,15 @@ def tv_reconstruct(
     iterations: int = TV_ITERATIONS,
     backend: str = "auto",
 ) -> np.ndarray:
-    """TV of one slice with the chosen backend (``auto``: BART if installed, else torch)."""
+    """TV of one slice with the chosen backend (``auto``: BART if installed, else torch).
+
+    ``weight`` must be a finite number >= 0 and ``iterations`` an integer >= 1 (a NaN or
+    negative weight gives garbage, zero iterations the initial guess): else ``InputError``.
+    """
+    from .errors import check_range
+
+    check_range("TV weight", weight, 0, MAX_TV_WEIGHT)
+    check_range("TV iterations", iterations, 1, MAX_TV_ITERATIONS, integer=True)
     if backend == "auto":
         backend = "bart" if bart_available() else "torch"
     try:

@@ -16,6 +16,8 @@ def _looks_supported(path: str) -> bool:
     if name.endswith((".nii", ".nii.gz")):
         return os.path.isfile(path)
     if name.endswith(".h5"):
+        if not os.path.isfile(path):  # a FIFO or device would block h5py.is_hdf5
+            return False
         try:
             import h5py
 
@@ -56,10 +58,19 @@ def read_volume(path):
 
     if isinstance(path, (list, tuple)):
         path = path[0]
+    from backend.errors import InputError
+
     path = os.fspath(path)
-    with open_volume(path) as volume:
-        data = display_volume(volume)
-        info = volume.info
+    try:
+        with open_volume(path) as volume:
+            data = display_volume(volume)
+            info = volume.info
+    except InputError:
+        raise
+    except (OSError, RuntimeError, RecursionError, TypeError, KeyError, ValueError) as err:
+        # h5py/HDF5 (and nibabel) errors the backend did not foresee: still one line naming the file
+        text = " ".join(str(err).split())[:160] or type(err).__name__
+        raise InputError(path, f"cannot read the file ({text})") from None
     label = "reference" if info.has_reference else "zero-filled (file mask)"
     meta = {
         "nascsmri_source": path,

@@ -139,6 +139,11 @@ def run_session(session, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) 
     return session.run(None, dict(zip(names, (x.numpy(), k0.numpy(), mask.numpy()))))[0]
 
 
+#: Largest exported grid side: the exported DC layer holds two dense centred DFT matrices and
+#: the network's activations at full resolution (at 1024 about 0.5 GB while exporting).
+MAX_EXPORT_SIDE = 1024
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, height: int = 320, width: int = 320,
                 tolerance: float = 1e-4) -> dict:
     """Export ``model`` (eval mode, float32, reference layout) for an ``H x W`` grid to ``path``.
@@ -148,9 +153,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, height: int = 320, wi
     difference exceeds ``tolerance``. Returns ``{"path", "height", "width", "max_abs_diff",
     "opset"}``.
     """
-    _require_onnx()
     if height < 8 or width < 8:
         raise InputError(None, f"grid {height}x{width} is too small to export (at least 8x8)")
+    if height > MAX_EXPORT_SIDE or width > MAX_EXPORT_SIDE:
+        raise InputError(None, f"grid {height}x{width} is too large to export (at most "
+                               f"{MAX_EXPORT_SIDE}x{MAX_EXPORT_SIDE}: the graph holds dense DFT matrices)")
+    _require_onnx()
     model = model.float().eval().to(memory_format=torch.contiguous_format)
     wrapper = ChannelsKSpace(model, height, width).eval()
     inputs = example_inputs(height, width)

@@ -42,6 +42,9 @@ Node = tuple[Edge, Edge]
 """The two edges summed into one node."""
 
 _KEYS = ("space", "num_nodes", "nodes")
+#: Most internal nodes a cell may have (the paper searches 2-4; a bound keeps a hostile file
+#: from describing an enormous network).
+MAX_NODES = 16
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class Genotype:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise InputError(path, f"invalid JSON: {err}") from None
+        except RecursionError:
+            raise InputError(path, "invalid JSON: nested too deeply") from None
         return cls.from_dict(data, path)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -120,11 +125,25 @@ class Genotype:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Genotype":
         """Read and validate a genotype JSON file; every problem is ``InputError(path, ...)``."""
+        from ..files import check_input_file
+
+        try:
+            check_input_file(path)
+        except InputError as err:
+            raise InputError(path, f"cannot read genotype file: {err.problem}") from None
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise InputError(path, f"cannot read genotype file: {err}") from None
         return cls.from_json(text, path)
+
+
+def _brief(value: Any) -> str:
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = type(value).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_int(value: Any) -> bool:
@@ -135,17 +154,19 @@ def _as_nodes(nodes: Any) -> tuple[Node, ...]:
     """Check the nesting (node = 2 edges, edge = [str, int]) and convert to tuples."""
     if not isinstance(nodes, (list, tuple)):
         raise InputError(None, "'nodes' must be a list of nodes")
+    if len(nodes) > MAX_NODES:
+        raise InputError(None, f"a genotype has at most {MAX_NODES} nodes, this one lists {len(nodes)}")
     out = []
     for k, node in enumerate(nodes, start=1):
         if not isinstance(node, (list, tuple)) or len(node) != 2:
             raise InputError(None, f"node {k} must be a pair of edges "
-                                   f"[[operation, input], [operation, input]], got {node!r}")
+                                   f"[[operation, input], [operation, input]], got {_brief(node)}")
         edges = []
         for e, edge in enumerate(node, start=1):
             if (not isinstance(edge, (list, tuple)) or len(edge) != 2
                     or not isinstance(edge[0], str) or not _is_int(edge[1])):
                 raise InputError(None, f"node {k}, edge {e} must be [operation name, "
-                                       f"input index], got {edge!r}")
+                                       f"input index], got {_brief(edge)}")
             edges.append((edge[0], int(edge[1])))
         out.append(tuple(edges))
     return tuple(out)
@@ -153,7 +174,7 @@ def _as_nodes(nodes: Any) -> tuple[Node, ...]:
 
 def _check(space: Any, nodes: Sequence[Node]) -> None:
     """Raise ``InputError(None, ...)`` for the first semantic problem of a genotype."""
-    if space not in SPACES:
+    if not isinstance(space, str) or space not in SPACES:
         raise InputError(None, f"unknown search space {space!r} (known: {', '.join(SPACES)})")
     if not nodes:
         raise InputError(None, "a genotype needs at least one node")

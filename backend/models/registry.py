@@ -28,6 +28,14 @@ DEFAULT_CHANNELS = 32
 DEFAULT_CELLS = 3
 DEFAULT_BLOCKS: dict[str, int] = {"dccnn": 3, "modl": 3, "rdn": 3}
 """Blocks per reconstruction module (residual blocks / recursions) when not given."""
+MAX_SIZES: dict[str, int] = {"blocks": 64, "cascades": 64, "cells": 64, "channels": 1 << 17}
+"""Largest architecture sizes accepted (a sidecar or ``--blocks`` asking for 10^6 cascades
+would otherwise build modules until memory runs out). Channels are bounded loosely here: a
+sidecar's channel count is checked against the tensors on the meta device, and
+:func:`build_model` bounds the parameter count (:data:`MAX_PARAMETERS`) before allocating."""
+MAX_PARAMETERS = 50_000_000
+"""Most parameters :func:`build_model` allocates (200 MB of float32; the shipped networks have
+about 0.15 M, the paper's sizes a few M)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ def model_config(name: str, *, genotype: Genotype | None = None, blocks: int | N
     model does not use are stored as None; passing ``genotype`` to a non-NasN model or
     ``blocks`` to NasN / U-net is an error. Problems raise ``InputError(None, ...)``.
     """
-    if name not in _BUILDERS:
+    if not isinstance(name, str) or name not in _BUILDERS:
         raise InputError(None, f"unknown model {name!r} (choose from {', '.join(MODEL_NAMES)})")
     if genotype is not None and name != "nasn":
         raise InputError(None, f"a genotype only applies to 'nasn', not {name!r}")
@@ -99,6 +107,8 @@ def model_config(name: str, *, genotype: Genotype | None = None, blocks: int | N
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 1):
             raise InputError(None, f"{key} must be a positive integer, got {value!r}")
+        if value is not None and value > MAX_SIZES[key]:
+            raise InputError(None, f"{key} must be an integer from 1 to {MAX_SIZES[key]}, got {value!r}")
     config = ModelConfig(name, channels=channels)
     if name == "nasn":
         genotype = default_genotype() if genotype is None else genotype
@@ -128,5 +138,21 @@ def build_model(name: str, *, genotype: Genotype | None = None, blocks: int | No
         cascades: module + DC stages (not U-net). channels: feature width (U-net: start
             channels). cells: NasN cells per module.
     """
-    return build_from_config(model_config(name, genotype=genotype, blocks=blocks,
-                                          cascades=cascades, channels=channels, cells=cells))
+    config = model_config(name, genotype=genotype, blocks=blocks, cascades=cascades, channels=channels,
+                          cells=cells)
+    check_parameter_count(config)
+    return build_from_config(config)
+
+
+def check_parameter_count(config: ModelConfig) -> int:
+    """The parameter count of ``config`` (built on the meta device: nothing allocated); above
+    :data:`MAX_PARAMETERS` an :class:`InputError`."""
+    import torch
+
+    with torch.device("meta"):
+        skeleton = build_from_config(config)
+    count = sum(p.numel() for p in skeleton.parameters())
+    if count > MAX_PARAMETERS:
+        raise InputError(None, f"the {config.name} architecture has {count:,} parameters, more than this "
+                               f"tool builds ({MAX_PARAMETERS:,}): lower channels, blocks, cells or cascades")
+    return count

@@ -98,6 +98,12 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     with torch.device("meta"):
         skeleton = build_from_config(config)
     _check_state_dict(path, skeleton, tensors)
+    bad = next((key for key, value in tensors.items()
+                if value.is_floating_point() or value.is_complex()
+                if not bool(torch.isfinite(value).all())), None)
+    if bad is not None:
+        raise InputError(path, f"weights hold NaN or Inf values (tensor {bad!r}): a diverged or damaged "
+                               "training; nothing reconstructed")
     model = build_from_config(config)
     model.load_state_dict(tensors, strict=True)
     model.eval()

@@ -17,6 +17,7 @@ The protocol of ``events.jsonl`` is the only contract between a job and its view
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import time
@@ -27,7 +28,7 @@ from typing import Any, Iterator
 import torch
 
 from ..errors import InputError
-from ..files import atomic_path, write_json
+from ..files import atomic_write_bytes, remove_stale_temporaries, write_json
 
 CHECKPOINT = "checkpoint.pt"
 EVENTS = "events.jsonl"
@@ -80,16 +81,38 @@ class RunFolder:
                           if k not in ("device",) and saved.get(k) != self.config.get(k))
             if diff:
                 raise InputError(self.path / CONFIG, f"--resume with a different configuration ({', '.join(diff[:4])})")
+        self._created = False
         if writer:
-            self.path.mkdir(parents=True, exist_ok=True)
-            if not os.access(self.path, os.W_OK):
-                raise InputError(self.path, "output folder is not writable")
-            write_json(self.path / CONFIG, self.config)
+            existing = next((q for q in (self.path, *self.path.parents) if q.exists()), Path("."))
+            if not existing.is_dir():
+                raise InputError(existing, "is not a folder")
+            if not os.access(existing, os.W_OK):
+                raise InputError(existing, "output folder is not writable")
+            if self.path.exists():
+                self._create()
+        # A new run folder is made by the first event, checkpoint or history of the job (after
+        # every check of the data, the architecture and the device), so a refused job leaves
+        # nothing behind.
+
+    def _create(self) -> None:
+        if self._created or not self.writer:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path, os.W_OK):
+            raise InputError(self.path, "output folder is not writable")
+        write_json(self.path / CONFIG, self.config)
+        self._created = True
+        for name in (CHECKPOINT, CONFIG, HISTORY):
+            remove_stale_temporaries(self.path / name)
 
     # -- events ------------------------------------------------------------------------------
     def emit(self, event: RunEvent) -> RunEvent:
         """Append the event to ``events.jsonl`` (writer only) and return it."""
         if self.writer:
+            if not self._created:
+                if event.kind in ("error", "stopped"):
+                    return event  # refused before it started: no run folder to record it in
+                self._create()
             with open(self.path / EVENTS, "a") as f:
                 f.write(json.dumps(event.to_json()) + "\n")
         return event
@@ -110,8 +133,12 @@ class RunFolder:
     def save_checkpoint(self, state: dict) -> None:
         if not self.writer:
             return
-        with atomic_path(self.path / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+        self._create()
+        # serialised in memory, then written like every other file: a full disk is an OSError
+        # (one-line error, exit 2, the previous checkpoint kept), not a torch RuntimeError
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.path / CHECKPOINT, buffer.getbuffer())
 
     def load_checkpoint(self) -> dict | None:
         ckpt = self.path / CHECKPOINT
@@ -124,6 +151,7 @@ class RunFolder:
 
     def write_history(self, history: list[dict]) -> None:
         if self.writer:
+            self._create()
             write_json(self.path / HISTORY, history)
 
 
