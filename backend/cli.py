@@ -524,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-onnx", help="export a trained network with its DC layers to ONNX", description="Export a trained network (its data-consistency layers included) to an ONNX file for one grid, run it in onnxruntime and check it against PyTorch (fails, writing nothing, above 1e-4). Inputs: x and k0 as (1, 2, H, W) float32 on the normalised scale, mask (W,). Needs the [onnx] extra.")
     p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")
     p.add_argument("--weights", default=None, help="weights file (default: the shipped weights of --model)")
-    p.add_argument("--size", type=_int_range(8, 1024), nargs="+", default=[320], metavar="N", help="grid: N (square) or H W, 8 to 1024 (default 320)")
+    p.add_argument("--size", type=_int_range(1, 1024), nargs="+", default=[320], metavar="N", help="grid: N (square) or H W, 8 to 1024 (default 320)")
     p.add_argument("--out", required=True, help="output .onnx")
     p.add_argument("--json", default=None, help="write the export report (grid, max abs difference) as JSON")
     p.set_defaults(func=cmd_export_onnx)

@@ -54,6 +54,9 @@ class Case:
     big: bool = False
     note: str = ""
     outputs: bool = field(default=True)  # the command takes --out/--json (reconstruct)
+    untouched: list = field(default_factory=list)  # paths whose bytes (or kind) must not change
+    absent: list = field(default_factory=list)  # paths that must not exist afterwards
+    klass: str = ""  # the issue #18 class of a reliability case
 
     @property
     def command(self) -> str:
@@ -292,6 +295,7 @@ def make_corpus(outdir: str | os.PathLike) -> list[Case]:
     cases.extend(_genotype_cases(root))
     cases.extend(_evaluate_cases(root))
     cases.extend(_data_folder_cases(root, good))
+    cases.extend(_reliability_cases(root, good))
     _write_manifest(root, cases)
     return cases
 
@@ -477,6 +481,484 @@ def _data_folder_cases(root: Path, good: Path) -> list[Case]:
     single = folder("single_train", {"a.h5": good_file}, {"v.h5": good_file})
     add("search_one_training_file", "search", single, "at least 2 training files", None,
         "the search splits the training files into weight and architecture halves")
+    return cases
+
+
+# -- issue #18: reliability ------------------------------------------------------------------
+def _reliability_cases(root: Path, good: Path) -> list[Case]:
+    """Cases of the classes of issue #18: data loss, garbage written, masks, memory and hangs,
+    internal errors, things left behind, messages."""
+    import stat as stat_
+
+    import torch
+
+    from backend.models import build_model, save_weights
+
+    rel = root / "reliability"
+    rel.mkdir(exist_ok=True)
+    cases: list[Case] = []
+    ref = np.abs(np.fft.ifft2(_kspace())).astype(np.float32)
+    with_ref = _write_h5(rel / "with_ref.h5", kspace=_kspace(), reconstruction_esc=ref[:, 4:12, 4:12])
+
+    def add(klass, name, argv, expect, names=None, reader=None, big=False, note="", outputs=True,
+            untouched=(), absent=()):
+        cases.append(Case(name, [str(a) for a in argv], expect, names, None if reader is None else str(reader), big,
+                          note, outputs, [str(u) for u in untouched], [str(a) for a in absent], klass))
+
+    def recon(klass, name, path, expect, names="same", extra=(), reader=True, **kw):
+        path = Path(path)
+        add(klass, name, ["reconstruct", path, *extra], expect,
+            path.name if names == "same" else names, path if reader else None, **kw)
+
+    # ---- data loss: an output that is an input, another output, a device or a FIFO ----------
+    nii_path = rel / "vol.nii.gz"
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.random.default_rng(2).uniform(size=(H, W, 2)).astype(np.float32), np.eye(4)),
+             nii_path)
+    npy_path = rel / "vol.npy"
+    np.save(npy_path, np.random.default_rng(3).uniform(size=(2, H, W)).astype(np.float32))
+    mask_npy = rel / "mask_ok.npy"
+    np.save(mask_npy, (np.arange(W) % 2 == 0))
+    fifo = rel / "fifo_out"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    link_in = rel / "link_to_input.h5"
+    if not link_in.is_symlink():
+        link_in.symlink_to(with_ref)
+    hard_in = rel / "hard_link_to_input.h5"
+    if not hard_in.exists():
+        os.link(with_ref, hard_in)
+    link_null = rel / "link_to_null"
+    if not link_null.is_symlink():
+        link_null.symlink_to("/dev/null")
+    loss = [
+        ("out_is_input_h5", with_ref, ["--out", with_ref], with_ref),
+        ("out_is_input_nifti", nii_path, ["--out", nii_path], nii_path),
+        ("out_is_input_npy", npy_path, ["--out", npy_path], npy_path),
+        ("json_is_input", with_ref, ["--out", rel / "o1.h5", "--json", with_ref], with_ref),
+        ("json_is_out", with_ref, ["--out", rel / "o2.h5", "--json", rel / "o2.h5"], rel / "o2.h5"),
+        ("out_is_mask_file", with_ref, ["--mask-file", mask_npy, "--out", mask_npy], mask_npy),
+        ("json_is_mask_file", with_ref, ["--mask-file", mask_npy, "--out", rel / "o3.h5", "--json", mask_npy], mask_npy),
+        ("out_symlink_to_input", with_ref, ["--out", link_in], link_in.name),
+        ("out_hard_link_to_input", with_ref, ["--out", hard_in], hard_in.name),
+        ("out_input_spelled_differently", with_ref, ["--out", f"{rel}/./../{rel.name}/{with_ref.name}"], with_ref.name),
+        ("input_via_symlink_out_real", link_in, ["--out", with_ref], with_ref.name),
+        ("out_dev_null", with_ref, ["--out", "/dev/null"], "/dev/null"),
+        ("json_dev_null", with_ref, ["--out", rel / "o4.h5", "--json", "/dev/null"], "/dev/null"),
+        ("out_fifo", with_ref, ["--out", fifo], fifo.name),
+        ("json_fifo", with_ref, ["--out", rel / "o5.h5", "--json", fifo], fifo.name),
+        ("out_link_to_dev_null", with_ref, ["--out", link_null], link_null.name),
+        ("json_dev_zero", with_ref, ["--out", rel / "o6.h5", "--json", "/dev/zero"], "/dev/zero"),
+    ]
+    for name, src, extra, named in loss:
+        named = named if isinstance(named, str) else Path(named).name
+        untouched = {src, *(x for x in extra if isinstance(x, Path) and x.exists())}
+        absent = [x for x in extra if isinstance(x, Path) and not x.exists() and x.suffix == ".h5"]
+        expect = "refusing" if "dev" in name or "fifo" in name or "null" in name else "same file"
+        add("data loss", name, ["reconstruct", src, *extra, "--quiet"], expect, named, None,
+            outputs=False, untouched=sorted(map(str, untouched)) + ["/dev/null"], absent=absent)
+    torch.manual_seed(0)
+    small = dict(channels=4, cells=1, cascades=1)
+    nasn_w = save_weights(build_model("nasn", **small), rel / "nasn_ok.safetensors")
+    add("data loss", "out_is_weights", ["reconstruct", good, "--model", "nasn", "--weights", nasn_w, "--device", "cpu",
+                                         "--out", nasn_w, "--quiet"], "same file", nasn_w.name, outputs=False,
+        untouched=[nasn_w])
+    add("data loss", "json_is_weights_sidecar", ["reconstruct", good, "--model", "nasn", "--weights", nasn_w,
+                                                  "--device", "cpu", "--out", rel / "o7.h5", "--json",
+                                                  nasn_w.with_suffix(".json"), "--quiet"],
+        "same file", "nasn_ok.json", outputs=False, untouched=[nasn_w.with_suffix(".json")], absent=[rel / "o7.h5"])
+    add("data loss", "export_out_is_weights", ["export-onnx", "--model", "nasn", "--weights", nasn_w, "--out", nasn_w],
+        "same file", nasn_w.name, outputs=False, untouched=[nasn_w])
+    add("data loss", "export_json_is_out", ["export-onnx", "--model", "nasn", "--weights", nasn_w, "--out",
+                                             rel / "m.onnx", "--json", rel / "m.onnx"], "same file", "m.onnx",
+        outputs=False, absent=[rel / "m.onnx"])
+    add("data loss", "export_out_dev_null", ["export-onnx", "--model", "nasn", "--weights", nasn_w, "--out",
+                                              "/dev/null"], "refusing", "/dev/null", outputs=False,
+        untouched=["/dev/null"])
+    ev_t, ev_p = rel / "ev_targets", rel / "ev_predictions"
+    ev_t.mkdir(exist_ok=True)
+    ev_p.mkdir(exist_ok=True)
+    _write_h5(ev_t / "vol.h5", reconstruction_esc=ref)
+    _write_h5(ev_p / "vol.h5", reconstruction=ref)
+    for who, folder in (("target", ev_t), ("prediction", ev_p)):
+        add("data loss", f"evaluate_json_is_{who}", ["evaluate", "--targets", ev_t, "--predictions", ev_p,
+                                                     "--json", folder / "vol.h5", "--quiet"],
+            "same file", "vol.h5", outputs=False, untouched=[folder / "vol.h5"])
+    add("data loss", "evaluate_json_fifo", ["evaluate", "--targets", ev_t, "--predictions", ev_p, "--json", fifo,
+                                            "--quiet"], "refusing", fifo.name, outputs=False)
+
+    # ---- garbage written: non-finite weights, out-of-range numbers --------------------------
+    for label, value in (("nan", float("nan")), ("inf", float("inf"))):
+        for model, build in (("nasn", lambda: build_model("nasn", **small)),
+                             ("dccnn", lambda: build_model("dccnn", blocks=1, channels=4, cascades=1))):
+            net = build()
+            with torch.no_grad():
+                next(iter(net.parameters())).fill_(value)
+            w = save_weights(net, rel / f"{model}_{label}.safetensors")
+            add("garbage", f"weights_{label}_{model}", ["reconstruct", good, "--model", model, "--weights", w,
+                                                        "--device", "cpu"], "NaN or Inf", w.name)
+    net = build_model("nasn", **small)
+    with torch.no_grad():
+        list(net.parameters())[-1][0] = float("nan")
+    w = save_weights(net, rel / "nasn_one_nan.safetensors")
+    add("garbage", "weights_one_nan_entry", ["reconstruct", good, "--model", "nasn", "--weights", w, "--device", "cpu"],
+        "NaN or Inf", w.name)
+    flags = {
+        "--tv-weight": ["nan", "inf", "-inf", "-1", "-0.001", "1e7", "abc", ""],
+        "--tv-iterations": ["-1", "0", "1.5", "abc", "1e9", "200000"],
+        "--acceleration": ["nan", "inf", "-4", "0.5", "abc", "1e19", "1e400"],
+        "--center-fraction": ["-0.1", "1.5", "nan", "inf"],
+        "--batch-size": ["0", "-1", "2000", "abc"],
+        "--crop": ["7", "-1", "5000", "abc", "1e3"],
+        "--seed": ["-1", str(2**32), str(2**64), "abc", "1.5"],
+        "--device": ["tpu", "cuda:x", "", "CPU", "gpu0"],
+        "--model": ["nosuch"],
+    }
+    for flag, values in flags.items():
+        for i, value in enumerate(values):
+            extra = [flag, value]
+            if flag.startswith("--tv"):
+                extra = ["--model", "tv", "--tv-backend", "torch", *extra]
+            expect = f"argument {flag}" if flag != "--model" else "unknown model"
+            add("garbage", f"flag_{flag[2:].replace('-', '_')}_{i}", ["reconstruct", good, *extra], expect, None)
+
+    # ---- masks: strictly 0/1 of the right length --------------------------------------------
+    def json_mask(name, text, expect):
+        path = rel / f"{name}.json"
+        path.write_text(text)
+        add("masks", name, ["reconstruct", good, "--mask-file", path], expect, path.name if expect else None)
+
+    ones = [1 if i % 2 == 0 else 0 for i in range(W)]
+    json_mask("mask_json_strings", json.dumps({"lines": [str(v) for v in ones]}), "0/1")
+    json_mask("mask_json_words", json.dumps({"lines": ["yes" if v else "no" for v in ones]}), "0/1")
+    json_mask("mask_json_null", json.dumps({"lines": [None if v else 0 for v in ones]}), "0/1")
+    json_mask("mask_json_nested", json.dumps({"lines": [[v] for v in ones]}), "0/1")
+    json_mask("mask_json_dicts", json.dumps({"lines": [{"v": v} for v in ones]}), "0/1")
+    json_mask("mask_json_two", json.dumps({"lines": [2 * v for v in ones]}), "only 0 and 1")
+    json_mask("mask_json_negative", json.dumps({"lines": [-3 * v for v in ones]}), "only 0 and 1")
+    json_mask("mask_json_quarter", json.dumps({"lines": [0.25 if v else 1 for v in ones]}), "only 0 and 1")
+    json_mask("mask_json_nan", '{"lines": [' + ", ".join("NaN" if v else "1" for v in ones) + "]}", "only 0 and 1")
+    json_mask("mask_json_infinity", '{"lines": [' + ", ".join("Infinity" if v else "0" for v in ones) + "]}",
+              "only 0 and 1")
+    json_mask("mask_json_lines_string", json.dumps({"lines": "1010101010101010"}), "must be a list")
+    json_mask("mask_json_lines_object", json.dumps({"lines": {"0": 1}}), "must be a list")
+    json_mask("mask_json_top_level_list", json.dumps(ones), "not a mask file")
+    json_mask("mask_json_empty_lines", json.dumps({"lines": []}), "columns")
+    json_mask("mask_json_short", json.dumps({"lines": ones[:-1]}), "15 columns")
+    json_mask("mask_json_huge_int", '{"lines": [' + ", ".join(["1" + "0" * 400] + ["1"] * (W - 1)) + "]}",
+              "only 0 and 1")
+    json_mask("mask_json_deep", '{"lines": ' + "[" * 50_000 + "]" * 50_000 + "}", "not a mask file")
+    json_mask("mask_json_truncated", '{"lines": [1, 0, 1', "not a mask file")
+    json_mask("mask_json_bools_valid", json.dumps({"lines": [bool(v) for v in ones]}), None)
+    json_mask("mask_json_floats_valid", json.dumps({"lines": [float(v) for v in ones]}), None)
+    (rel / "mask_json_latin1.json").write_bytes(b'{"lines": "\xff\xfe"}')
+    add("masks", "mask_json_not_utf8", ["reconstruct", good, "--mask-file", rel / "mask_json_latin1.json"],
+        "not a mask file", "mask_json_latin1.json")
+
+    def npy_mask(name, array, expect):
+        path = rel / f"{name}.npy"
+        np.save(path, array)
+        add("masks", name, ["reconstruct", good, "--mask-file", path], expect, path.name if expect else None)
+
+    base = np.asarray(ones)
+    nanm = base.astype(np.float32)
+    nanm[1] = np.nan
+    npy_mask("mask_npy_nan", nanm, "only 0 and 1")
+    npy_mask("mask_npy_inf", np.where(base == 1, np.inf, 0.0), "only 0 and 1")
+    npy_mask("mask_npy_negative", -3 * base, "only 0 and 1")
+    npy_mask("mask_npy_quarter", np.where(base == 1, 0.25, 1.0), "only 0 and 1")
+    npy_mask("mask_npy_two", 2 * base.astype(np.uint8), "only 0 and 1")
+    npy_mask("mask_npy_row", base[None].astype(bool), "shape (1, 16)")
+    npy_mask("mask_npy_column", base[:, None].astype(bool), "shape (16, 1)")
+    npy_mask("mask_npy_square", np.ones((4, 4), bool), "shape (4, 4)")
+    npy_mask("mask_npy_strings", np.array([str(v) for v in ones]), "data type")
+    npy_mask("mask_npy_complex", base.astype(np.complex64), "data type")
+    npy_mask("mask_npy_structured", np.zeros(W, dtype=[("a", "i4")]), "data type")
+    npy_mask("mask_npy_scalar", np.array(1), "shape ()")
+    npy_mask("mask_npy_uint8_valid", base.astype(np.uint8), None)
+    npy_mask("mask_npy_float_valid", base.astype(np.float64), None)
+    npy_mask("mask_npy_int64_valid", base.astype(np.int64), None)
+    np.savez(rel / "mask_archive.npz", lines=base)
+    (rel / "mask_archive.npy").write_bytes((rel / "mask_archive.npz").read_bytes())
+    add("masks", "mask_npy_is_npz", ["reconstruct", good, "--mask-file", rel / "mask_archive.npy"], "not a mask file",
+        "mask_archive.npy")
+
+    def test_file(name, mask, expect, **extra):
+        path = rel / f"{name}.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("kspace", data=_kspace())
+            f.create_dataset("mask", data=mask, **extra)
+        recon("masks", name, path, expect, names="same" if expect else None)
+
+    test_file("test_mask_strings", np.array([str(v).encode() for v in ones]), "'mask'")
+    test_file("test_mask_vlen_strings", np.array([str(v) for v in ones], dtype=object), "'mask'",
+              dtype=h5py.string_dtype())
+    test_file("test_mask_nan", np.where(base == 1, np.nan, 0.0), "only 0 and 1")
+    test_file("test_mask_nan_and_ones", np.where(base == 1, 1.0, np.nan), "only 0 and 1")
+    test_file("test_mask_two", 2 * base, "only 0 and 1")
+    test_file("test_mask_negative", -3 * base, "only 0 and 1")
+    test_file("test_mask_quarter", np.where(base == 1, 1.0, 0.25), "only 0 and 1")
+    test_file("test_mask_complex", base.astype(np.complex64), "'mask'")
+    test_file("test_mask_compound", np.zeros(W, dtype=[("a", "i4"), ("b", "f4")]), "'mask'")
+    test_file("test_mask_uint8_valid", base.astype(np.uint8), None)
+    test_file("test_mask_float_valid", base.astype(np.float32), None)
+    test_file("test_mask_int_valid", base.astype(np.int32), None)
+
+    # ---- memory and hangs ------------------------------------------------------------------
+    with h5py.File(rel / "header_2gib_string.h5", "w") as f:
+        f.create_dataset("kspace", data=_kspace())
+        f.create_dataset("ismrmrd_header", shape=(), dtype="S2147483647")
+    recon("memory", "header_scalar_2gib_string", rel / "header_2gib_string.h5", None, big=True,
+          note="a scalar fixed-length string of 2 GiB declared in an 18 kB file: not read")
+    with h5py.File(rel / "header_vlen_2mib.h5", "w") as f:
+        f.create_dataset("kspace", data=_kspace())
+        f.create_dataset("ismrmrd_header", data="x" * (2 << 20), dtype=h5py.string_dtype())
+    recon("memory", "header_vlen_over_cap", rel / "header_vlen_2mib.h5", None,
+          note="a real 2 MiB variable-length header: over the cap, skipped from its stored length")
+    with h5py.File(rel / "header_1d_strings.h5", "w") as f:
+        f.create_dataset("kspace", data=_kspace())
+        f.create_dataset("ismrmrd_header", shape=(1 << 20,), dtype="S4096")
+    recon("memory", "header_array_of_long_strings", rel / "header_1d_strings.h5", None, big=True)
+    with h5py.File(rel / "attr_4gib.h5", "w", libver="latest") as f:
+        f.create_dataset("kspace", data=_kspace())
+        f.attrs.create("note", data=b"x" * (2 << 20))
+    recon("memory", "attribute_over_cap", rel / "attr_4gib.h5", None)
+    for name, shape in (("thin_wide", (8, 4096, 2)), ("tall_thin", (4096, 8, 2)), ("strip_16", (16, 2048, 1))):
+        path = rel / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(np.ones(shape, np.float32), np.eye(4)), path)
+        recon("memory", f"nifti_{name}", path, "zero-padded", big=True)
+    for name, shape in (("thin_wide", (2, 8, 4096)), ("tall_thin", (2, 4096, 8))):
+        path = rel / f"{name}.npy"
+        np.save(path, np.ones(shape, np.float32))
+        recon("memory", f"npy_{name}", path, "zero-padded", reader=False, big=True)
+    path = rel / "moderate_strip.npy"
+    np.save(path, np.ones((1, 64, 256), np.float32))
+    recon("memory", "npy_moderate_strip_valid", path, None, reader=False, note="4x padding: accepted")
+    sidecar = json.loads(nasn_w.with_suffix(".json").read_text())
+    dcc_w = save_weights(build_model("dccnn", blocks=1, channels=4, cascades=1), rel / "dcc_ok.safetensors")
+    dcc_side = json.loads(dcc_w.with_suffix(".json").read_text())
+    for name, model, side, weights in (
+            ("sidecar_million_cascades_nasn", "nasn", {**sidecar, "cascades": 10**6}, nasn_w),
+            ("sidecar_million_cells", "nasn", {**sidecar, "cells": 10**6}, nasn_w),
+            ("sidecar_million_blocks", "dccnn", {**dcc_side, "blocks": 10**6}, dcc_w),
+            ("sidecar_million_cascades_dccnn", "dccnn", {**dcc_side, "cascades": 10**6}, dcc_w),
+            ("sidecar_billion_channels", "dccnn", {**dcc_side, "channels": 10**9}, dcc_w),
+            ("sidecar_blocks_float", "dccnn", {**dcc_side, "blocks": 2.5}, dcc_w),
+            ("sidecar_blocks_string", "dccnn", {**dcc_side, "blocks": "3"}, dcc_w),
+            ("sidecar_name_dict", "dccnn", {**dcc_side, "name": {"a": 1}}, dcc_w),
+            ("sidecar_genotype_list", "nasn", {**sidecar, "genotype": [1, 2]}, nasn_w),
+            ("sidecar_genotype_space_dict", "nasn", {**sidecar, "genotype": {**sidecar["genotype"], "space": {}}},
+             nasn_w),
+    ):
+        w = rel / f"{name}.safetensors"
+        w.write_bytes(weights.read_bytes())
+        w.with_suffix(".json").write_text(json.dumps(side))
+        expect = {"sidecar_genotype_list": "genotype", "sidecar_name_dict": "unknown model",
+                  "sidecar_genotype_space_dict": "search space"}.get(name, "must be")
+        add("memory", name, ["reconstruct", good, "--model", model, "--weights", w, "--device", "cpu"], expect,
+            w.with_suffix(".json").name, big=True)
+    for blocks in ("1000000", "65", "0", "-3"):
+        add("memory", f"model_info_blocks_{blocks}", ["model-info", "--model", "dccnn", "--blocks", blocks],
+            "argument --blocks", None, outputs=False)
+    add("memory", "train_blocks_million", ["train", "--model", "dccnn", "--blocks", "1000000", "--data", rel,
+                                           "--preset", "cpu"], "argument --blocks", None, outputs=False)
+    for i, size in enumerate((["60000"], ["8", "60000"], ["1025"], ["7"], ["0"], ["320", "320", "320"])):
+        expect = ("--size takes N or H W" if len(size) == 3 else "too small to export" if size == ["7"]
+                  else "argument --size")
+        add("memory", f"export_size_{i}", ["export-onnx", "--model", "nasn", "--weights", nasn_w, "--size", *size,
+                                           "--out", rel / f"size{i}.onnx"], expect, None, outputs=False,
+            absent=[rel / f"size{i}.onnx"])
+    geno_many = rel / "genotype_many_nodes.json"
+    geno_many.write_text(json.dumps({"space": "A", "num_nodes": 100_000,
+                                     "nodes": [[["sep_conv_3x3", 0], ["skip_connect", 1]]] * 100_000}))
+    add("memory", "genotype_100k_nodes", ["model-info", "--model", "nasn", "--genotype", geno_many], "at most",
+        geno_many.name, outputs=False)
+
+    # ---- internal errors that must be one-line errors --------------------------------------
+    comp = np.zeros((S, 8, 8), dtype=[("re", "f4"), ("im", "f4")])
+    recon("internal", "reference_compound", _write_h5(rel / "ref_compound.h5", kspace=_kspace(),
+                                                      reconstruction_esc=comp), "data type")
+    recon("internal", "reference_complex", _write_h5(rel / "ref_complex.h5", kspace=_kspace(),
+                                                     reconstruction_esc=ref[:, 4:12, 4:12].astype(np.complex64)),
+          "data type")
+    recon("internal", "reference_strings", _write_h5(rel / "ref_strings.h5", kspace=_kspace(),
+                                                     reconstruction_esc=np.full((S, 8, 8), b"ab")), "data type")
+    kcomp = np.zeros((S, H, W), dtype=[("a", "f4"), ("b", "f4")])  # ("r", "i") would be h5py complex
+    recon("internal", "kspace_compound", _write_h5(rel / "k_compound.h5", kspace=kcomp), "must be complex")
+    for name, key, target in (("loop_kspace", "kspace", "/kspace"), ("loop_reference", "reconstruction_esc", "/a"),
+                              ("loop_mask", "mask", "/mask")):
+        path = rel / f"{name}.h5"
+        with h5py.File(path, "w") as f:
+            if key != "kspace":
+                f.create_dataset("kspace", data=_kspace())
+            if key == "reconstruction_esc":
+                f["a"] = h5py.SoftLink("/b")
+                f["b"] = h5py.SoftLink("/a")
+            f[key] = h5py.SoftLink(target)
+        recon("internal", f"soft_link_{name}", path, "cannot", note="an h5 soft link loop")
+    path = rel / "loop_header.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", data=_kspace())
+        f["ismrmrd_header"] = h5py.SoftLink("/ismrmrd_header")
+    recon("internal", "soft_link_loop_header", path, None, note="an informational header that loops: skipped")
+    path = rel / "ext_loop.h5"
+    with h5py.File(path, "w") as f:
+        f["kspace"] = h5py.ExternalLink(str(path), "/kspace")
+    recon("internal", "external_link_to_itself", path, "cannot")
+    for dev in ("tpu", "cuda:x", "xla", "cuda:1:2"):
+        add("internal", f"reconstruct_device_{dev.replace(':', '_')}",
+            ["reconstruct", good, "--model", "nasn", "--device", dev], "argument --device", None)
+        add("internal", f"train_device_{dev.replace(':', '_')}",
+            ["train", "--model", "dccnn", "--data", rel, "--device", dev], "argument --device", None, outputs=False)
+    add("internal", "reconstruct_device_cuda_999", ["reconstruct", good, "--model", "nasn", "--weights", nasn_w,
+                                                    "--device", "cuda:999"], "device", None)
+
+    def geno(name, text, expect):
+        path = rel / f"{name}.json"
+        path.write_text(text)
+        add("internal", name, ["model-info", "--model", "nasn", "--genotype", path], expect, path.name,
+            outputs=False)
+
+    ok_nodes = [[["sep_conv_3x3", 0], ["skip_connect", 1]]]
+    geno("genotype_nested_deep", '{"space": "A", "num_nodes": 1, "nodes": ' + "[" * 100_000 + "]" * 100_000 + "}",
+         "nested too deeply")
+    geno("genotype_nested_deep_top", "[" * 100_000 + "]" * 100_000, "invalid JSON")
+    geno("genotype_nodes_dict", json.dumps({"space": "A", "num_nodes": 1, "nodes": {"a": 1}}), "'nodes' must be a list")
+    geno("genotype_node_dict", json.dumps({"space": "A", "num_nodes": 1, "nodes": [{"a": 1, "b": 2}]}), "node 1")
+    geno("genotype_edge_dict", json.dumps({"space": "A", "num_nodes": 1, "nodes": [[{"0": "a", "1": 0}, ["skip_connect", 1]]]}),
+         "edge 1")
+    geno("genotype_space_dict", json.dumps({"space": {"A": 1}, "num_nodes": 1, "nodes": ok_nodes}), "search space")
+    geno("genotype_space_list", json.dumps({"space": ["A"], "num_nodes": 1, "nodes": ok_nodes}), "search space")
+    geno("genotype_space_null", json.dumps({"space": None, "num_nodes": 1, "nodes": ok_nodes}), "search space")
+    geno("genotype_num_nodes_string", json.dumps({"space": "A", "num_nodes": "1", "nodes": ok_nodes}), "'num_nodes'")
+    geno("genotype_num_nodes_float", json.dumps({"space": "A", "num_nodes": 1.0, "nodes": ok_nodes}), "'num_nodes'")
+    geno("genotype_num_nodes_bool", json.dumps({"space": "A", "num_nodes": True, "nodes": ok_nodes}), "'num_nodes'")
+    geno("genotype_op_int", json.dumps({"space": "A", "num_nodes": 1, "nodes": [[[3, 0], ["skip_connect", 1]]]}), "edge 1")
+    geno("genotype_op_list", json.dumps({"space": "A", "num_nodes": 1, "nodes": [[[["a"], 0], ["skip_connect", 1]]]}),
+         "edge 1")
+    geno("genotype_index_string", json.dumps({"space": "A", "num_nodes": 1, "nodes": [[["sep_conv_3x3", "0"], ["skip_connect", 1]]]}),
+         "edge 1")
+    geno("genotype_index_bool", json.dumps({"space": "A", "num_nodes": 1, "nodes": [[["sep_conv_3x3", True], ["skip_connect", 1]]]}),
+         "edge 1")
+    geno("genotype_index_float", json.dumps({"space": "A", "num_nodes": 1, "nodes": [[["sep_conv_3x3", 0.0], ["skip_connect", 1]]]}),
+         "edge 1")
+    geno("genotype_index_huge", json.dumps({"space": "A", "num_nodes": 1, "nodes": [[["sep_conv_3x3", 10**30], ["skip_connect", 1]]]}),
+         "out of range")
+    geno("genotype_top_string", json.dumps("A"), "JSON object")
+    geno("genotype_top_null", "null", "JSON object")
+    geno("genotype_empty_nodes", json.dumps({"space": "A", "num_nodes": 0, "nodes": []}), "at least one node")
+    for flag, value in (("--epochs", "0"), ("--epochs", "-1"), ("--steps-per-epoch", "0"), ("--seed", "-1"),
+                        ("--seed", str(2**64)), ("--crop", "0"), ("--crop", "nan"), ("--epochs", "1.5")):
+        add("internal", f"train_{flag[2:].replace('-', '_')}_{value.replace('-', 'm').replace('.', '_')}",
+            ["train", "--model", "dccnn", "--data", rel, flag, value], f"argument {flag}", None, outputs=False)
+    for flag, value in (("--channels", "0"), ("--channels", "-4"), ("--seed", str(2**64)), ("--seed", "-1"),
+                        ("--cells", "0"), ("--patience", "0"), ("--warmup-epochs", "-1"), ("--epochs", "0"),
+                        ("--nodes", "9")):
+        add("internal", f"search_{flag[2:].replace('-', '_')}_{value.replace('-', 'm')}",
+            ["search", "--data", rel, flag, value], f"argument {flag}", None, outputs=False)
+    for flag, value in (("--size", "0"), ("--slab", "0"), ("--size", "-5"), ("--slab", "abc"), ("--size", "99999")):
+        out = rel / f"prepared_{flag[2:]}_{value}"
+        add("internal", f"prepare_{flag[2:]}_{value.replace('-', 'm')}",
+            ["data", "prepare", "--out", out, flag, value, "--quiet"], f"argument {flag}", None, outputs=False,
+            absent=[out])
+
+    # ---- left behind ------------------------------------------------------------------------
+    data = rel / "tiny_data"
+    for split, n in (("train", 2), ("val", 1)):
+        (data / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            _write_h5(data / split / f"{split}{i}.h5", kspace=_kspace(), reconstruction_esc=ref)
+    bad_geno = rel / "bad_genotype_for_train.json"
+    bad_geno.write_text(json.dumps({"space": "A", "num_nodes": 1, "nodes": [[["conv_99x99", 0], ["skip_connect", 1]]]}))
+    add("left behind", "train_bad_genotype", ["train", "--model", "nasn", "--genotype", bad_geno, "--data", data,
+                                              "--preset", "cpu"], "unknown operation", bad_geno.name, outputs=False)
+    add("left behind", "train_genotype_missing", ["train", "--model", "nasn", "--genotype", rel / "nosuch.json",
+                                                  "--data", data], "cannot read genotype file", "nosuch.json",
+        outputs=False)
+    add("left behind", "train_genotype_for_dccnn", ["train", "--model", "dccnn", "--genotype", bad_geno,
+                                                    "--data", data], "--genotype only applies", None, outputs=False)
+    add("left behind", "train_blocks_for_nasn", ["train", "--model", "nasn", "--blocks", "2", "--data", data],
+        "--blocks does not apply", None, outputs=False)
+    add("left behind", "train_cuda_unavailable_or_missing", ["train", "--model", "dccnn", "--data", data,
+                                                             "--device", "cuda:999"], "device", None, outputs=False)
+    add("left behind", "search_cuda_missing", ["search", "--data", data, "--device", "cuda:999"], "device", None,
+        outputs=False)
+    for i, src in enumerate((["nosuch"], ["ch2", "nosuch"], ["CH2"])):
+        out = rel / f"prepare_sources_{i}"
+        add("left behind", f"prepare_unknown_sources_{i}", ["data", "prepare", "--out", out, "--sources", *src,
+                                                            "--quiet"], "unknown source", None, outputs=False,
+            absent=[out])
+    out = rel / "prepare_onto_file"
+    out.write_bytes(b"x")
+    add("left behind", "prepare_out_is_a_file", ["data", "prepare", "--out", out, "--sources", "ch2", "--quiet"],
+        "not a folder", out.name, outputs=False, untouched=[out])
+    stale_dir = rel / "stale"
+    stale_dir.mkdir(exist_ok=True)
+    stale = [stale_dir / ".out.h5.999999999.abcdefgh.tmp", stale_dir / ".out.h5.zyxwvuts.tmp"]
+    for t in stale:
+        t.write_bytes(b"half")
+    old = 2 * 24 * 3600
+    os.utime(stale[1], (os.path.getmtime(stale[1]) - old,) * 2)
+    keep = stale_dir / ".other.h5.999999999.abcdefgh.tmp"
+    keep.write_bytes(b"not ours")
+    add("left behind", "stale_temporaries_removed", ["reconstruct", good, "--out", stale_dir / "out.h5", "--quiet"],
+        None, None, outputs=False, absent=stale, untouched=[keep],
+        note="temporaries of killed writes (dead PID, or no PID and two days old) of the same name go; others stay")
+
+    # ---- messages ---------------------------------------------------------------------------
+    fifo_in = rel / "fifo_input.h5"
+    if not fifo_in.exists():
+        os.mkfifo(fifo_in)
+    recon("messages", "input_fifo", fifo_in, "FIFO")
+    zero_link = rel / "zero_link.h5"
+    if not zero_link.is_symlink():
+        zero_link.symlink_to("/dev/zero")
+    recon("messages", "input_link_to_dev_zero", zero_link, "character device")
+    null_link = rel / "null_link.nii"
+    if not null_link.is_symlink():
+        null_link.symlink_to("/dev/null")
+    recon("messages", "input_link_to_dev_null", null_link, "character device")
+    dangling = rel / "dangling.h5"
+    if not dangling.is_symlink():
+        dangling.symlink_to(rel / "nowhere_at_all.h5")
+    recon("messages", "input_dangling_symlink", dangling, "no such file")
+    fifo_mask = rel / "fifo_mask.npy"
+    if not fifo_mask.exists():
+        os.mkfifo(fifo_mask)
+    add("messages", "mask_file_fifo", ["reconstruct", good, "--mask-file", fifo_mask], "FIFO", fifo_mask.name)
+    fifo_geno = rel / "fifo_genotype.json"
+    if not fifo_geno.exists():
+        os.mkfifo(fifo_geno)
+    add("messages", "genotype_fifo", ["model-info", "--model", "nasn", "--genotype", fifo_geno], "FIFO",
+        fifo_geno.name, outputs=False)
+    add("messages", "genotype_dev_zero", ["model-info", "--model", "nasn", "--genotype", "/dev/zero"],
+        "character device", "/dev/zero", outputs=False)
+    fifo_w = rel / "fifo_weights.safetensors"
+    if not fifo_w.exists():
+        os.mkfifo(fifo_w)
+    add("messages", "weights_fifo", ["reconstruct", good, "--model", "nasn", "--weights", fifo_w, "--device", "cpu"],
+        "not found", fifo_w.name)
+    add("messages", "mask_file_directory", ["reconstruct", good, "--mask-file", rel], "is a directory", rel.name)
+    if os.geteuid() != 0:  # root reads any file
+        unreadable = rel / "unreadable.h5"
+        unreadable.write_bytes(good.read_bytes())
+        unreadable.chmod(0)
+        recon("messages", "input_no_read_permission", unreadable, "permission denied", reader=False)
+    big = _kspace().astype(np.complex128)
+    ref64 = np.full((S, 8, 8), 1e300)
+    recon("messages", "reference_overflows_float32", _write_h5(rel / "ref_1e300.h5", kspace=big,
+                                                               reconstruction_esc=ref64), "NaN or Inf",
+          note="a float64 reference beyond float32: numpy's overflow warning must not precede the error line")
+    kbig = np.full((S, H, W), 1e300 + 0j)
+    recon("messages", "kspace_overflows_complex64", _write_h5(rel / "k_1e300.h5", kspace=kbig), "NaN or Inf")
+    add("messages", "acceleration_1e19", ["reconstruct", good, "--mask", "equispaced", "--acceleration", "1e19"],
+        "argument --acceleration", None)
+    add("messages", "acceleration_huge_equispaced", ["reconstruct", good, "--mask", "equispaced",
+                                                     "--acceleration", "999999", "--center-fraction", "0"],
+        "samples no k-space line", None)
+    add("messages", "unknown_flag", ["reconstruct", good, "--no-such-flag"], "unrecognized arguments", None)
+    add("messages", "missing_required_out", ["export-onnx", "--model", "nasn"], "--out", None, outputs=False)
     return cases
 
 

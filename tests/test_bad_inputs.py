@@ -97,9 +97,30 @@ def _problems(case: Case, rc: int, stderr: str, out_dir: Path) -> list[str]:
     return problems
 
 
+def _fingerprint(path: str):
+    """What must not change about a path: a regular file's bytes, else its kind and device."""
+    import hashlib
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return ("file", hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    return ("special", stat.S_IFMT(st.st_mode), st.st_rdev)
+
+
+def _side_effects(case: Case, before: dict) -> list[str]:
+    problems = [f"{path} was changed" for path, print_ in before.items() if _fingerprint(path) != print_]
+    problems += [f"{path} was left behind" for path in case.absent if os.path.lexists(path)]
+    return problems
+
+
 def _run_in_process(case: Case, tmp: Path, capsys) -> list[str]:
     out_dir = tmp / case.name
     out_dir.mkdir()
+    before = {path: _fingerprint(path) for path in case.untouched}
     capsys.readouterr()
     with warnings.catch_warnings(record=True) as caught:  # a warning is an extra stderr line
         warnings.simplefilter("always")
@@ -108,7 +129,7 @@ def _run_in_process(case: Case, tmp: Path, capsys) -> list[str]:
         except BaseException as err:  # noqa: BLE001 - reported as the case's problem
             return [f"raised {type(err).__name__}: {err}"]
     captured = capsys.readouterr()
-    problems = _problems(case, rc, captured.err, out_dir)
+    problems = _problems(case, rc, captured.err, out_dir) + _side_effects(case, before)
     hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
     problems += [f"warning: {w.category.__name__}: {w.message}" for w in caught
                  if not issubclass(w.category, hidden)]
@@ -149,6 +170,21 @@ def test_model_info_genotype_cases(corpus, tmp_path, capsys):
 
 def test_evaluate_cases(corpus, tmp_path, capsys):
     assert _check_family(corpus, tmp_path, capsys, "evaluate") >= 5
+
+
+def test_corpus_covers_the_reliability_classes(corpus):
+    """Issue #18: at least 250 cases, every class of the issue represented."""
+    assert len(corpus) >= 250
+    classes = {}
+    for case in corpus.values():
+        classes[case.klass] = classes.get(case.klass, 0) + 1
+    for klass in ("data loss", "garbage", "masks", "memory", "internal", "left behind", "messages"):
+        assert classes.get(klass, 0) >= 8, (klass, classes)
+
+
+def test_data_prepare_and_export_cases(corpus, tmp_path, capsys):
+    assert _check_family(corpus, tmp_path, capsys, "data") >= 8
+    assert _check_family(corpus, tmp_path, capsys, "export-onnx") >= 8
 
 
 def test_train_and_search_data_folder_cases(corpus, tmp_path, capsys):
