@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -58,6 +60,8 @@ ERROR_UNITS = "% of reference max"
 NO_REFERENCE = ("no reference in this file (fastMRI test layout: undersampled k-space only): "
                 "PSNR / SSIM / NMSE need a fully sampled reference")
 SHIPPED, FROM_FILE = "shipped", "file"
+#: Seconds between two progress-bar repaints while a job runs.
+PROGRESS_S = 1.0
 ZERO_FILLED = "zero-filled"
 
 
@@ -172,6 +176,9 @@ class ReconstructionWidget(Container):
         self._job_lines: np.ndarray | None = None
         self._file_mask: np.ndarray | None = None
         self._window: tuple[float, float] | None = None
+        self._batch_depth = 0
+        self._progress_time = 0.0
+        self._arrange_pending = False
         self._error_window: tuple[float, float] | None = None
         self._quiet = False
         self._contrast = LinkedContrast()
@@ -652,16 +659,33 @@ class ReconstructionWidget(Container):
             set_slice(layer, index, err)
 
     def _add_error_layer(self, method: str, data: np.ndarray):
+        new = self._name(f"|error| {method}") not in self.viewer.layers
         layer = upsert_image(self.viewer, self._name(f"|error| {method}"), data,
                              colormap=ERROR_COLORMAP, contrast_limits=self._error_window or (0.0, 25.0),
                              metadata={"nascsmri_role": "error", "nascsmri_method": method,
                                        "nascsmri_units": ERROR_UNITS})
-        show_colorbar(layer)
-        self._arrange()
+        if new:  # setting the colourbar again rebuilds its visual (shader programs: slow)
+            show_colorbar(layer)
+            self._arrange()
         return layer
+
+    @contextmanager
+    def _batch(self):
+        """Defer :meth:`_arrange` to the end of a batch of layer changes (one re-layout)."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0 and self._arrange_pending:
+                self._arrange()
 
     def _arrange(self, *_) -> None:
         """Order and grid: [reference, zero-filled, models] / [mask, |error| ...] / [k-space]."""
+        if self._batch_depth:
+            self._arrange_pending = True
+            return
+        self._arrange_pending = False
         if self.volume is None:
             return
         methods = [ZERO_FILLED] + self._models
@@ -814,11 +838,21 @@ class ReconstructionWidget(Container):
             self._show_preview(event)
             return
         total = max(int(event.total), 1)
-        self.progress.max = total
-        self.progress.value = min(int(event.done), total)
+        done = min(int(event.done), total)
+        now = time.perf_counter()
+        # QProgressBar repaints at once, and with it napari's GL canvas when that has a pending
+        # redraw (0.1-0.5 s with software OpenGL): at most a few progress repaints a second
+        if done in (0, total) or self.progress.max != total or now - self._progress_time > PROGRESS_S:
+            self._progress_time = now
+            self.progress.max = total
+            self.progress.value = done
         self.status.value = event.message
 
     def _show_preview(self, preview: SlicePreview) -> None:
+        with self._batch():
+            self._show_preview_unbatched(preview)
+
+    def _show_preview_unbatched(self, preview: SlicePreview) -> None:
         method = self._job_method
         i = preview.index
         if method == ZERO_FILLED:
@@ -849,6 +883,10 @@ class ReconstructionWidget(Container):
             self._models.append(method)
 
     def _on_returned(self, value) -> None:
+        with self._batch():
+            self._on_returned_unbatched(value)
+
+    def _on_returned_unbatched(self, value) -> None:
         if value is None:
             self.progress.value = self.progress.max
             self.status.value = f"{self._job_method}: current slice done"

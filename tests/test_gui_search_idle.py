@@ -50,6 +50,7 @@ class TickMonitor:
         from qtpy.QtCore import QTimer
 
         self.gaps: list[float] = []
+        self.ends: list[float] = []  # perf_counter() at the end of each gap
         self._last = None
         self.timer = QTimer()
         self.timer.setInterval(10)
@@ -59,11 +60,12 @@ class TickMonitor:
         now = time.perf_counter()
         if self._last is not None:
             self.gaps.append((now - self._last) * 1000)
+            self.ends.append(now)
         self._last = now
 
     def start(self):
         self._last = None
-        self.gaps = []
+        self.gaps, self.ends = [], []
         self.timer.start()
 
     def stop(self):
