@@ -273,6 +273,11 @@ class ReconstructionWidget(Container):
             self.weights, self.weights_file, self.device, buttons, self.progress, self.status,
             self.metrics_table,
         ])
+        from ._compare import ComparePanel
+
+        self.compare = ComparePanel(self)
+        self.compare.label = ""
+        self.append(self.compare)
 
         # -- connections ----------------------------------------------------------------------
         self.source.changed.connect(self._on_source_changed)
@@ -707,6 +712,9 @@ class ReconstructionWidget(Container):
             self.viewer.reset_view()
         self._contrast.set_layers([find_layer(self.viewer, n) for n in images])
         self._error_contrast.set_layers([find_layer(self.viewer, n) for n in errors])
+        compare = getattr(self, "compare", None)
+        if compare is not None:
+            compare.apply()
 
     # ===================================================================== metrics ============
     def _render_table(self) -> None:

@@ -1,0 +1,160 @@
+"""Focused compare and metrics export for the reconstruction widget.
+
+:class:`ComparePanel` is a magicgui Container docked inside the
+:class:`~napari_nascsmri._widget.ReconstructionWidget` (its ``compare`` attribute):
+
+* ``view``: *grid* (everything side by side, the default), *compare* (the reference and one
+  method, large, side by side) or *flicker* (the two in one view; *Flip* or the ``F`` key
+  swaps them, so small differences jump out);
+* ``against``: the method compared with the reference (zero-filled or any reconstruction);
+* ``metrics_path`` + *Export metrics*: the metrics table (per slice and per volume, every
+  method) as CSV or JSON through :func:`backend.viewer.write_metrics`.
+
+It only changes layer visibility and the grid; the layers stay the widget's.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import ComboBox, Container, FileEdit, PushButton
+
+if TYPE_CHECKING:
+    from ._widget import ReconstructionWidget
+
+GRID, COMPARE, FLICKER = "grid", "compare", "flicker"
+
+
+class ComparePanel(Container):
+    """View mode, the compared method, flip, metrics export (see the module docstring)."""
+
+    def __init__(self, owner: ReconstructionWidget):
+        super().__init__(labels=True)
+        self.owner = owner
+        self.showing_reference = False  # flicker: which of the two is on display
+        self.view = ComboBox(label="view", choices=[GRID, COMPARE, FLICKER], value=GRID,
+                             tooltip="grid: everything side by side; compare: the reference and one "
+                                     "method, large; flicker: the two in one view, Flip (F) swaps them")
+        self.against = ComboBox(label="compare with", choices=self._methods,
+                                tooltip="the method shown next to the reference in compare / flicker")
+        self.flip_button = PushButton(text="Flip (F)", enabled=False,
+                                      tooltip="flicker: show the reference / the method (key F)")
+        self.metrics_path = FileEdit(label="metrics file", mode="w", filter="*.csv *.json",
+                                     tooltip="where Export metrics writes the table (.csv or .json)")
+        self.export_button = PushButton(text="Export metrics", label="",
+                                        tooltip="per-slice and per-volume PSNR / SSIM / NMSE of every "
+                                                "method, as CSV or JSON")
+        self.extend([self.view, self.against, self.flip_button, self.metrics_path, self.export_button])
+        self.view.changed.connect(self._on_view_changed)
+        self.against.changed.connect(lambda *_: self.apply())
+        self.flip_button.changed.connect(self.flip)
+        self.export_button.changed.connect(self._on_export_clicked)
+        try:
+            owner.viewer.bind_key("f", lambda viewer: self.flip(), overwrite=True)
+        except Exception:  # noqa: BLE001 - a key binding is a convenience
+            pass
+
+    # ------------------------------------------------------------------------------------------
+    def _methods(self, widget=None) -> list[str]:
+        from ._widget import ZERO_FILLED
+
+        owner = self.owner
+        if owner.volume is None:
+            return [ZERO_FILLED]
+        return [m for m in [ZERO_FILLED] + list(owner._models) if owner._name(m) in owner.viewer.layers] \
+            or [ZERO_FILLED]
+
+    def pair(self) -> tuple:
+        """``(reference layer, method layer)`` of the comparison (either may be None)."""
+        owner = self.owner
+        source = owner._source_layer
+        ref = source if owner.reference is not None and source in owner.viewer.layers else None
+        method = self.against.value
+        layer = owner.viewer.layers[owner._name(method)] if method and owner.volume is not None \
+            and owner._name(method) in owner.viewer.layers else None
+        return ref, layer
+
+    def _on_view_changed(self, *_) -> None:
+        self.showing_reference = False
+        if self.view.value == GRID:
+            for layer in self._own_layers():
+                layer.visible = True
+            self.owner._arrange()
+        self.apply()
+
+    def _own_layers(self) -> list:
+        owner = self.owner
+        if owner.volume is None:
+            return []
+        suffix = owner._name("")[1:]
+        layers = [layer for layer in owner.viewer.layers
+                  if "nascsmri_role" in layer.metadata and layer.name.endswith(suffix)]
+        if owner._source_layer in owner.viewer.layers and owner.reference is not None:
+            layers.append(owner._source_layer)
+        return layers
+
+    def apply(self) -> None:
+        """Show the chosen view (the widget calls this after every re-arrangement)."""
+        from ._layers import grid_of
+
+        self.against.reset_choices()
+        mode = self.view.value
+        self.flip_button.enabled = mode == FLICKER
+        if mode == GRID:
+            return
+        ref, method = self.pair()
+        shown = [layer for layer in (ref, method) if layer is not None]
+        for layer in self._own_layers():
+            layer.visible = layer in shown
+        grid = grid_of(self.owner.viewer)
+        if mode == COMPARE:
+            if tuple(grid.shape) != (1, 2):
+                grid.shape = (1, 2)
+            grid.enabled = True
+        else:
+            grid.enabled = False
+            if ref is not None and method is not None:
+                method.visible = not self.showing_reference
+        self.owner.viewer.reset_view()
+
+    def flip(self, *_) -> None:
+        """Flicker: swap the reference and the method."""
+        if self.view.value != FLICKER:
+            return
+        ref, method = self.pair()
+        if ref is None or method is None:
+            return
+        self.showing_reference = not self.showing_reference
+        method.visible = not self.showing_reference
+        self.owner.status.value = f"showing {'the reference' if self.showing_reference else method.name}"
+
+    # ------------------------------------------------------------------------------------------
+    def export_metrics(self, path) -> str | None:
+        """Write the metrics table to ``path`` (.csv / .json); errors become notifications."""
+        from backend.errors import InputError
+        from backend.viewer import metrics_records, write_metrics
+
+        from ._widget import _notify
+
+        owner = self.owner
+        if not owner.metrics:
+            _notify("warning", "napari-nascsmri: no metrics yet (they need a reference and a reconstruction)")
+            return None
+        source = os.path.basename(owner.volume.info.path) if owner.volume is not None else None
+        try:
+            out = write_metrics(path, metrics_records(owner.metrics, source))
+        except (InputError, OSError) as err:
+            _notify("error", f"napari-nascsmri: {err}")
+            return None
+        owner.status.value = f"metrics written to {os.path.basename(out)}"
+        return out
+
+    def _on_export_clicked(self, *_) -> None:
+        from ._widget import _notify
+
+        path = self.metrics_path.value
+        if not path or os.fspath(path) in ("", "."):
+            _notify("warning", "napari-nascsmri: choose a metrics file (.csv or .json) first")
+            return
+        self.export_metrics(path)

@@ -1,0 +1,76 @@
+"""Focused compare / flicker and metrics export (issue 19 features), real napari + Qt (Xvfb)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def rig(make_napari_viewer, sample_file):
+    from napari_nascsmri._widget import ReconstructionWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    [source] = viewer.open(str(sample_file), plugin="napari-nascsmri")
+    widget = ReconstructionWidget(viewer)
+    widget.run_sync = True
+    viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
+    widget.method.value = "tv"
+    widget.reconstruct()
+    return viewer, widget, source
+
+
+def test_compare_and_flicker_views(rig, qtbot, tmp_path):
+    from napari_nascsmri._layers import grid_of
+
+    viewer, widget, source = rig
+    panel = widget.compare
+    assert set(panel.against.choices) >= {"zero-filled", "tv"}
+    panel.against.value = "tv"
+    panel.view.value = "compare"
+    tv = viewer.layers[widget._name("tv")]
+    visible = [layer for layer in viewer.layers if layer.visible]
+    assert visible == [source, tv]
+    grid = grid_of(viewer)
+    layers = list(viewer.layers)
+    assert grid.enabled and grid.actual_shape(layers) == (1, 2)
+    assert {grid.position(layers.index(source), layers), grid.position(layers.index(tv), layers)} == {(0, 0), (0, 1)}
+    qtbot.wait(200)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot[..., :3].std() > 0
+
+    panel.view.value = "flicker"
+    assert not grid.enabled and source.visible and tv.visible and panel.flip_button.enabled
+    panel.flip()
+    assert source.visible and not tv.visible
+    panel.flip_button.clicked.emit()
+    assert tv.visible
+    panel.against.value = "zero-filled"
+    zf = viewer.layers[widget._name("zero-filled")]
+    assert zf.visible and not tv.visible
+
+    panel.view.value = "grid"
+    assert all(layer.visible for layer in viewer.layers) and grid.enabled
+    assert grid.actual_shape(list(viewer.layers))[1] == 3  # reference, zero-filled, tv
+
+
+def test_metrics_export_csv_and_json(rig, tmp_path):
+    viewer, widget, _ = rig
+    panel = widget.compare
+    for name in ("m.csv", "m.json"):
+        panel.metrics_path.value = tmp_path / name
+        panel.export_button.clicked.emit()
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    data = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert len(rows) == len(data) == 2 * (8 + 1)  # zero-filled and tv: 8 slices + the volume
+    tv_volume = [r for r in data if r["method"] == "tv" and r["slice"] == "volume"][0]
+    assert tv_volume["psnr"] == pytest.approx(widget.metrics["tv"]["volume"]["psnr"])
+    row = [r for r in rows if r["method"] == "tv" and r["slice"] == "3"][0]
+    assert float(row["ssim"]) == pytest.approx(widget.metrics["tv"]["slices"][3]["ssim"])
+    assert np.isfinite(float(row["psnr"])) and row["source"].endswith(".h5")
