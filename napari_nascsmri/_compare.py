@@ -8,7 +8,8 @@
   swaps them, so small differences jump out);
 * ``against``: the method compared with the reference (zero-filled or any reconstruction);
 * ``metrics_path`` + *Export metrics*: the metrics table (per slice and per volume, every
-  method) as CSV or JSON through :func:`backend.viewer.write_metrics`.
+  method) as CSV or JSON through :func:`backend.viewer.write_metrics`;
+* *Per-slice metrics plot*: :class:`MetricsPlot` (PSNR and SSIM against slice), docked below.
 
 It only changes layer visibility and the grid; the layers stay the widget's.
 """
@@ -19,6 +20,7 @@ import os
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import ComboBox, Container, FileEdit, PushButton
+from qtpy.QtWidgets import QWidget
 
 if TYPE_CHECKING:
     from ._widget import ReconstructionWidget
@@ -45,7 +47,12 @@ class ComparePanel(Container):
         self.export_button = PushButton(text="Export metrics", label="",
                                         tooltip="per-slice and per-volume PSNR / SSIM / NMSE of every "
                                                 "method, as CSV or JSON")
-        self.extend([self.view, self.against, self.flip_button, self.metrics_path, self.export_button])
+        self.plot_button = PushButton(text="Per-slice metrics plot", label="",
+                                      tooltip="PSNR and SSIM against slice for every method (a docked plot)")
+        self.extend([self.view, self.against, self.flip_button, self.metrics_path, self.export_button,
+                     self.plot_button])
+        self.plot = None  # the MetricsPlot, docked on first use
+        self.plot_button.changed.connect(lambda *_: self.show_plot())
         self.view.changed.connect(self._on_view_changed)
         self.against.changed.connect(lambda *_: self.apply())
         self.flip_button.changed.connect(self.flip)
@@ -130,6 +137,14 @@ class ComparePanel(Container):
         self.owner.status.value = f"showing {'the reference' if self.showing_reference else method.name}"
 
     # ------------------------------------------------------------------------------------------
+    def show_plot(self):
+        """Dock (once) and redraw the per-slice metrics plot; returns the MetricsPlot."""
+        if self.plot is None:
+            self.plot = MetricsPlot()
+            self.owner.viewer.window.add_dock_widget(self.plot, name="Per-slice metrics", area="bottom")
+        self.plot.draw(self.owner.metrics, self.owner.current_slice)
+        return self.plot
+
     def export_metrics(self, path) -> str | None:
         """Write the metrics table to ``path`` (.csv / .json); errors become notifications."""
         from backend.errors import InputError
@@ -158,3 +173,59 @@ class ComparePanel(Container):
             _notify("warning", "napari-nascsmri: choose a metrics file (.csv or .json) first")
             return
         self.export_metrics(path)
+
+
+class MetricsPlot(QWidget):
+    """PSNR and SSIM against slice index, one line per method; the current slice marked.
+
+    Drawn on request only (a button), so the GUI thread never draws it during a job.
+    ``drawn``: ``{method: number of slices plotted}``.
+    """
+
+    def __init__(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+        from qtpy.QtCore import QSize
+        from qtpy.QtWidgets import QSizePolicy, QVBoxLayout
+
+        from ._plots import BACKGROUND
+
+        super().__init__()
+
+        class _Canvas(FigureCanvasQTAgg):
+            def sizeHint(self):  # noqa: N802 - constant: matplotlib's follows the current size
+                return QSize(700, 260)
+
+        self.figure = Figure(figsize=(7, 2.6), dpi=90, facecolor=BACKGROUND, layout="constrained")
+        self.ax_psnr, self.ax_ssim = self.figure.subplots(1, 2)
+        self.canvas = _Canvas(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.canvas.setFixedHeight(260)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self.drawn: dict[str, int] = {}
+
+    def draw(self, metrics: dict, current: int | None = None) -> None:
+        from matplotlib.ticker import MaxNLocator
+
+        from ._plots import BACKGROUND, FOREGROUND, GRID, LABEL_PT, _style
+
+        self.drawn = {}
+        for ax, key, title in ((self.ax_psnr, "psnr", "PSNR (dB) per slice"),
+                               (self.ax_ssim, "ssim", "SSIM per slice")):
+            ax.clear()
+            _style(ax, title)
+            for method, entry in metrics.items():
+                points = [(i, v[key]) for i, v in enumerate(entry.get("slices") or []) if v]
+                if points:
+                    x, y = zip(*points)
+                    ax.plot(x, y, "o-", ms=3, lw=1.2, label=method)
+                    self.drawn[method] = len(points)
+            if current is not None:
+                ax.axvline(current, color=FOREGROUND, lw=0.8, ls=":")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("slice", fontsize=LABEL_PT, color=FOREGROUND)
+            if self.drawn:
+                ax.legend(fontsize=LABEL_PT - 1, facecolor=BACKGROUND, edgecolor=GRID, labelcolor=FOREGROUND)
+        self.canvas.draw_idle()

@@ -74,3 +74,22 @@ def test_metrics_export_csv_and_json(rig, tmp_path):
     row = [r for r in rows if r["method"] == "tv" and r["slice"] == "3"][0]
     assert float(row["ssim"]) == pytest.approx(widget.metrics["tv"]["slices"][3]["ssim"])
     assert np.isfinite(float(row["psnr"])) and row["source"].endswith(".h5")
+
+
+def test_per_slice_metrics_plot(rig, qtbot, tmp_path):
+    import os
+    from pathlib import Path
+
+    viewer, widget, _ = rig
+    plot = widget.compare.show_plot()
+    assert plot.drawn == {"zero-filled": 8, "tv": 8}
+    lines = {line.get_label(): line for line in plot.ax_psnr.get_lines() if not line.get_label().startswith("_")}
+    np.testing.assert_allclose(lines["tv"].get_ydata(), [s["psnr"] for s in widget.metrics["tv"]["slices"]])
+    qtbot.wait(300)
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    assert shot[..., :3].std() > 0
+    root = Path(__file__).resolve().parents[1] / "docs"
+    target = root / "metrics_plot.png" if os.environ.get("NASCSMRI_UPDATE_DOCS") else tmp_path / "metrics_plot.png"
+    import imageio.v3 as iio
+
+    iio.imwrite(target, shot)

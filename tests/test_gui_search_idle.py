@@ -172,3 +172,33 @@ def test_following_a_search_keeps_the_gui_responsive(make_napari_viewer, tiny_da
           f"renders {getattr(widget.plots, 'render_count', 0)}")
     # the machine is shared with other jobs: allow a rare scheduler hiccup, not a pattern
     assert len(long) <= max(2, len(gaps) // 100), sorted(long)[-10:]
+
+
+def test_search_method_warmup_and_signal(make_napari_viewer, tiny_dataset, tmp_path):
+    """The Search widget's method / selection / warm-up reach the CLI; the epoch records'
+    edge margins, entropy and no-signal flag are shown."""
+    from backend.cli import build_parser
+    from napari_nascsmri._job_process import RunTrace
+    from napari_nascsmri._jobs import SearchWidget, signal_text
+
+    widget = SearchWidget(make_napari_viewer())
+    widget.data.value = tiny_dataset
+    widget.method.value = "pc-darts"
+    widget.select.value = "perturb"
+    widget.warmup.value = 1
+    config = widget.config()
+    assert (config.method, config.select, config.warmup_epochs) == ("pc-darts", "perturb", 1)
+    args = build_parser().parse_args(widget.argv(config, tmp_path / "run")[3:])
+    assert (args.method, args.select, args.warmup_epochs) == ("pc-darts", "perturb", 1)
+
+    trace = RunTrace()
+    assert signal_text(trace) == "-"
+    trace.feed({"time": 1.0, "kind": "epoch", "done": 2, "total": 4, "epoch": 0, "warmup": False,
+                "edge_margin": [0.2, 0.01], "chosen_margin": [0.2, 0.05], "edge_entropy": [1.0, 1.5],
+                "uniform_entropy": 1.6, "no_signal": False, "no_signal_reason": ""})
+    text = signal_text(trace)
+    assert "0.050-0.200" in text and "1.25 of 1.60" in text and "no signal" not in text
+    trace.feed({"time": 2.0, "kind": "epoch", "done": 4, "total": 4, "epoch": 1, "warmup": True,
+                "chosen_margin": [0.001], "edge_entropy": [1.6], "uniform_entropy": 1.6,
+                "no_signal": True, "no_signal_reason": "the alphas were never trained"})
+    assert "no signal" in signal_text(trace) and "never trained" in signal_text(trace)
