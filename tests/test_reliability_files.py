@@ -109,3 +109,25 @@ def test_soft_link_loop_in_the_reader(tmp_path):
     if reader is not None:
         with pytest.raises(InputError, match="loop.h5"):
             reader(str(path))
+
+
+def test_refused_inside_the_job_rolls_the_new_run_folder_back(tmp_path, tiny_dataset):
+    """Through the backend API (no CLI pre-checks): the genotype fails inside the job, after the
+    data check; the run folder it had made is removed again."""
+    from backend.config import TrainConfig
+    from backend.recon import run
+    from backend.training.train import train
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"space": "A", "num_nodes": 1, "nodes": [[["conv_99x99", 0], ["skip_connect", 1]]]}))
+    config = TrainConfig(model="nasn", genotype=str(bad), data=str(tiny_dataset), device="cpu", epochs=1,
+                         steps_per_epoch=1, crop=32, val_volumes=1)
+    with pytest.raises(InputError, match="unknown operation"):
+        run(train(config, str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    with pytest.raises(InputError):
+        run(train(config, str(existing / "run")))
+    assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]

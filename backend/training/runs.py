@@ -82,17 +82,15 @@ class RunFolder:
             if diff:
                 raise InputError(self.path / CONFIG, f"--resume with a different configuration ({', '.join(diff[:4])})")
         self._created = False
+        self._new = not self.path.exists()  # made by this run: removed again if it is refused
+        self._started = False
         if writer:
             existing = next((q for q in (self.path, *self.path.parents) if q.exists()), Path("."))
             if not existing.is_dir():
                 raise InputError(existing, "is not a folder")
             if not os.access(existing, os.W_OK):
                 raise InputError(existing, "output folder is not writable")
-            if self.path.exists():
-                self._create()
-        # A new run folder is made by the first event, checkpoint or history of the job (after
-        # every check of the data, the architecture and the device), so a refused job leaves
-        # nothing behind.
+            self._create()
 
     def _create(self) -> None:
         if self._created or not self.writer:
@@ -105,14 +103,25 @@ class RunFolder:
         for name in (CHECKPOINT, CONFIG, HISTORY):
             remove_stale_temporaries(self.path / name)
 
+    def _roll_back(self) -> None:
+        """A job refused before its first event (a genotype, model or device that cannot be
+        used) leaves no run folder behind: what this run made is removed again."""
+        if not (self.writer and self._new and not self._started):
+            return
+        for name in (CONFIG, EVENTS):
+            with contextlib.suppress(OSError):
+                (self.path / name).unlink()
+        with contextlib.suppress(OSError):
+            self.path.rmdir()  # only when empty: nothing of anybody else's is removed
+        self._created = False
+
     # -- events ------------------------------------------------------------------------------
     def emit(self, event: RunEvent) -> RunEvent:
         """Append the event to ``events.jsonl`` (writer only) and return it."""
         if self.writer:
-            if not self._created:
-                if event.kind in ("error", "stopped"):
-                    return event  # refused before it started: no run folder to record it in
-                self._create()
+            if event.kind not in ("error", "stopped"):
+                self._started = True
+            self._create()
             with open(self.path / EVENTS, "a") as f:
                 f.write(json.dumps(event.to_json()) + "\n")
         return event
@@ -126,13 +135,17 @@ class RunFolder:
             self.emit(RunEvent("stopped", 0, 0, "stopped by the user; the last finished epoch is kept"))
             raise
         except Exception as err:
-            self.emit(RunEvent("error", 0, 0, f"{type(err).__name__}: {err}"))
+            if self._new and not self._started:
+                self._roll_back()
+            else:
+                self.emit(RunEvent("error", 0, 0, f"{type(err).__name__}: {err}"))
             raise
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
         if not self.writer:
             return
+        self._started = True
         self._create()
         # serialised in memory, then written like every other file: a full disk is an OSError
         # (one-line error, exit 2, the previous checkpoint kept), not a torch RuntimeError
