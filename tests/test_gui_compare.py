@@ -93,3 +93,36 @@ def test_per_slice_metrics_plot(rig, qtbot, tmp_path):
     import imageio.v3 as iio
 
     iio.imwrite(target, shot)
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("NASCSMRI_UPDATE_DOCS"),
+                    reason="README screenshots: NASCSMRI_UPDATE_DOCS=1")
+def test_docs_screenshots_with_the_shipped_weights(make_napari_viewer, sample_file, qtbot):
+    """docs/compare_view.png and docs/metrics_plot.png from a session with the shipped DCCNN-3."""
+    from pathlib import Path
+
+    import imageio.v3 as iio
+
+    from backend.models import shipped_weights
+    from napari_nascsmri._widget import ReconstructionWidget
+
+    assert shipped_weights("dccnn").exists()
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    viewer.open(str(sample_file), plugin="napari-nascsmri")
+    widget = ReconstructionWidget(viewer)
+    widget.run_sync = True
+    viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
+    viewer.dims.set_current_step(0, 4)
+    widget.method.value = "dccnn"
+    widget.weights.value = "shipped"
+    widget.reconstruct()
+    widget.compare.against.value = "dccnn"
+    widget.compare.view.value = "compare"
+    qtbot.wait(500)
+    iio.imwrite(docs / "compare_view.png", viewer.screenshot(canvas_only=False, flash=False))
+    widget.compare.view.value = "grid"
+    widget.compare.show_plot()
+    qtbot.wait(500)
+    iio.imwrite(docs / "metrics_plot.png", viewer.screenshot(canvas_only=False, flash=False))
