@@ -308,8 +308,34 @@ class JobWidget(Container):
     def _finish_layout(self, widgets: list) -> None:
         self.extend(widgets)
         self.native.layout().addWidget(self.plots)
+        self._make_scrollable()
         self._on_preset_changed()
         self._update_buttons()
+
+    def _make_scrollable(self) -> None:
+        """Move the controls and plots into a scroll area: the widget's minimum height (about
+        1,300 px with the plots) must not set the napari window's (it grew past the screen)."""
+        from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+        outer = self.native.layout()
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.setContentsMargins(outer.contentsMargins())
+        inner.setSpacing(outer.spacing())
+        while outer.count():
+            item = outer.takeAt(0)
+            if item.widget() is not None:
+                inner.addWidget(item.widget())
+            else:
+                inner.addItem(item)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(content)
+        self.scroll.setMinimumWidth(content.minimumSizeHint().width() + 20)
+        self.scroll.setMinimumHeight(240)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
 
     def _disconnect(self) -> None:
         """The native widget is going away: stop polling, leave the registry's signal.

@@ -28,6 +28,8 @@ CELL_IMAGE = "cell.png"
 CELL_HEIGHT = 170
 #: Font sizes (pt) of titles and tick / legend labels.
 TITLE_PT, LABEL_PT = 9, 8
+#: Seconds between two draws of the figure (requests in between are coalesced).
+MIN_DRAW_S = 1.5
 
 
 def edge_labels(nodes: int) -> list[str]:
@@ -129,6 +131,8 @@ class LivePlots(QWidget):
         self._colorbar = None
         self._busy = False
         self._pending = None
+        self._scheduled = False
+        self._last_draw = -1e9
         self._drawn_width = None
         self.render_count = self.draw_count = 0
         self._rendered.connect(self._on_rendered)
@@ -181,9 +185,19 @@ class LivePlots(QWidget):
             self._start()
 
     def _start(self) -> None:
-        job, self._pending = self._pending, None
-        if job is None:
+        if self._pending is None:
             return
+        import time
+
+        wait = self._last_draw + MIN_DRAW_S - time.monotonic()
+        if wait > 0:  # a draw holds the GIL now and then: a few per second at most
+            if not self._scheduled:
+                from qtpy.QtCore import QTimer
+
+                self._scheduled = True
+                QTimer.singleShot(int(wait * 1000) + 1, self._start_scheduled)
+            return
+        job, self._pending = self._pending, None
         self._busy = True
         self._last_job = job
         size = (max(self.canvas.width(), 120), self._hint[1])
@@ -223,11 +237,19 @@ class LivePlots(QWidget):
         except RuntimeError:  # the widget is gone
             pass
 
+    def _start_scheduled(self) -> None:
+        self._scheduled = False
+        if not self._busy:
+            self._start()
+
     def _on_rendered(self, result) -> None:
+        import time
+
         from qtpy.QtGui import QImage
 
         image, width = result
         self._busy = False
+        self._last_draw = time.monotonic()
         self.draw_count += 1
         if image is not None:
             h, w = image.shape[:2]

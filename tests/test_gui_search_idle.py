@@ -98,16 +98,22 @@ def test_idle_after_attached_finished_search_is_stable(make_napari_viewer, finis
     qtbot.wait(1500)  # let the first layout settle
     heights = [window.height()]
     cell_heights = [widget.plots.cell.height()]
+    draws0 = getattr(widget.plots, "draw_count", 0)
+    cpus = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(IDLE_MS // 500):
         qtbot.wait(500)
         heights.append(window.height())
+        cpus.append(round(time.process_time() - cpu0, 2))
         cell_heights.append(widget.plots.cell.height())
     cpu = time.process_time() - cpu0
     wall = time.perf_counter() - wall0
+    draws = getattr(widget.plots, "draw_count", 0) - draws0
     print(f"window heights {heights[0]}..{heights[-1]}, cell heights {set(cell_heights)}, "
-          f"CPU {cpu:.2f} s in {wall:.1f} s idle")
+          f"CPU {cpu:.2f} s in {wall:.1f} s idle, {draws} plot draws, CPU curve {cpus}")
+    assert draws <= 1, f"{draws} plot redraws while idle"
     assert max(heights) - min(heights) <= 2, heights
+    assert heights[-1] <= 1000, "the dock made the window taller than asked (900 px)"
     assert max(cell_heights) - min(cell_heights) <= 2, cell_heights
     assert cpu < 0.15 * wall, f"napari used {cpu:.2f} s CPU in {wall:.1f} s of idle"
 
@@ -156,6 +162,10 @@ def test_following_a_search_keeps_the_gui_responsive(make_napari_viewer, tiny_da
     monitor = TickMonitor()
     try:
         qtbot.waitUntil(lambda: (out / "config.json").exists(), timeout=JOB_TIMEOUT_MS)
+        # the baseline: the same GUI not following anything, beside the same search process
+        monitor.start()
+        qtbot.wait(3000)
+        baseline = monitor.stop()
         assert widget.attach(out)
         monitor.start()
         qtbot.waitUntil(lambda: widget.trace.state == "done", timeout=JOB_TIMEOUT_MS)
@@ -168,10 +178,14 @@ def test_following_a_search_keeps_the_gui_responsive(make_napari_viewer, tiny_da
         proc.wait()
     assert widget.plots.drawn["epochs"] == 4
     long = [g for g in gaps if g > 100]
+    base_long = [g for g in baseline if g > 100]
     print(f"{len(gaps)} ticks, {len(long)} over 100 ms, max {max(gaps):.0f} ms, "
-          f"renders {getattr(widget.plots, 'render_count', 0)}")
-    # the machine is shared with other jobs: allow a rare scheduler hiccup, not a pattern
-    assert len(long) <= max(2, len(gaps) // 100), sorted(long)[-10:]
+          f"renders {getattr(widget.plots, 'render_count', 0)}; baseline (not following): "
+          f"{len(baseline)} ticks, {len(base_long)} over 100 ms, max {max(baseline):.0f} ms")
+    # the machine is shared with other jobs: compare with the baseline's scheduler hiccups
+    allowed = len(gaps) * (len(base_long) / max(len(baseline), 1) + 0.025)
+    assert len(long) <= max(2, allowed), sorted(long)[-10:]
+    assert max(gaps) < max(300, 1.5 * max(baseline)), sorted(long)[-10:]
 
 
 def test_search_method_warmup_and_signal(make_napari_viewer, tiny_dataset, tmp_path):
