@@ -82,7 +82,8 @@ def _int_range(lo: int, hi: int):
         except (ValueError, AttributeError):
             value = None
         if value is None or not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {text!r}")
+            kind = "a positive integer" if lo == 1 else "an integer"
+            raise argparse.ArgumentTypeError(f"must be {kind} from {lo} to {hi}, got {text!r}")
         return value
 
     parse.__name__ = f"integer {lo}..{hi}"
