@@ -350,8 +350,11 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
 
 def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = None) -> Volume:
     """Open any supported input by its content/extension; raises InputError otherwise."""
+    from .dicom import NOTICE as DICOM_NOTICE, is_dicom, load_dicom
     from .files import check_input_file
 
+    if Path(path).is_dir() and is_dicom(path):  # a folder holding one DICOM series
+        return _dicom_volume(Path(path), load_dicom, DICOM_NOTICE)
     p = check_input_file(path)  # no such file, a folder, a FIFO or device, no read permission
     if p.stat().st_size == 0:
         raise InputError(p, "the file is empty")
@@ -365,9 +368,18 @@ def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = No
         except Exception as err:
             raise InputError(p, f"not a readable .npy array ({_short(err)})") from None
         return MagnitudeVolume(data, os.fspath(p))
+    if is_dicom(p):
+        return _dicom_volume(p, load_dicom, DICOM_NOTICE)
     if h5py.is_hdf5(os.fspath(p)):
         return FastMRIVolume(p, crop=crop)
-    raise InputError(p, "unrecognised file type (expected fastMRI .h5, .nii/.nii.gz or .npy)")
+    raise InputError(p, "unrecognised file type (expected fastMRI .h5, .nii/.nii.gz, .npy or DICOM)")
+
+
+def _dicom_volume(p: Path, load, notice: str) -> "MagnitudeVolume":
+    data, _ = load(p)
+    volume = MagnitudeVolume(data, os.fspath(p))
+    volume.info.notices.append(notice)
+    return volume
 
 
 #: A slice may be zero-padded to its square grid up to this factor of its own area (an 8 x 4096
