@@ -188,13 +188,17 @@ class MetricsPlot(QWidget):
         from qtpy.QtCore import QSize
         from qtpy.QtWidgets import QSizePolicy, QVBoxLayout
 
-        from ._plots import BACKGROUND
+        from ._plots import BACKGROUND, MPL_LOCK
 
         super().__init__()
 
         class _Canvas(FigureCanvasQTAgg):
             def sizeHint(self):  # noqa: N802 - constant: matplotlib's follows the current size
                 return QSize(700, 260)
+
+            def draw(self):  # one matplotlib draw at a time in the process (see MPL_LOCK)
+                with MPL_LOCK:
+                    super().draw()
 
         self.figure = Figure(figsize=(7, 2.6), dpi=90, facecolor=BACKGROUND, layout="constrained")
         self.ax_psnr, self.ax_ssim = self.figure.subplots(1, 2)

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -30,6 +30,10 @@ CELL_HEIGHT = 170
 TITLE_PT, LABEL_PT = 9, 8
 #: Seconds between two draws of the figure (requests in between are coalesced).
 MIN_DRAW_S = 1.5
+#: matplotlib's Agg renderer and FreeType fonts are not thread-safe: every draw of a figure in
+#: this plugin, on a worker thread or on the GUI thread, holds this lock (two drawing threads at
+#: once crashed the interpreter in the test suite).
+MPL_LOCK = threading.Lock()
 
 
 def edge_labels(nodes: int) -> list[str]:
@@ -93,7 +97,6 @@ class LivePlots(QWidget):
     ``render_count``, ``draw_count`` and :attr:`busy`.
     """
 
-    _rendered = Signal(object)
 
     def __init__(self, kind: str, parent: QWidget | None = None):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -135,7 +138,14 @@ class LivePlots(QWidget):
         self._last_draw = -1e9
         self._drawn_width = None
         self.render_count = self.draw_count = 0
-        self._rendered.connect(self._on_rendered)
+        # the worker thread only stores its picture; this GUI-thread timer collects it (no Qt call
+        # from the worker, which raced with the widget's deletion and crashed the interpreter)
+        from qtpy.QtCore import QTimer
+
+        self._result = None
+        self._collect = QTimer(self)
+        self._collect.setInterval(40)
+        self._collect.timeout.connect(self._collect_result)
         if search:
             self.cell = QLabel("the derived cell appears after the first epoch")
             self.cell.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -203,6 +213,7 @@ class LivePlots(QWidget):
         size = (max(self.canvas.width(), 120), self._hint[1])
         threading.Thread(target=self._work, args=(job, size), daemon=True,
                          name="nascsmri-plots").start()
+        self._collect.start()
 
     def _work(self, job, size) -> None:
         """Worker thread: the only place that touches the figure after construction."""
@@ -211,31 +222,39 @@ class LivePlots(QWidget):
         except (AttributeError, OSError):
             pass
         try:
-            self.figure.set_size_inches(size[0] / self.figure.dpi, size[1] / self.figure.dpi)
-            if job[0] == "clear":
-                for ax, title in ((self.ax_loss, "L1 loss"), (self.ax_psnr, "validation PSNR (dB)"),
-                                  (self.ax_alphas, "alphas (softmax per edge)")):
-                    if ax is not None:
-                        ax.clear()
-                        _style(ax, title)
-                self._remove_colorbar()
-            else:
-                _, snap, space, nodes = job
-                self._draw_losses(snap)
-                self._draw_psnr(snap.history)
-                if self.ax_alphas is not None:
-                    self._draw_alphas(snap, space, nodes)
-            self._agg.draw()
-            image = np.asarray(self._agg.buffer_rgba()).copy()
+            with MPL_LOCK:
+                image = self._draw_job(job, size)
         except Exception:  # noqa: BLE001 - a failed draw must not kill the thread silently
             import traceback
 
             traceback.print_exc()
             image = None
-        try:
-            self._rendered.emit((image, size[0]))
-        except RuntimeError:  # the widget is gone
-            pass
+        self._result = (image, size[0])
+
+    def _collect_result(self) -> None:
+        result, self._result = self._result, None
+        if result is not None:
+            self._collect.stop()
+            self._on_rendered(result)
+
+    def _draw_job(self, job, size) -> np.ndarray:
+        """Draw one job into the Agg buffer (the caller holds :data:`MPL_LOCK`)."""
+        self.figure.set_size_inches(size[0] / self.figure.dpi, size[1] / self.figure.dpi)
+        if job[0] == "clear":
+            for ax, title in ((self.ax_loss, "L1 loss"), (self.ax_psnr, "validation PSNR (dB)"),
+                              (self.ax_alphas, "alphas (softmax per edge)")):
+                if ax is not None:
+                    ax.clear()
+                    _style(ax, title)
+            self._remove_colorbar()
+        else:
+            _, snap, space, nodes = job
+            self._draw_losses(snap)
+            self._draw_psnr(snap.history)
+            if self.ax_alphas is not None:
+                self._draw_alphas(snap, space, nodes)
+        self._agg.draw()
+        return np.asarray(self._agg.buffer_rgba()).copy()
 
     def _start_scheduled(self) -> None:
         self._scheduled = False
