@@ -114,6 +114,15 @@ class PrepareConfig:
                             "min_foreground": (0, 1, False, False), "val_every": (1, 1_000_000, True, False)})
 
 
+def _run_ranges(max_seed: int) -> dict:
+    """The ranges that search and training share: ``field: (low, high, integer, None allowed)``."""
+    return {"epochs": (1, 100_000, True, False), "steps_per_epoch": (1, 10_000_000, True, True),
+            "batch_size": (1, 1024, True, False), "crop": (8, 4096, True, True),
+            "channels": (1, 1 << 17, True, False), "cells": (1, 64, True, False),
+            "cascades": (1, 64, True, False), "phase_prob": (0, 1, False, False),
+            "seed": (0, max_seed, True, False)}
+
+
 @dataclass
 class TrainConfig:
     """Retraining a network (paper section 3.2.3 / 4.2: Adam, L1, lr 1e-3 then 1e-4 at half).
@@ -191,12 +200,7 @@ class TrainConfig:
         """Every numeric field in its range (see :meth:`ReconConfig.__post_init__`)."""
         from .errors import MAX_SEED, check_device, check_fields
 
-        check_fields(self, {"epochs": (1, 100_000, True, False), "steps_per_epoch": (1, 10_000_000, True, True),
-                            "batch_size": (1, 1024, True, False), "crop": (8, 4096, True, True),
-                            "channels": (1, 1 << 17, True, False), "cells": (1, 64, True, False),
-                            "cascades": (1, 64, True, False), "phase_prob": (0, 1, False, False),
-                            "seed": (0, MAX_SEED, True, False),
-                            "blocks": (1, 64, True, True), "lr": (1e-12, 1e3, False, False),
+        check_fields(self, {**_run_ranges(MAX_SEED), "blocks": (1, 64, True, True), "lr": (1e-12, 1e3, False, False),
                             "val_volumes": (1, 1_000_000, True, True)})
         check_device(self.device)
 
@@ -295,12 +299,7 @@ class SearchConfig:
         """Every numeric field in its range (see :meth:`ReconConfig.__post_init__`)."""
         from .errors import MAX_SEED, check_device, check_fields
 
-        check_fields(self, {"epochs": (1, 100_000, True, False), "steps_per_epoch": (1, 10_000_000, True, True),
-                            "batch_size": (1, 1024, True, False), "crop": (8, 4096, True, True),
-                            "channels": (1, 1 << 17, True, False), "cells": (1, 64, True, False),
-                            "cascades": (1, 64, True, False), "phase_prob": (0, 1, False, False),
-                            "seed": (0, MAX_SEED, True, False),
-                            "nodes": (1, 16, True, False), "warmup_epochs": (0, 100_000, True, False),
+        check_fields(self, {**_run_ranges(MAX_SEED), "nodes": (1, 16, True, False), "warmup_epochs": (0, 100_000, True, False),
                             "patience": (0, 100_000, True, True), "min_epochs": (0, 100_000, True, False),
                             "max_skip": (0, 64, True, True), "w_lr": (1e-12, 1e3, False, False),
                             "alpha_lr": (0, 1e3, False, False)})
