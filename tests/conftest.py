@@ -150,3 +150,18 @@ def killed_at_random_moments(make_cmd, tmp_path, seed: int, kills: int = 3):
     assert done >= 2, "the run kept finishing before the kill: make it longer"
     subprocess.run(make_cmd(killed) + ["--resume"], check=True, env=env, capture_output=True)
     return ref, killed
+
+
+@pytest.fixture
+def reconstruction_rig(make_napari_viewer, sample_file):
+    """A shown napari viewer (1400x900) with the shipped sample opened by the plugin's reader and
+    the Reconstruction widget docked, running its jobs synchronously: ``(viewer, widget, source)``."""
+    from napari_nascsmri._widget import ReconstructionWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    [source] = viewer.open(str(sample_file), plugin="napari-nascsmri")
+    widget = ReconstructionWidget(viewer)
+    widget.run_sync = True
+    viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
+    return viewer, widget, source

@@ -12,15 +12,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def rig(make_napari_viewer, sample_file):
-    from napari_nascsmri._widget import ReconstructionWidget
-
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
-    [source] = viewer.open(str(sample_file), plugin="napari-nascsmri")
-    widget = ReconstructionWidget(viewer)
-    widget.run_sync = True
-    viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
+def rig(reconstruction_rig):
+    viewer, widget, source = reconstruction_rig
     widget.method.value = "tv"
     widget.reconstruct()
     return viewer, widget, source
