@@ -26,7 +26,7 @@ import torch
 from ..config import SearchConfig
 from ..training.data import Batch
 from ..training.loop import l1_loss
-from .supernet import METHODS, SuperNet
+from .supernet import METHODS, SuperNet, dirichlet_concentration
 
 
 class Architect:
@@ -72,7 +72,7 @@ class DrNASArchitect(Architect):
         weight = self.config.drnas_kl
         if not weight:
             return None
-        concentration = torch.nn.functional.softplus(self.model.alphas) + 1e-4
+        concentration = dirichlet_concentration(self.model.alphas)
         posterior = torch.distributions.Dirichlet(concentration)
         prior = torch.distributions.Dirichlet(torch.ones_like(concentration))
         return weight * torch.distributions.kl_divergence(posterior, prior).mean()

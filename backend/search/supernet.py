@@ -41,6 +41,11 @@ def num_edges(nodes: int) -> int:
 METHODS = SEARCH_METHODS
 
 
+def dirichlet_concentration(alphas: torch.Tensor) -> torch.Tensor:
+    """DrNAS' Dirichlet concentration of each edge's operations: ``softplus(alpha) + 1e-4``."""
+    return F.softplus(alphas) + 1e-4
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Interleave ``groups`` channel groups (ShuffleNet), so that every PC-DARTS edge's next
     reader sees a different share of channels through the operations."""
@@ -167,7 +172,7 @@ class SuperNet(nn.Module):
         if self.weight_override is not None:
             return self.weight_override
         if self.method == "drnas":
-            concentration = F.softplus(self.alphas) + 1e-4
+            concentration = dirichlet_concentration(self.alphas)
             if self.training:
                 return torch.distributions.Dirichlet(concentration).rsample()
             return concentration / concentration.sum(-1, keepdim=True)
@@ -199,7 +204,7 @@ class SuperNet(nn.Module):
         mean), detached, on the CPU."""
         alphas = self.alphas.detach().float().cpu()
         if self.method == "drnas":
-            c = F.softplus(alphas) + 1e-4
+            c = dirichlet_concentration(alphas)
             return c / c.sum(-1, keepdim=True)
         return F.softmax(alphas, dim=-1)
 
