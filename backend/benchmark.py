@@ -179,7 +179,8 @@ def slice_metrics(reference: np.ndarray, prediction: np.ndarray) -> dict[str, li
 def evaluate(path: Path, make: Callable[[float], tuple[object, object]], acceleration: float) -> dict[str, list[float]]:
     """Per-slice metrics of one case file; ``make(acceleration)`` gives ``(ReconConfig,
     reconstructor)``."""
-    from .recon import reconstruct_volume, run
+    from .recon import reconstruct_volume
+    from .progress import run
 
     config, reconstructor = make(acceleration)
     result = run(reconstruct_volume(path, config, reconstructor))

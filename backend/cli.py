@@ -29,35 +29,10 @@ from pathlib import Path
 from . import __version__
 from . import config as cfg
 from .errors import InputError
-from .recon import Progress, run
+from .progress import ProgressBar, run
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
-
-
-class ProgressBar:
-    """A tqdm bar on stderr fed with :class:`~backend.recon.Progress` events."""
-
-    def __init__(self, quiet: bool = False, unit: str = "slice"):
-        self.quiet = quiet
-        self.unit = unit
-        self.bar = None
-
-    def __call__(self, event: Progress) -> None:
-        if self.quiet:
-            return
-        from tqdm import tqdm
-
-        if self.bar is None or self.bar.total != event.total:
-            self.close()
-            self.bar = tqdm(total=event.total, unit=self.unit, file=sys.stderr, leave=False, dynamic_ncols=True)
-        self.bar.set_description_str(event.message[:40])
-        self.bar.update(event.done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 # -- typed flags: every numeric flag names its range -----------------------------------------
@@ -160,7 +135,7 @@ def cmd_reconstruct(args) -> int:
     from .files import check_output_path
 
     from .files import check_distinct, check_input_file
-    from .recon import resolve_device
+    from .devices import resolve_device
 
     config = _recon_config(args)
     if config.model not in cfg.model_choices():
@@ -324,7 +299,7 @@ def _check_architecture(config) -> None:
 
 
 def cmd_train(args) -> int:
-    from .recon import resolve_device
+    from .devices import resolve_device
     from .training.train import train
 
     config = cfg.apply_preset(
@@ -347,7 +322,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .recon import resolve_device
+    from .devices import resolve_device
     from .search.search import search
 
     config = cfg.apply_preset(

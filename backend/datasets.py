@@ -49,7 +49,7 @@ import numpy as np
 from .config import PrepareConfig
 from .errors import InputError
 from .files import atomic_h5, write_json
-from .recon import Progress
+from .progress import Progress
 from .transforms import magnitude_to_kspace, pad_or_crop
 
 CH2_PATH = "/usr/share/mricron/templates/ch2.nii.gz"

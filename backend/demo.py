@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .config import ACCELERATIONS, ReconConfig
 from .files import write_json
-from .recon import reconstruct_volume, run
+from .recon import reconstruct_volume
+from .progress import run
 from .sample import sample_path
 
 CLASSICAL = ("zero-filled", "tv")
@@ -28,7 +29,7 @@ def demo_methods() -> list[str]:
 
 def run_demo(out_dir: str = "demo_out", quiet: bool = False, tv_backend: str = "auto") -> dict:
     """Run the demo; returns ``{acceleration: {method: metrics dict}}``."""
-    from .cli import ProgressBar
+    from .progress import ProgressBar
     from .figures import side_by_side
 
     out = Path(out_dir)

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import InputError
 from .io import MAX_VOLUME_PIXELS, REFERENCE_KEYS
 from .metrics import SSIM_WINDOW, evaluate_volume, summarise
-from .recon import Progress
+from .progress import Progress
 from .transforms import center_crop
 
 

@@ -211,3 +211,71 @@ def strict_mask_lines(values, num_cols: int | None = None, what: str = "mask") -
             bad = array[~ok][0]
             raise ValueError(f"{what} must hold only 0 and 1, found {bad.item()!r}")
     return array.astype(bool)
+
+
+# -- mask files: the GUI's mask editor writes them, ``reconstruct --mask-file`` reads them --------
+#: What a mask file's name ends in: ``.npy`` (uint8 0/1 ``(W,)``) or ``.json`` (``{"lines": [...]}``).
+MASK_SUFFIXES = (".npy", ".json")
+
+
+def load_mask_file(path: str | os.PathLike, num_cols: int) -> np.ndarray:
+    """Read a column mask saved as ``.npy`` (bool/0-1 ``(W,)``) or JSON (``{"lines": [...]}``);
+    any problem is an :class:`~backend.errors.InputError` naming the file (never unpickles)."""
+    import json
+
+    from .errors import InputError
+    from .files import check_input_file
+
+    path = os.fspath(path)
+    check_input_file(path)
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            if not isinstance(data, dict) or "lines" not in data:
+                raise ValueError('expected a JSON object {"lines": [0/1, ...]}')
+            lines = data["lines"]
+            if not isinstance(lines, list):
+                raise ValueError(f"'lines' must be a list of 0/1, got {type(lines).__name__}")
+        else:
+            lines = np.load(path, allow_pickle=False)
+            if not isinstance(lines, np.ndarray):
+                raise ValueError("expected one array, found an .npz archive")
+    except RecursionError:
+        raise InputError(path, "not a mask file (JSON nested too deeply)") from None
+    except Exception as err:
+        text = " ".join(str(err).split())[:160] or type(err).__name__
+        raise InputError(path, f"not a mask file ({type(err).__name__}: {text})") from None
+    try:
+        lines = strict_mask_lines(lines, num_cols)
+    except ValueError as err:
+        raise InputError(path, str(err)) from None
+    if not lines.any():
+        raise InputError(path, "mask samples no k-space line")
+    return lines
+
+
+def write_mask_file(path: str | os.PathLike, lines: np.ndarray) -> str:
+    """Write a column mask as ``.npy`` (uint8 0/1) or JSON ``{"lines": [...]}``, atomically;
+    what :func:`load_mask_file` reads back."""
+    import json
+
+    from .errors import InputError
+    from .files import atomic_path
+
+    path = os.fspath(path)
+    if not path.lower().endswith(MASK_SUFFIXES):
+        raise InputError(path, "mask files end in .npy or .json")
+    try:
+        values = strict_mask_lines(lines).astype(np.uint8)
+    except ValueError as err:
+        raise InputError(path, str(err)) from None
+    npy = path.lower().endswith(".npy")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb" if npy else "w") as f:
+            if npy:
+                np.save(f, values)
+            else:
+                json.dump({"lines": values.tolist()}, f)
+                f.write("\n")
+    return path

@@ -1,8 +1,10 @@
 """Reconstruct a whole volume: mask, zero-filled, TV or a trained network, metrics.
 
-:func:`reconstruct_volume` is a generator of :class:`Progress` events whose return value is a
-:class:`VolumeResult`; :func:`run` drives such a generator with a callback. The CLI shows the
-events as a progress bar and the napari widgets as a progress widget (same code).
+:func:`reconstruct_volume` is a generator of :class:`~backend.progress.Progress` events whose
+return value is a :class:`VolumeResult`; :func:`backend.progress.run` drives such a generator
+with a callback. The CLI shows the events as a progress bar and the napari widgets as a progress
+widget (same code). Devices are resolved in :mod:`backend.devices`, mask files read in
+:mod:`backend.masks`.
 """
 
 from __future__ import annotations
@@ -17,23 +19,15 @@ import numpy as np
 import torch
 
 from . import config as cfg
-from .dc import apply_mask, zero_filled
 from .errors import InputError
-from .fft import channels_to_complex, complex_to_channels, ifft2c_np
+from .fft import channels_to_complex, ifft2c_np
+from .devices import resolve_device
 from .io import Volume, VolumeInfo, open_volume
-from .masks import Mask, make_mask, seed_from_filename
+from .masks import Mask, load_mask_file, make_mask, seed_from_filename
 from .metrics import VolumeMetrics, evaluate_volume
-from .transforms import center_crop, normalisation_scale
+from .progress import Progress
+from .transforms import center_crop, network_inputs
 from .tv import tv_reconstruct
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress event: ``done`` of ``total`` units, with a short message."""
-
-    done: int
-    total: int
-    message: str = ""
 
 
 @dataclass
@@ -50,42 +44,6 @@ class VolumeResult:
     metrics: VolumeMetrics | None = None
     zero_filled_metrics: VolumeMetrics | None = None
     notices: list[str] = field(default_factory=list)
-
-
-def run(gen: Generator[Progress, None, object], on_progress: Callable[[Progress], None] | None = None):
-    """Drive a progress generator to its end and return its return value."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(event)
-
-
-DEVICE_HELP = "auto, cpu, cuda or cuda:N"
-
-
-def parse_device(device) -> str:
-    """``device`` if it names a device this tool runs on (``auto``, ``cpu``, ``cuda``, ``cuda:N``),
-    else :class:`InputError`; availability is checked by :func:`resolve_device`."""
-    from .errors import check_device
-
-    check_device(device)
-    return device
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA request is an error."""
-    device = parse_device(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "CUDA was requested but no CUDA device is available")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(None, f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
-    return dev
 
 
 #: Largest nominal acceleration accepted (far beyond any grid: such a mask samples nothing).
@@ -122,46 +80,6 @@ def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray
     return mask, seed
 
 
-def load_mask_file(path: str | os.PathLike, num_cols: int) -> np.ndarray:
-    """Read a column mask saved as ``.npy`` (bool/0-1 ``(W,)``) or JSON (``{"lines": [...]}``)."""
-    import json
-
-    from .files import check_input_file
-    from .masks import strict_mask_lines
-
-    path = os.fspath(path)
-    check_input_file(path)
-    try:
-        if path.endswith(".json"):
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-            if not isinstance(data, dict) or "lines" not in data:
-                raise ValueError('expected a JSON object {"lines": [0/1, ...]}')
-            lines = data["lines"]
-            if not isinstance(lines, list):
-                raise ValueError(f"'lines' must be a list of 0/1, got {type(lines).__name__}")
-        else:
-            lines = np.load(path, allow_pickle=False)
-            if not isinstance(lines, np.ndarray):
-                raise ValueError("expected one array, found an .npz archive")
-    except RecursionError:
-        raise InputError(path, "not a mask file (JSON nested too deeply)") from None
-    except Exception as err:
-        raise InputError(path, f"not a mask file ({type(err).__name__}: {_short(err)})") from None
-    try:
-        lines = strict_mask_lines(lines, num_cols)
-    except ValueError as err:
-        raise InputError(path, str(err)) from None
-    if not lines.any():
-        raise InputError(path, "mask samples no k-space line")
-    return lines
-
-
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:160] or type(err).__name__
-
-
 # -- reconstructors: complex k-space batch (B, H, W) + mask (W,) -> complex images (B, H, W) -----
 Reconstructor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -180,18 +98,6 @@ def tv_reconstructor(config: cfg.ReconConfig) -> Reconstructor:
         )
 
     return recon
-
-
-def network_inputs(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What a network sees for complex k-space ``(B, H, W)`` and a column mask ``(W,)``.
-
-    Returns the zero-filled image as 2 channels ``(B, 2, H, W)`` and the measured k-space
-    ``(B, H, W)``, both multiplied by the per-slice scale ``6 / max|zero-filled|``, and that
-    scale ``(B, 1, 1)`` (divide the network output by it to get back to the input's intensities).
-    """
-    zf = zero_filled(kspace, mask)
-    scale = normalisation_scale(zf).view(-1, 1, 1)
-    return complex_to_channels(zf * scale), apply_mask(kspace, mask) * scale, scale
 
 
 class NetworkReconstructor:

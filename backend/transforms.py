@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .fft import fft2c_np, ifft2c_np
+from .dc import apply_mask, zero_filled
+from .fft import complex_to_channels, fft2c_np, ifft2c_np
 
 #: Magnitude peak of the normalised zero-filled image (paper 4.1: images scaled to [-6, 6]).
 NORMALISED_PEAK = 6.0
@@ -65,3 +66,15 @@ def normalisation_scale(zero_filled: torch.Tensor) -> torch.Tensor:
     """
     peak = zero_filled.abs().flatten(1).amax(dim=1)
     return torch.where(peak > 0, NORMALISED_PEAK / peak.clamp_min(1e-30), torch.ones_like(peak))
+
+
+def network_inputs(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a network sees for complex k-space ``(B, H, W)`` and a column mask ``(W,)``.
+
+    Returns the zero-filled image as 2 channels ``(B, 2, H, W)`` and the measured k-space
+    ``(B, H, W)``, both multiplied by the per-slice scale ``6 / max|zero-filled|``, and that
+    scale ``(B, 1, 1)`` (divide the network output by it to get back to the input's intensities).
+    """
+    zf = zero_filled(kspace, mask)
+    scale = normalisation_scale(zf).view(-1, 1, 1)
+    return complex_to_channels(zf * scale), apply_mask(kspace, mask) * scale, scale

@@ -39,7 +39,9 @@ from backend.datasets import dataset_files  # noqa: E402
 from backend.errors import InputError  # noqa: E402
 from backend.files import atomic_write_bytes, save_figure, write_json  # noqa: E402
 from backend.models import Genotype, load_model, model_info  # noqa: E402
-from backend.recon import NetworkReconstructor, resolve_device, run  # noqa: E402
+from backend.recon import NetworkReconstructor  # noqa: E402
+from backend.devices import resolve_device
+from backend.progress import run
 from backend.search.search import search  # noqa: E402
 from backend.training.train import train  # noqa: E402
 from reproduce_table import aggregate, evaluate, fmt  # noqa: E402

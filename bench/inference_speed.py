@@ -47,7 +47,8 @@ import torch
 sys.path.insert(0, {root!r})
 from backend.models import build_model, load_model, shipped_weights
 from backend.models.fast import prepare_for_inference
-from backend.recon import network_inputs, resolve_device
+from backend.devices import resolve_device
+from backend.transforms import network_inputs
 from backend.masks import make_mask
 name, blocks, variant, size, repeats, warmup, device = {args!r}
 device = resolve_device(device)

@@ -30,7 +30,8 @@ from backend.config import ReconConfig
 from backend.datasets import dataset_files
 from backend.files import atomic_write_bytes, save_figure, write_json
 from backend.machine import describe
-from backend.recon import NetworkReconstructor, load_network, make_reconstructor, resolve_device
+from backend.recon import NetworkReconstructor, load_network, make_reconstructor
+from backend.devices import resolve_device
 
 NETWORKS = {"nasn": "NasN", "dccnn": "DCCNN-3", "unet": "U-net"}
 LABELS = {"zero-filled": "zero-filled", "tv": "TV (paper: 0.01, 200 it.)", "tv-tuned": "TV (weight tuned on val)",

@@ -30,7 +30,9 @@ from backend.files import atomic_write_bytes, save_figure, write_json  # noqa: E
 from backend.metrics import summarise  # noqa: E402
 from backend.models import Genotype, load_model, model_info  # noqa: E402
 from backend.models.genotype import default_genotype  # noqa: E402
-from backend.recon import NetworkReconstructor, make_reconstructor, reconstruct_volume, resolve_device, run  # noqa: E402
+from backend.recon import NetworkReconstructor, make_reconstructor, reconstruct_volume  # noqa: E402
+from backend.devices import resolve_device
+from backend.progress import run
 from backend.training.train import train  # noqa: E402
 
 TABLE: list[tuple[str, str, int | None]] = [

@@ -24,7 +24,8 @@ import torch
 from backend import config as cfg  # noqa: E402
 from backend.machine import describe, slug  # noqa: E402
 from backend.files import write_json  # noqa: E402
-from backend.recon import resolve_device, run  # noqa: E402
+from backend.devices import resolve_device  # noqa: E402
+from backend.progress import run  # noqa: E402
 from backend.search.search import search  # noqa: E402
 
 

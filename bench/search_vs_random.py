@@ -36,7 +36,9 @@ from backend.datasets import dataset_files
 from backend.files import atomic_write_bytes, save_figure, write_json
 from backend.machine import describe
 from backend.models import SPACES, Genotype, model_info
-from backend.recon import NetworkReconstructor, load_network, resolve_device, run
+from backend.recon import NetworkReconstructor, load_network
+from backend.devices import resolve_device
+from backend.progress import run
 from backend.search.search import search
 from backend.training.train import train
 

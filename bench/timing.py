@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from backend.masks import make_mask
-from backend.recon import network_inputs
+from backend.transforms import network_inputs
 
 
 def random_slice(size: int, image_seed: int = 0, mask_seed: int = 0):

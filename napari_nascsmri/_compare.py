@@ -178,58 +178,64 @@ class ComparePanel(Container):
 class MetricsPlot(QWidget):
     """PSNR and SSIM against slice index, one line per method; the current slice marked.
 
-    Drawn on request only (a button), so the GUI thread never draws it during a job.
-    ``drawn``: ``{method: number of slices plotted}``.
+    Painted with QPainter (:mod:`napari_nascsmri._charts`) on request (a button).
+    ``drawn``: ``{method: number of slices plotted}``; ``charts``: the two charts painted.
     """
 
     def __init__(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
         from qtpy.QtCore import QSize
         from qtpy.QtWidgets import QSizePolicy, QVBoxLayout
 
-        from ._plots import BACKGROUND, MPL_LOCK
-
         super().__init__()
+        owner = self
 
-        class _Canvas(FigureCanvasQTAgg):
-            def sizeHint(self):  # noqa: N802 - constant: matplotlib's follows the current size
+        class _Canvas(QWidget):
+            def sizeHint(self):  # noqa: N802 - constant: the layout never grows it
                 return QSize(700, 260)
 
-            def draw(self):  # one matplotlib draw at a time in the process (see MPL_LOCK)
-                with MPL_LOCK:
-                    super().draw()
+            def paintEvent(self, event):  # noqa: N802 - Qt override
+                owner._paint(self)
 
-        self.figure = Figure(figsize=(7, 2.6), dpi=90, facecolor=BACKGROUND, layout="constrained")
-        self.ax_psnr, self.ax_ssim = self.figure.subplots(1, 2)
-        self.canvas = _Canvas(self.figure)
+        self.canvas = _Canvas()
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.canvas.setFixedHeight(260)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
         self.drawn: dict[str, int] = {}
+        self.charts: list = []
 
     def draw(self, metrics: dict, current: int | None = None) -> None:
-        from matplotlib.ticker import MaxNLocator
-
-        from ._plots import BACKGROUND, FOREGROUND, GRID, LABEL_PT, _style
+        from ._charts import LineChart, Series, cycle_colour
 
         self.drawn = {}
-        for ax, key, title in ((self.ax_psnr, "psnr", "PSNR (dB) per slice"),
-                               (self.ax_ssim, "ssim", "SSIM per slice")):
-            ax.clear()
-            _style(ax, title)
-            for method, entry in metrics.items():
+        self.charts = []
+        for key, title in (("psnr", "PSNR (dB) per slice"), ("ssim", "SSIM per slice")):
+            chart = LineChart(title, xlabel="slice", vlines=[] if current is None else [float(current)])
+            for k, (method, entry) in enumerate(metrics.items()):
                 points = [(i, v[key]) for i, v in enumerate(entry.get("slices") or []) if v]
                 if points:
                     x, y = zip(*points)
-                    ax.plot(x, y, "o-", ms=3, lw=1.2, label=method)
+                    chart.series.append(Series(x, y, cycle_colour(k), style="dots", width=1.2, marker=3.0,
+                                               label=method))
                     self.drawn[method] = len(points)
-            if current is not None:
-                ax.axvline(current, color=FOREGROUND, lw=0.8, ls=":")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("slice", fontsize=LABEL_PT, color=FOREGROUND)
-            if self.drawn:
-                ax.legend(fontsize=LABEL_PT - 1, facecolor=BACKGROUND, edgecolor=GRID, labelcolor=FOREGROUND)
-        self.canvas.draw_idle()
+            self.charts.append(chart)
+        self.canvas.update()
+
+    def _paint(self, canvas) -> None:
+        from qtpy.QtCore import QRectF
+        from qtpy.QtGui import QColor, QPainter
+
+        from ._charts import BACKGROUND, paint_lines
+
+        painter = QPainter(canvas)
+        try:
+            rect = QRectF(canvas.rect())
+            painter.fillRect(rect, QColor(BACKGROUND))
+            n = max(len(self.charts), 1)
+            width = rect.width() / n
+            for k, chart in enumerate(self.charts):
+                paint_lines(painter, QRectF(rect.left() + k * width, rect.top(), width - 4, rect.height()), chart)
+        finally:
+            painter.end()
+

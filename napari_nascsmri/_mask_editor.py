@@ -2,7 +2,7 @@
 
 :class:`MaskEditor` holds the sampled phase-encode columns ``lines`` (bool ``(W,)``, columns of
 *centred* k-space, as :mod:`backend.masks`), toggles/paints them, and exports them in exactly
-the two formats :func:`backend.recon.load_mask_file` reads (so ``nascsmri reconstruct
+the two formats :func:`backend.masks.load_mask_file` reads (so ``nascsmri reconstruct
 --mask-file FILE`` reuses an edited mask):
 
 * ``.npy``: a ``(W,)`` uint8 array of 0/1;
@@ -17,13 +17,10 @@ is over the mask layer (its grid cell, or the top visible layer), whichever laye
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable
 
 import numpy as np
-
-MASK_SUFFIXES = (".npy", ".json")
 
 
 class MaskEditor:
@@ -157,24 +154,14 @@ class MaskEditor:
 
     # -- files -----------------------------------------------------------------------------------
     def export(self, path: str | os.PathLike) -> str:
-        """Write the mask as ``.npy`` (uint8 0/1) or JSON ``{"lines": [...]}``, atomically."""
+        """Write the mask with :func:`backend.masks.write_mask_file` (``.npy`` or ``.json``)."""
         from backend.errors import InputError
-        from backend.files import atomic_path
+        from backend.masks import write_mask_file
 
         path = os.fspath(path)
         if self.lines is None:
             raise InputError(path, "no mask to export: choose a source volume first")
-        if not path.lower().endswith(MASK_SUFFIXES):
-            raise InputError(path, "mask files end in .npy or .json")
-        values = self.lines.astype(np.uint8)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb" if path.lower().endswith(".npy") else "w") as f:
-                if path.lower().endswith(".npy"):
-                    np.save(f, values)
-                else:
-                    json.dump({"lines": values.tolist()}, f)
-                    f.write("\n")
-        return path
+        return write_mask_file(path, self.lines)
 
     # -- napari mouse interaction --------------------------------------------------------------
     def column_at(self, layer, position) -> int | None:

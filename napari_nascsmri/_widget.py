@@ -98,7 +98,8 @@ def reconstruction_job(path, config, lines, index, whole, reference, data_range)
     ``config.mask_file`` for an edited one).
     """
     from backend.io import open_volume
-    from backend.recon import Progress, make_reconstructor, reconstruct_volume
+    from backend.recon import make_reconstructor, reconstruct_volume
+    from backend.progress import Progress
     from backend.transforms import center_crop
     from backend.viewer import error_percent, per_slice_metrics
 
@@ -150,7 +151,7 @@ class ReconstructionWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         from backend.config import ACCELERATIONS, CLASSICAL_MODELS, network_model_names
         from backend.masks import MASK_FUNCS, default_center_fraction
-        from backend.recon import resolve_device
+        from backend.devices import resolve_device
 
         super().__init__(labels=True)
         self.viewer = viewer

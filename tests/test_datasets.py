@@ -8,7 +8,7 @@ from backend.config import PrepareConfig
 from backend.datasets import SOURCES, coronal_slices, foreground_fraction
 from backend.fft import ifft2c_np
 from backend.io import open_volume
-from backend.recon import run
+from backend.progress import run
 from backend.sample import make_sample
 
 

@@ -116,7 +116,8 @@ def test_reconstruct_reads_a_dicom_series_folder(tmp_path, sample_images):
     reconstructs like the same images given as .npy."""
     from backend.config import ReconConfig
     from backend.io import open_volume
-    from backend.recon import reconstruct_volume, run
+    from backend.recon import reconstruct_volume
+    from backend.progress import run
 
     series = tmp_path / "series"
     series.mkdir()

@@ -22,7 +22,7 @@ from backend.models.fast import (
     resolve_execution, tune_allocator)
 from backend.models.genotype import Genotype
 from backend.models.kernels import FusedPointwise, build
-from backend.recon import network_inputs
+from backend.transforms import network_inputs
 
 CC = shutil.which("cc")
 

@@ -76,8 +76,15 @@ def test_per_slice_metrics_plot(rig, qtbot, tmp_path):
     viewer, widget, _ = rig
     plot = widget.compare.show_plot()
     assert plot.drawn == {"zero-filled": 8, "tv": 8}
-    lines = {line.get_label(): line for line in plot.ax_psnr.get_lines() if not line.get_label().startswith("_")}
-    np.testing.assert_allclose(lines["tv"].get_ydata(), [s["psnr"] for s in widget.metrics["tv"]["slices"]])
+    psnr, ssim = plot.charts
+    lines = {series.label: series for series in psnr.series}
+    np.testing.assert_allclose(lines["tv"].y, [s["psnr"] for s in widget.metrics["tv"]["slices"]])
+    assert [s.label for s in ssim.series] == ["zero-filled", "tv"]
+    qtbot.waitUntil(lambda: plot.isVisible())
+    image = plot.canvas.grab().toImage()
+    pixels = np.array([[image.pixelColor(x, y).green() for x in range(0, image.width(), 4)]
+                       for y in range(0, image.height(), 4)])
+    assert pixels.std() > 5  # painted, not a blank background
     qtbot.wait(300)
     shot = viewer.screenshot(canvas_only=False, flash=False)
     assert shot[..., :3].std() > 0

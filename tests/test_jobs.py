@@ -298,7 +298,7 @@ def test_train_then_use_in_reconstruction(make_napari_viewer, tiny_dataset, tmp_
     best = tmp_path / "train" / "best.safetensors"
     assert best.exists() and widget.best_weights == best
     assert ready == [("dccnn", str(best))]
-    assert widget.plots.drawn["epochs"] == 1 and widget.plots.ax_alphas is None
+    assert widget.plots.drawn["epochs"] == 1 and not widget.plots.has_alphas
     assert "PSNR" in widget.status.value and widget.use_button.enabled
     _, recon = viewer.window.add_plugin_dock_widget("napari-nascsmri", "Reconstruction")
     assert find_reconstruction_widget(viewer) is recon

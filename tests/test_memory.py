@@ -19,7 +19,8 @@ import pytest
 
 from backend import config as cfg
 from backend.cli import main
-from backend.recon import reconstruct_volume, run
+from backend.recon import reconstruct_volume
+from backend.progress import run
 
 SLICES, GRID, REF = 100, 128, 32
 

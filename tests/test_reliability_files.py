@@ -115,7 +115,7 @@ def test_refused_inside_the_job_rolls_the_new_run_folder_back(tmp_path, tiny_dat
     """Through the backend API (no CLI pre-checks): the genotype fails inside the job, after the
     data check; the run folder it had made is removed again."""
     from backend.config import TrainConfig
-    from backend.recon import run
+    from backend.progress import run
     from backend.training.train import train
 
     bad = tmp_path / "bad.json"

@@ -11,7 +11,7 @@ import torch
 from backend.config import SearchConfig
 from backend.fft import channels_to_complex, complex_to_channels, fft2c
 from backend.models import Genotype, build_model
-from backend.recon import run
+from backend.progress import run
 from backend.search.search import search
 from backend.search.supernet import SuperNet, derive_genotype, edge_offsets, num_edges
 

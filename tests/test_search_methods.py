@@ -15,7 +15,7 @@ import torch
 
 from backend.config import SearchConfig
 from backend.models import Genotype, build_model
-from backend.recon import run
+from backend.progress import run
 from backend.search.architect import ARCHITECTS, BetaDartsArchitect, beta_decay, make_architect
 from backend.search.search import search
 from backend.search.selection import diagnostics, perturb_select

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from backend.config import TrainConfig
 from backend.fft import channels_to_complex, fft2c
-from backend.recon import run
+from backend.progress import run
 from backend.training.data import EpochBatches, SliceIndex, smooth_phase
 from backend.training.train import train
 

@@ -139,7 +139,7 @@ def test_zero_filled_follows_mask_settings(rig):
 
 
 def test_mask_editing_clicks_and_export(rig, tmp_path):
-    from backend.recon import load_mask_file
+    from backend.masks import load_mask_file
 
     viewer, widget, _ = rig
     zf = viewer.layers[widget._name("zero-filled")]

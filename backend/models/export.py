@@ -104,7 +104,7 @@ def example_inputs(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor
     """A random complex image, 4x-masked and normalised as at inference, in the export layout."""
     g = torch.Generator().manual_seed(seed)
     image = torch.complex(torch.randn(1, height, width, generator=g), torch.randn(1, height, width, generator=g))
-    from ..recon import network_inputs
+    from ..transforms import network_inputs
 
     mask = torch.from_numpy(make_mask("random", width, 4, seed=seed).lines.astype(np.float32))
     x, k0, _ = network_inputs(fft2c(image), mask)

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from ..config import LOSSES, ReconConfig
-from ..recon import NetworkReconstructor, reconstruct_volume, resolve_device, run
+from ..recon import NetworkReconstructor, reconstruct_volume
+from ..devices import resolve_device
+from ..progress import run
 from .data import Batch
 from .distributed import DistInfo, device_for, setup
 
