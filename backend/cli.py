@@ -298,18 +298,37 @@ def _check_architecture(config) -> None:
     check_parameter_count(mc)
 
 
+def _job_flags(args, kind: str) -> dict:
+    """The config fields a ``search`` / ``train`` command line sets (None: flag not given)."""
+    flags = {"data": args.data, "preset": args.preset, "seed": args.seed, "device": args.device,
+             "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop}
+    if kind == "train":
+        return {**flags, "model": args.model, "genotype": args.genotype, "blocks": args.blocks,
+                "loss": args.loss, "augment": False if args.no_augment else None}
+    return {**flags, "space": args.space, "nodes": args.nodes, "channels": args.channels, "cells": args.cells,
+            "patience": args.patience, "warmup_epochs": args.warmup_epochs, "method": args.method,
+            "select": args.select}
+
+
+def job_config_from_args(args, kind: str):
+    """The job's config: its defaults, then its preset, then ``--config FILE.json``, then the
+    flags given on the command line (a flag left out is None and does not count)."""
+    flags = _job_flags(args, kind)
+    values = cfg.read_config_file(args.config, kind) if args.config else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    for required in ("data", "model") if kind == "train" else ("data",):
+        if required not in values:
+            raise InputError(args.config, f"--{required} is required (on the command line or as "
+                                          f"\"{required}\" in --config)")
+    return cfg.job_config(kind, values, source=args.config)
+
+
 def cmd_train(args) -> int:
     from .devices import resolve_device
     from .training.train import train
 
-    config = cfg.apply_preset(
-        cfg.TrainConfig(model=args.model, genotype=args.genotype, blocks=args.blocks, data=args.data,
-                        preset=args.preset, seed=args.seed, device=args.device),
-        cfg.TRAIN_PRESETS,
-        {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop, "loss": args.loss,
-         "augment": False if args.no_augment else None},
-    )
-    _check_run_out(args.out, args.data)
+    config = job_config_from_args(args, "train")
+    _check_run_out(args.out, config.data)
     resolve_device(config.device)
     _check_architecture(config)
     summary = _run_job(train(config, args.out, resume=args.resume), args.quiet)
@@ -325,15 +344,8 @@ def cmd_search(args) -> int:
     from .devices import resolve_device
     from .search.search import search
 
-    config = cfg.apply_preset(
-        cfg.SearchConfig(data=args.data, space=args.space, nodes=args.nodes, preset=args.preset,
-                         seed=args.seed, device=args.device),
-        cfg.SEARCH_PRESETS,
-        {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop,
-         "channels": args.channels, "cells": args.cells, "patience": args.patience,
-         "warmup_epochs": args.warmup_epochs, "method": args.method, "select": args.select},
-    )
-    _check_run_out(args.out, args.data)
+    config = job_config_from_args(args, "search")
+    _check_run_out(args.out, config.data)
     resolve_device(config.device)
     summary = _run_job(search(config, args.out, resume=args.resume), args.quiet)
     if not _is_main_rank():
@@ -396,9 +408,10 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _add_architecture_args(p: argparse.ArgumentParser) -> None:
+def _add_architecture_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     """Flags naming a registry network, shared by ``train`` and ``model-info``."""
-    p.add_argument("--model", required=True, choices=cfg.network_model_names(), help="network name")
+    p.add_argument("--model", required=required, choices=cfg.network_model_names(),
+                   help="network name" + ("" if required else " (required unless --config names it)"))
     p.add_argument("--genotype", default=None, help="genotype JSON for nasn (default: the shipped NasN genotype)")
     p.add_argument("--blocks", type=BLOCKS, default=None,
                    help="residual blocks (dccnn, modl) or recursions (rdn), 1 to 64; default 3")
@@ -411,8 +424,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=CROP, default=None, help="override the preset's square training crop (8 to 4096)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--seed", type=SEED, default=0, help=f"seed of initialisation, data order, augmentation and masks, 0 to {MAX_SEED} (default %(default)s)")
-    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=SEED, default=None, help=f"seed of initialisation, data order, augmentation and masks, 0 to {MAX_SEED} (default 0)")
+    p.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--config", default=None, metavar="FILE.json",
+                   help="settings as a JSON object of config fields (every field, e.g. lr, batch_size, "
+                        "w_lr, alpha_lr; a run's config.json is one); flags given here override it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -466,10 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_data_sample)
 
     p = sub.add_parser("search", help="DARTS search of the NasN cell", description="Differentiable architecture search (DARTS, first order) of the cell inside the unrolled DC cascade: weights (SGD) on one half of the training files, alphas (Adam) on the other, early stop when the derived genotype is stable. Writes RUN/genotype.json, RUN/alphas.json, RUN/cell.png, RUN/alphas.png, RUN/history.json, RUN/checkpoint.pt, RUN/events.jsonl. Under torchrun it uses DistributedDataParallel.")
-    p.add_argument("--data", required=True, help="prepared dataset folder (train/ and val/)")
-    p.add_argument("--space", choices=("A", "B", "extended"), default="A", help="operation search space (default %(default)s)")
-    p.add_argument("--nodes", type=int, choices=(2, 3, 4), default=3, help="internal nodes per cell (default %(default)s)")
-    p.add_argument("--preset", choices=sorted(cfg.SEARCH_PRESETS), default="cpu", help="cpu: a small supernet on crops for 2 CPU cores; paper: the authors' sizes (default %(default)s)")
+    p.add_argument("--data", default=None, help="prepared dataset folder (train/ and val/); required unless --config names it")
+    p.add_argument("--space", choices=("A", "B", "extended"), default=None, help="operation search space (default A)")
+    p.add_argument("--nodes", type=int, choices=(2, 3, 4), default=None, help="internal nodes per cell (default 3)")
+    p.add_argument("--preset", choices=sorted(cfg.SEARCH_PRESETS), default=None, help="cpu: a small supernet on crops for 2 CPU cores; paper: the authors' sizes (default cpu)")
     p.add_argument("--channels", type=_int_range(1, 1024), default=None, help="override the preset's supernet channels (1 to 1024)")
     p.add_argument("--cells", type=_int_range(1, 64), default=None, help="override the preset's cells per module (1 to 64)")
     p.add_argument("--patience", type=_int_range(1, 100_000), default=None, help="early stop after this many epochs with an unchanged genotype (1 to 100000)")
@@ -484,9 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("train", help="train a network (NasN from a genotype, or a baseline)", description="Train a network on a prepared dataset (nascsmri data prepare): Adam, L1 loss, lr 1e-3 then 1e-4 at half the epochs, batch 2, a random 4x or 8x mask per slice each step, validation PSNR/SSIM per epoch. Writes RUN/best.safetensors, RUN/last.safetensors (+ JSON sidecars), RUN/checkpoint.pt, RUN/history.json, RUN/events.jsonl.")
-    _add_architecture_args(p)
-    p.add_argument("--data", required=True, help="prepared dataset folder (train/ and val/)")
-    p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default="cpu", help="cpu: small crops and epochs for 2 CPU cores; ship: the shipped weights' budget (~8 CPU-hours for NasN); paper: the authors' schedule (default %(default)s)")
+    _add_architecture_args(p, required=False)
+    p.add_argument("--data", default=None, help="prepared dataset folder (train/ and val/); required unless --config names it")
+    p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default=None, help="cpu: small crops and epochs for 2 CPU cores; ship: the shipped weights' budget; paper: the authors' schedule (default cpu)")
     p.add_argument("--loss", choices=cfg.LOSSES, default=None, help="l1 (the paper's, default), ssim (1 - SSIM, fastMRI's window) or l1+ssim")
     p.add_argument("--no-augment", action="store_true", help="only the first round's augmentation (random square crops, smooth phase) instead of flips, contrast, field of view, linear phase, raw path, noise and rectangular grids")
     _add_run_args(p)

@@ -4,9 +4,9 @@ Qt-free: the job widgets (:mod:`napari_nascsmri._jobs`) drive these objects from
 
 Protocol (the same for a job launched here and for one started from the command line):
 
-* a job is ``python -m backend search|train <CLI flags> --out RUN --quiet [--resume]``, the
-  argument list built by :func:`search_argv` / :func:`train_argv` from the
-  :mod:`backend.config` dataclasses (the CLI is the only way in: no second implementation);
+* a job is ``python -m backend search|train --config RUN/job.json --out RUN --quiet
+  [--resume]``, built by :func:`job_argv`: the widget's :mod:`backend.config` dataclass is
+  written whole to ``RUN/job.json`` (the CLI is the only way in: no second implementation);
 * it runs in its own session/process group (``start_new_session=True``), stdout and stderr
   appended to ``RUN/job.log``; a crash or an out-of-memory kill cannot take napari down;
 * :meth:`JobProcess.stop` sends SIGTERM to the process group and, after
@@ -29,9 +29,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 LOG = "job.log"
+#: The settings the GUI hands to a job (``--config``).
+JOB_FILE = "job.json"
 #: Seconds between SIGTERM and SIGKILL when stopping a job.
 STOP_GRACE_S = 10.0
 #: Lines of ``job.log`` shown with an error notification.
@@ -39,39 +40,26 @@ LOG_TAIL_LINES = 8
 
 
 # ============================================================================ argument lists ====
-def _flags(pairs: list[tuple[str, Any]]) -> list[str]:
-    argv: list[str] = []
-    for flag, value in pairs:
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv
+def write_job_file(kind: str, config, run_dir: str | os.PathLike) -> Path:
+    """Write ``RUN/job.json``: every field of ``config`` (a :class:`backend.config.SearchConfig`
+    or :class:`~backend.config.TrainConfig`) and its ``kind``, atomically; what
+    ``nascsmri search|train --config`` reads."""
+    from dataclasses import asdict
+
+    from backend.files import write_json
+
+    path = Path(run_dir) / JOB_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"kind": kind, **asdict(config)})
+    return path
 
 
-def search_argv(config, out: str | os.PathLike, resume: bool = False) -> list[str]:
-    """``python -m backend search ...`` for a :class:`backend.config.SearchConfig`.
-
-    Every field the CLI exposes is passed explicitly (None = the preset's value), so the
-    job's ``config.json`` is ``config`` itself and a resume rebuilt from it matches.
-    """
-    argv = [sys.executable, "-m", "backend", "search"] + _flags([
-        ("--data", config.data), ("--space", config.space), ("--nodes", config.nodes),
-        ("--preset", config.preset), ("--epochs", config.epochs),
-        ("--steps-per-epoch", config.steps_per_epoch), ("--crop", config.crop),
-        ("--channels", config.channels), ("--cells", config.cells), ("--patience", config.patience),
-        ("--seed", config.seed), ("--device", config.device), ("--out", os.fspath(out)),
-        ("--warmup-epochs", config.warmup_epochs), ("--method", config.method), ("--select", config.select),
-    ]) + ["--quiet"]
-    return argv + (["--resume"] if resume else [])
-
-
-def train_argv(config, out: str | os.PathLike, resume: bool = False) -> list[str]:
-    """``python -m backend train ...`` for a :class:`backend.config.TrainConfig`."""
-    argv = [sys.executable, "-m", "backend", "train"] + _flags([
-        ("--model", config.model), ("--genotype", config.genotype), ("--blocks", config.blocks),
-        ("--data", config.data), ("--preset", config.preset), ("--epochs", config.epochs),
-        ("--steps-per-epoch", config.steps_per_epoch), ("--crop", config.crop),
-        ("--seed", config.seed), ("--device", config.device), ("--out", os.fspath(out)),
-    ]) + ["--quiet"]
+def job_argv(kind: str, config, out: str | os.PathLike, resume: bool = False) -> list[str]:
+    """``python -m backend search|train --config RUN/job.json --out RUN --quiet [--resume]``,
+    writing ``RUN/job.json`` (:func:`write_job_file`). The file holds every field, so the job's
+    ``config.json`` is ``config`` itself and a resume rebuilt from it matches."""
+    job = write_job_file(kind, config, out)
+    argv = [sys.executable, "-m", "backend", kind, "--config", os.fspath(job), "--out", os.fspath(out), "--quiet"]
     return argv + (["--resume"] if resume else [])
 
 
@@ -89,7 +77,9 @@ def run_kind(config: dict | None) -> str | None:
     """``search`` or ``train`` from a run's ``config.json`` (None when unknown)."""
     if not config:
         return None
-    if "model" in config:
+    if config.get("kind") in ("search", "train"):
+        return config["kind"]
+    if "model" in config:  # runs made before config.json recorded its kind
         return "train"
     if "space" in config and "nodes" in config:
         return "search"

@@ -6,7 +6,8 @@ attributes (tests set values and call :meth:`JobWidget.start` / ``stop`` / ``res
 
 * the settings become a :class:`backend.config.SearchConfig` / ``TrainConfig`` through
   :func:`backend.config.apply_preset` (the presets are the one home of defaults), and the
-  config becomes the CLI's argument list (:func:`~napari_nascsmri._job_process.search_argv`);
+  config is written to ``RUN/job.json`` and handed to the CLI with ``--config``
+  (:func:`~napari_nascsmri._job_process.job_argv`);
 * the job is a separate process (:class:`~napari_nascsmri._job_process.JobProcess`: own
   process group, output in ``RUN/job.log``, Stop = SIGTERM then SIGKILL, Resume = ``--resume``);
 * a QTimer (:data:`POLL_MS`) reads ``RUN/events.jsonl`` (:func:`backend.training.runs.read_events`)
@@ -41,10 +42,9 @@ from ._job_process import (
     RunTrace,
     config_from_run,
     format_seconds,
+    job_argv,
     run_config,
     run_kind,
-    search_argv,
-    train_argv,
 )
 from ._widget import FROM_FILE, _notify
 
@@ -691,7 +691,7 @@ class SearchWidget(JobWidget):
         self.signal.value = signal_text(self.trace)
 
     def argv(self, config, out, resume: bool = False) -> list[str]:
-        return search_argv(config, out, resume)
+        return job_argv("search", config, out, resume)
 
     def default_run_dir(self) -> Path:
         return DEFAULT_RUNS_DIR / (f"search-{self.space.value}{self.nodes.value}-{self.preset.value}-"
@@ -808,7 +808,7 @@ class TrainWidget(JobWidget):
                 "blocks": self.blocks.value if model in self._default_blocks else None}
 
     def argv(self, config, out, resume: bool = False) -> list[str]:
-        return train_argv(config, out, resume)
+        return job_argv("train", config, out, resume)
 
     def default_run_dir(self) -> Path:
         return DEFAULT_RUNS_DIR / f"train-{self.model.value}-{self.preset.value}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -203,7 +203,7 @@ def test_following_a_search_keeps_the_gui_responsive(make_napari_viewer, tiny_da
 def test_search_method_warmup_and_signal(make_napari_viewer, tiny_dataset, tmp_path):
     """The Search widget's method / selection / warm-up reach the CLI; the epoch records'
     edge margins, entropy and no-signal flag are shown."""
-    from backend.cli import build_parser
+    from backend.cli import build_parser, job_config_from_args
     from napari_nascsmri._job_process import RunTrace
     from napari_nascsmri._jobs import SearchWidget, signal_text
 
@@ -215,7 +215,8 @@ def test_search_method_warmup_and_signal(make_napari_viewer, tiny_dataset, tmp_p
     config = widget.config()
     assert (config.method, config.select, config.warmup_epochs) == ("pc-darts", "perturb", 1)
     args = build_parser().parse_args(widget.argv(config, tmp_path / "run")[3:])
-    assert (args.method, args.select, args.warmup_epochs) == ("pc-darts", "perturb", 1)
+    rebuilt = job_config_from_args(args, "search")
+    assert (rebuilt.method, rebuilt.select, rebuilt.warmup_epochs) == ("pc-darts", "perturb", 1)
 
     trace = RunTrace()
     assert signal_text(trace) == "-"

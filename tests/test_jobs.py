@@ -80,7 +80,7 @@ def wait_finished(qtbot, widget, timeout=JOB_TIMEOUT_MS):
 
 
 def test_config_and_argv_follow_the_presets(make_napari_viewer, tiny_dataset, tmp_path, widgets):
-    from backend.cli import build_parser
+    from backend.cli import build_parser, job_config_from_args
     from backend.config import SEARCH_PRESETS
     from napari_nascsmri._jobs import SearchWidget
 
@@ -95,7 +95,10 @@ def test_config_and_argv_follow_the_presets(make_napari_viewer, tiny_dataset, tm
     argv = widget.argv(config, tmp_path / "run")
     assert argv[:4] == [sys.executable, "-m", "backend", "search"] and argv[-1] == "--quiet"
     args = build_parser().parse_args(argv[3:])  # the CLI accepts exactly this list
-    assert (args.nodes, args.epochs, args.device, args.out) == (2, 2, "cpu", str(tmp_path / "run"))
+    assert args.out == str(tmp_path / "run") and args.config == str(tmp_path / "run" / "job.json")
+    # the CLI rebuilds exactly the widget's config from RUN/job.json
+    assert job_config_from_args(args, "search") == config
+    assert json.loads((tmp_path / "run" / "job.json").read_text())["kind"] == "search"
 
 
 def test_search_runs_live_and_adds_its_genotype(make_napari_viewer, sample_file, tiny_dataset, tmp_path,
@@ -289,7 +292,10 @@ def test_train_then_use_in_reconstruction(make_napari_viewer, tiny_dataset, tmp_
     widget.out.value = tmp_path / "train"
     ready = []
     widget.weights_ready.connect(lambda model, path: ready.append((model, path)))
-    assert "--blocks" in widget.argv(widget.config(), tmp_path / "train")
+    from backend.cli import build_parser, job_config_from_args
+
+    argv = widget.argv(widget.config(), tmp_path / "train")
+    assert job_config_from_args(build_parser().parse_args(argv[3:]), "train").blocks == 1
     start = notification_count()
     widget.start()
     assert not widget.use_button.enabled

@@ -2,7 +2,8 @@
 
 Layout of a run folder (search and training alike)::
 
-    RUN/config.json       the full configuration (a resume must match it)
+    RUN/config.json       the full configuration with its "kind" (search or train); a resume must
+                          match it, and ``--config RUN/config.json`` reruns it
     RUN/events.jsonl      one JSON object per line: {"time", "kind", "done", "total", "epoch",
                           "message", ...data}; kinds: start, step, epoch, done, error, stopped.
                           Written by the job as it runs; the GUI follows it (also for runs
@@ -69,7 +70,7 @@ class RunFolder:
         self.path = Path(path)
         self.kind = kind
         self.writer = writer
-        self.config = _jsonable(config)
+        self.config = {"kind": kind, **_jsonable(config)}
         ckpt = self.path / CHECKPOINT
         if self.path.exists() and not self.path.is_dir():
             raise InputError(self.path, "exists and is not a folder")
@@ -77,6 +78,7 @@ class RunFolder:
             raise InputError(self.path, "already holds a run: pass --resume to continue it, or choose another --out")
         if resume and (self.path / CONFIG).exists():
             saved = json.loads((self.path / CONFIG).read_text())
+            saved.setdefault("kind", kind)  # runs made before config.json recorded its kind
             diff = sorted(k for k in set(saved) | set(self.config)
                           if k not in ("device",) and saved.get(k) != self.config.get(k))
             if diff:
