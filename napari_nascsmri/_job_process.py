@@ -13,26 +13,22 @@ Protocol (the same for a job launched here and for one started from the command 
   :data:`STOP_GRACE_S`, SIGKILL (:meth:`JobProcess.poll` escalates). ``RUN/checkpoint.pt`` is
   written atomically at the end of every epoch, so the last finished epoch survives and
   ``--resume`` continues from it;
-* progress is read from ``RUN/events.jsonl`` with :func:`backend.training.runs.read_events`
-  (complete lines only, from a byte offset) by :class:`EventFollower`; :class:`RunTrace` folds
-  the events (kinds ``start``, ``step``, ``epoch``, ``done``, ``error``) into what the widgets
+* progress is read from ``RUN/events.jsonl`` by :class:`backend.runfiles.EventFollower`
+  (complete lines only, from a byte offset); :class:`backend.runfiles.RunTrace` folds the
+  events (kinds ``start``, ``step``, ``epoch``, ``done``, ``error``) into what the widgets
   show: progress, time left, loss curves, validation PSNR, alphas, the derived genotype.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-LOG = "job.log"
-#: The settings the GUI hands to a job (``--config``).
-JOB_FILE = "job.json"
+from backend.runfiles import JOB_FILE, JOB_LOG
 #: Seconds between SIGTERM and SIGKILL when stopping a job.
 STOP_GRACE_S = 10.0
 #: Lines of ``job.log`` shown with an error notification.
@@ -63,38 +59,6 @@ def job_argv(kind: str, config, out: str | os.PathLike, resume: bool = False) ->
     return argv + (["--resume"] if resume else [])
 
 
-def run_config(run_dir: str | os.PathLike) -> dict | None:
-    """``RUN/config.json`` as a dict (None when absent or unreadable)."""
-    from backend.training.runs import CONFIG
-
-    try:
-        return json.loads((Path(run_dir) / CONFIG).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def run_kind(config: dict | None) -> str | None:
-    """``search`` or ``train`` from a run's ``config.json`` (None when unknown)."""
-    if not config:
-        return None
-    if config.get("kind") in ("search", "train"):
-        return config["kind"]
-    if "model" in config:  # runs made before config.json recorded its kind
-        return "train"
-    if "space" in config and "nodes" in config:
-        return "search"
-    return None
-
-
-def config_from_run(cls, saved: dict):
-    """The config dataclass ``cls`` rebuilt from a saved ``config.json`` (unknown keys dropped)."""
-    from dataclasses import fields
-
-    names = {f.name for f in fields(cls)}
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names}
-    return cls(**values)
-
-
 def tail_lines(path: str | os.PathLike, n: int = LOG_TAIL_LINES, start: int = 0) -> list[str]:
     """The last ``n`` non-empty lines of a text file from byte ``start`` (tqdm's \\r handled)."""
     try:
@@ -121,7 +85,7 @@ class JobProcess:
         self.argv = list(argv)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.run_dir / LOG
+        self.log_path = self.run_dir / JOB_LOG
         env = dict(os.environ if env is None else env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(self.log_path, "ab") as log:
@@ -181,120 +145,6 @@ class JobProcess:
     def log_tail(self, n: int = LOG_TAIL_LINES) -> list[str]:
         """The last lines this job wrote to ``job.log``."""
         return tail_lines(self.log_path, n, self.log_start)
-
-
-class EventFollower:
-    """Reads the new events of ``RUN/events.jsonl`` on every :meth:`poll` (byte offset kept)."""
-
-    def __init__(self, run_dir: str | os.PathLike, offset: int = 0):
-        self.run_dir = Path(run_dir)
-        self.offset = offset
-
-    @classmethod
-    def from_end(cls, run_dir: str | os.PathLike) -> "EventFollower":
-        """A follower that skips the events already in the file (a new job in an old folder)."""
-        from backend.training.runs import EVENTS
-
-        file = Path(run_dir) / EVENTS
-        return cls(run_dir, file.stat().st_size if file.exists() else 0)
-
-    def poll(self) -> list[dict]:
-        from backend.training.runs import read_events
-
-        try:
-            events, self.offset = read_events(self.run_dir, self.offset)
-        except ValueError:  # a corrupt line: skip what is there, keep following
-            events, self.offset = [], self.offset
-        return events
-
-
-# ============================================================================ trace ===========
-@dataclass
-class RunTrace:
-    """What the events of one run say so far (folded by :meth:`feed`).
-
-    ``steps``: ``{key: [(global step, value), ...]}`` from step events (loss_w/loss_alpha or
-    loss); ``epochs``: ``{epoch: record}`` from epoch events (the history, one record per
-    epoch, later records replace earlier ones after a resume); ``alphas``: the last epoch's
-    ``edges x ops`` softmax weights (search); ``genotype``: the last derived genotype dict.
-    """
-
-    state: str = "waiting"  # waiting, running, done, stopped, error
-    done: int = 0
-    total: int = 0
-    epoch: int = 0
-    message: str = ""
-    error: str | None = None
-    summary: dict = field(default_factory=dict)
-    steps: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    epochs: dict[int, dict] = field(default_factory=dict)
-    alphas: list | None = None
-    genotype: dict | None = None
-    last_time: float | None = None
-    _t0: float | None = None  # start of the current session (its start event)
-    _d0: int = 0
-
-    STEP_KEYS = ("loss_w", "loss_alpha", "loss")
-
-    def feed(self, event: dict) -> None:
-        kind = event.get("kind")
-        t = event.get("time")
-        if kind == "error":
-            self.state, self.error = "error", event.get("message", "")
-            self.message = self.error
-            self.last_time = t
-            return
-        self.done = int(event.get("done", self.done))
-        self.total = int(event.get("total", self.total)) or self.total
-        self.epoch = int(event.get("epoch", self.epoch))
-        self.message = event.get("message", self.message)
-        self.last_time = t
-        if kind == "start":
-            self.state, self.error = "running", None
-            self._t0, self._d0 = t, self.done
-            for key in self.steps:  # a resumed run repeats the steps of an unfinished epoch
-                self.steps[key] = [(x, y) for x, y in self.steps[key] if x <= self.done]
-            self.epochs = {e: r for e, r in self.epochs.items() if e < self.epoch}
-        elif kind == "step":
-            self.state = "running"
-            for key in self.STEP_KEYS:
-                if event.get(key) is not None:  # the search's warm-up has no alpha loss
-                    self.steps.setdefault(key, []).append((self.done, float(event[key])))
-        elif kind == "epoch":
-            self.state = "running"
-            self.epochs[self.epoch] = event
-            if "alphas" in event:
-                self.alphas = event["alphas"]
-            if "genotype" in event:
-                self.genotype = event["genotype"]
-        elif kind == "stopped":  # SIGTERM / Ctrl-C: a clean stop, the last epoch is kept
-            self.state = "stopped"
-        elif kind == "done":
-            self.state = "done"
-            self.summary = {k: v for k, v in event.items()
-                            if k not in ("time", "kind", "done", "total", "epoch", "message")}
-            if "genotype" in self.summary:
-                self.genotype = self.summary["genotype"]
-
-    @property
-    def history(self) -> list[dict]:
-        """Epoch records in epoch order."""
-        return [self.epochs[e] for e in sorted(self.epochs)]
-
-    @property
-    def steps_per_epoch(self) -> int | None:
-        """Steps per epoch, from an epoch event (``done`` at its end = (epoch + 1) * steps)."""
-        for e, record in self.epochs.items():
-            if record.get("done"):
-                return max(1, int(record["done"]) // (e + 1))
-        return None
-
-    def seconds_left(self) -> float | None:
-        """Time left, from this session's rate of steps (None until a step is done)."""
-        if self._t0 is None or self.last_time is None or self.done <= self._d0 or self.state != "running":
-            return None
-        rate = (self.done - self._d0) / max(self.last_time - self._t0, 1e-6)
-        return (self.total - self.done) / rate
 
 
 def format_seconds(seconds: float | None) -> str:

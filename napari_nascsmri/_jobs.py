@@ -10,7 +10,7 @@ attributes (tests set values and call :meth:`JobWidget.start` / ``stop`` / ``res
   (:func:`~napari_nascsmri._job_process.job_argv`);
 * the job is a separate process (:class:`~napari_nascsmri._job_process.JobProcess`: own
   process group, output in ``RUN/job.log``, Stop = SIGTERM then SIGKILL, Resume = ``--resume``);
-* a QTimer (:data:`POLL_MS`) reads ``RUN/events.jsonl`` (:func:`backend.training.runs.read_events`)
+* a QTimer (:data:`POLL_MS`) reads ``RUN/events.jsonl`` (:func:`backend.runfiles.read_events`)
   and renders progress, time left and the live plots (:mod:`napari_nascsmri._plots`). *Attach*
   follows a run folder without a process (a run started from the CLI): same events, no Stop.
 
@@ -36,16 +36,20 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Select, SpinBox
 from psygnal import Signal
 
-from ._job_process import (
+from backend.runfiles import (
+    BEST_WEIGHTS,
+    CHECKPOINT,
+    EVENTS,
+    GENOTYPE,
+    JOB_LOG,
     EventFollower,
-    JobProcess,
     RunTrace,
     config_from_run,
-    format_seconds,
-    job_argv,
     run_config,
     run_kind,
 )
+
+from ._job_process import JobProcess, format_seconds, job_argv
 from ._widget import FROM_FILE, _notify
 
 if TYPE_CHECKING:
@@ -61,8 +65,6 @@ ATTACHED_ALIVE_S = 120.0
 #: Where new runs go when no run folder is chosen.
 DEFAULT_RUNS_DIR = Path.home() / "nascsmri-runs"
 SHIPPED_LABEL, HAND_LABEL = "shipped NasN genotype", "HAND_A3 (hand-made)"
-BEST_WEIGHTS = "best.safetensors"
-GENOTYPE_FILE = "genotype.json"
 
 
 # ============================================================================ known genotypes ==
@@ -430,8 +432,6 @@ class JobWidget(Container):
 
     def resume(self, *_) -> JobProcess | None:
         """Relaunch the run folder's job from its checkpoint (``--resume``), as it was configured."""
-        from backend.training.runs import CHECKPOINT
-
         if self.running:
             _notify("warning", f"napari-nascsmri: a {self.KIND} job is already running")
             return None
@@ -473,8 +473,6 @@ class JobWidget(Container):
 
     def attach(self, path: str | os.PathLike | None = None) -> bool:
         """Follow an existing run folder (a job started elsewhere, or a finished run)."""
-        from backend.training.runs import EVENTS
-
         if self.running:
             _notify("warning", f"napari-nascsmri: a {self.KIND} job is running here; stop it first")
             return False
@@ -598,7 +596,7 @@ class JobWidget(Container):
         elif t.state == "done":
             self.status.value = self._done_text()
         elif t.state == "error" and self.process is None:
-            log = self.run_dir / "job.log" if self.run_dir else None
+            log = self.run_dir / JOB_LOG if self.run_dir else None
             self.status.value = f"{self.KIND}: failed: {t.error}" + (
                 f"; log in {log}" if log is not None and log.exists() else "")
 
@@ -702,7 +700,7 @@ class SearchWidget(JobWidget):
         if summary.get("no_signal"):
             _notify("warning", f"napari-nascsmri: the search in {self.run_dir} found no signal: "
                                f"{summary.get('no_signal_reason') or 'the chosen edges are undecided'}")
-        path = self.run_dir / GENOTYPE_FILE
+        path = self.run_dir / GENOTYPE
         if path.is_file():
             try:
                 entry = remember_genotype(path)
@@ -717,7 +715,7 @@ class SearchWidget(JobWidget):
         return f"; genotype stable for {history[-1].get('stable_epochs', 0)} epoch(s)" if history else ""
 
     def _done_text(self) -> str:
-        return f"search: done ({self.trace.message}); genotype in {self.run_dir / GENOTYPE_FILE}"
+        return f"search: done ({self.trace.message}); genotype in {self.run_dir / GENOTYPE}"
 
 
 def signal_text(trace) -> str:

@@ -5,7 +5,7 @@ in ``paintEvent``: a few milliseconds per paint, so nothing is drawn on a worker
 earlier matplotlib figure was drawn on one, and crashed the interpreter beside Qt's event loop in
 CI). For a search it also shows ``RUN/cell.png`` (drawn by the search itself with
 :func:`backend.search.plots.draw_cell` after every epoch). It renders a
-:class:`~napari_nascsmri._job_process.RunTrace`; it holds no run state itself.
+:class:`~backend.runfiles.RunTrace`; it holds no run state itself.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from qtpy.QtCore import QRectF, QSize, Qt
 from qtpy.QtGui import QColor, QPainter, QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from backend.runfiles import CELL_IMAGE
+
 from ._charts import BACKGROUND, LineChart, Series, paint_heatmap, paint_lines
 
 LOSS_COLOURS = {"loss_w": "tab:blue", "loss_alpha": "tab:orange", "loss": "tab:blue"}
@@ -25,7 +27,6 @@ EPOCH_LOSS_KEYS = {"search": ("loss_w", "loss_alpha"), "train": ("train_loss",)}
 LOSS_LABELS = {"loss_w": "weights (train_w)", "loss_alpha": "alphas (train_alpha)", "loss": "train",
                "train_loss": "train"}
 PSNR_SERIES = (("psnr", "tab:green", "mean"), ("psnr_4x", "tab:cyan", "4x"), ("psnr_8x", "tab:pink", "8x"))
-CELL_IMAGE = "cell.png"
 #: Height (px) of the cell picture: fixed, so that the picture never resizes its own parent.
 CELL_HEIGHT = 170
 

@@ -204,7 +204,7 @@ def test_search_method_warmup_and_signal(make_napari_viewer, tiny_dataset, tmp_p
     """The Search widget's method / selection / warm-up reach the CLI; the epoch records'
     edge margins, entropy and no-signal flag are shown."""
     from backend.cli import build_parser, job_config_from_args
-    from napari_nascsmri._job_process import RunTrace
+    from backend.runfiles import RunTrace
     from napari_nascsmri._jobs import SearchWidget, signal_text
 
     widget = SearchWidget(make_napari_viewer())

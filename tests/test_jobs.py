@@ -245,7 +245,8 @@ def test_bad_data_folder_is_a_notification(make_napari_viewer, tmp_path, qtbot, 
 
 
 def test_run_trace_folds_events():
-    from napari_nascsmri._job_process import RunTrace, format_seconds
+    from backend.runfiles import RunTrace
+    from napari_nascsmri._job_process import format_seconds
 
     trace = RunTrace()
     events = [

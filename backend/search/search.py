@@ -28,6 +28,7 @@ from ..config import SearchConfig
 from ..datasets import dataset_files
 from ..files import write_json
 from ..models import SPACES, Genotype
+from ..runfiles import ALPHAS, ALPHAS_IMAGE, CELL_IMAGE, GENOTYPE, SELECTION, SIGNAL_IMAGE
 from ..training.data import EpochBatches, SliceIndex, split_files
 from ..training.distributed import mean, teardown, unwrap, wrap
 from ..training.epochs import run_epochs
@@ -209,12 +210,12 @@ def alphas_in_sync(model: SuperNet, dist) -> bool:
 
 def _write_results(run: RunFolder, config: SearchConfig, genotype: Genotype, history: list[dict],
                    selection: dict | None = None) -> None:
-    genotype.save(run.path / "genotype.json")
+    genotype.save(run.path / GENOTYPE)
     if selection:
-        write_json(run.path / "selection.json", {"select": config.select, **selection, "genotype": genotype.to_dict()})
-    write_json(run.path / "alphas.json", {"space": config.space, "nodes": config.nodes,
+        write_json(run.path / SELECTION, {"select": config.select, **selection, "genotype": genotype.to_dict()})
+    write_json(run.path / ALPHAS, {"space": config.space, "nodes": config.nodes,
                                           "ops": list(SPACES[config.space]),
                                           "epochs": [h["alphas"] for h in history]})
-    draw_cell(genotype, run.path / "cell.png", f"searched cell (space {config.space}, epoch {len(history)})")
-    draw_alphas([h["alphas"] for h in history], config.space, config.nodes, run.path / "alphas.png")
-    draw_signal(history, config.signal_margin, run.path / "signal.png")
+    draw_cell(genotype, run.path / CELL_IMAGE, f"searched cell (space {config.space}, epoch {len(history)})")
+    draw_alphas([h["alphas"] for h in history], config.space, config.nodes, run.path / ALPHAS_IMAGE)
+    draw_signal(history, config.signal_margin, run.path / SIGNAL_IMAGE)

@@ -1,4 +1,6 @@
-"""Run folders: configuration, progress events (JSON lines), atomic checkpoints, resume.
+"""Writing run folders: configuration, progress events (JSON lines), atomic checkpoints, resume.
+
+The format (file names, reading and following the events) is :mod:`backend.runfiles`.
 
 Layout of a run folder (search and training alike)::
 
@@ -31,10 +33,7 @@ import torch
 from ..errors import InputError
 from ..files import atomic_write_bytes, remove_stale_temporaries, write_json
 
-CHECKPOINT = "checkpoint.pt"
-EVENTS = "events.jsonl"
-CONFIG = "config.json"
-HISTORY = "history.json"
+from ..runfiles import CHECKPOINT, CONFIG, EVENTS, HISTORY
 
 
 @dataclass
@@ -168,20 +167,3 @@ class RunFolder:
         if self.writer:
             self._create()
             write_json(self.path / HISTORY, history)
-
-
-def read_events(path: str | os.PathLike, start: int = 0) -> tuple[list[dict], int]:
-    """Events of a run folder from byte offset ``start``; returns ``(events, new offset)``.
-
-    Only complete lines are returned, so a viewer polling a running job never sees half an
-    event.
-    """
-    file = Path(path) / EVENTS
-    if not file.exists():
-        return [], start
-    with open(file, "rb") as f:
-        f.seek(start)
-        chunk = f.read()
-    end = chunk.rfind(b"\n") + 1
-    events = [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
-    return events, start + end

@@ -26,6 +26,7 @@ from .data import EpochBatches, SliceIndex
 from .distributed import mean, teardown, wrap
 from .epochs import run_epochs
 from .loop import config_dict, prepare_device, to_device, training_loss, validate
+from ..runfiles import BEST_WEIGHTS, LAST_WEIGHTS
 from .runs import RunEvent, RunFolder
 
 STEP_EVENT_EVERY = 10  # steps between step events written to events.jsonl
@@ -93,10 +94,10 @@ class _TrainJob:
         self.history.append(record)
         if dist.is_main:
             meta = {**self.meta_base, "epoch": epoch, "validation": val}
-            save_weights(model, self.run.path / "last.safetensors", meta)
+            save_weights(model, self.run.path / LAST_WEIGHTS, meta)
             if self.best is None or val["psnr"] > self.best["psnr"]:
                 self.best = {"epoch": epoch, "psnr": val["psnr"], "ssim": val["ssim"]}
-                save_weights(model, self.run.path / "best.safetensors", meta)
+                save_weights(model, self.run.path / BEST_WEIGHTS, meta)
         self.run.save_checkpoint({"model": model.state_dict(), "optimiser": self.optimiser.state_dict(),
                                   "epoch": epoch, "history": self.history, "best": self.best})
         self.run.write_history(self.history)
