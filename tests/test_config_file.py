@@ -7,7 +7,8 @@ from dataclasses import asdict
 import pytest
 
 from backend import config as cfg
-from backend.cli import build_parser, job_config_from_args, main
+from backend.cli import build_parser, main
+from backend.commands import job_config_from_args
 from backend.errors import InputError
 
 
