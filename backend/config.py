@@ -51,7 +51,7 @@ class ReconConfig:
         execution: how a network runs: ``auto`` (fast on every device), ``fast`` (CPU: a
             re-planned NasN with the same outputs to float32 rounding, channels_last; CUDA:
             channels_last + bf16 autocast) or ``reference`` (the training module as is);
-            see :mod:`backend.models.fast`.
+            see :mod:`backend.models.inference`.
     """
 
     model: str = "zero-filled"

@@ -108,7 +108,7 @@ class NetworkReconstructor:
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, execution: str = "auto"):
-        from .models.fast import prepare_for_inference, resolve_execution
+        from .models.inference import prepare_for_inference, resolve_execution
 
         self.model = prepare_for_inference(model.to(device), execution, device)
         self.device = device

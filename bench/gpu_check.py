@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.files import write_json  # noqa: E402
 from backend.masks import make_mask  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
-from backend.models.fast import prepare_for_inference  # noqa: E402
+from backend.models.inference import prepare_for_inference  # noqa: E402
 from backend.devices import resolve_device  # noqa: E402
 from backend.transforms import network_inputs  # noqa: E402
 from backend.search.supernet import SuperNet  # noqa: E402

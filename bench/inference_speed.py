@@ -10,7 +10,7 @@ DCCNN-3 use the shipped weights, the others a seeded random initialisation. Vari
 
 * ``reference``: the training module as is (float32, contiguous, ``torch.no_grad``);
 * ``channels_last``: the same module in channels_last under ``torch.inference_mode``;
-* ``fast``: ``backend.models.fast.prepare_for_inference(model, "fast")``, what
+* ``fast``: ``backend.models.inference.prepare_for_inference(model, "fast")``, what
   ``nascsmri reconstruct`` runs by default (CPU: re-planned NasN with the fused C kernel of
   ``backend.models.kernels`` where available + allocator tuning; CUDA: channels_last + bf16
   autocast);
@@ -46,7 +46,7 @@ import json, resource, sys, time
 import torch
 sys.path.insert(0, {root!r})
 from backend.models import build_model, load_model, shipped_weights
-from backend.models.fast import prepare_for_inference
+from backend.models.inference import prepare_for_inference
 from backend.devices import resolve_device
 from backend.transforms import network_inputs
 from backend.masks import make_mask

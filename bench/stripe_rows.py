@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from backend.machine import describe, slug  # noqa: E402
 from backend.files import write_json  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
-from backend.models.fast import FastCascade, FastNasNModule, prepare_for_inference  # noqa: E402
+from backend.models.fast import FastCascade, FastNasNModule  # noqa: E402
+from backend.models.inference import prepare_for_inference  # noqa: E402
 from timing import interleaved_times, random_slice  # noqa: E402
 
 

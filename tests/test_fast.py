@@ -17,9 +17,9 @@ import torch
 
 from backend.masks import make_mask
 from backend.models import build_model, load_model, shipped_weights
-from backend.models.fast import (
-    EXECUTIONS, FastCascade, FastNasNModule, _Autocast, _shifted_sum, prepare_for_inference,
-    resolve_execution, tune_allocator)
+from backend.models.fast import FastCascade, FastNasNModule
+from backend.models.fast_parts import shifted_sum
+from backend.models.inference import EXECUTIONS, _Autocast, prepare_for_inference, resolve_execution, tune_allocator
 from backend.models.genotype import Genotype
 from backend.models.kernels import FusedPointwise, build
 from backend.transforms import network_inputs
@@ -132,13 +132,13 @@ def test_shifted_sum_of_taps_equals_the_convolution(h, w):
     x = torch.randn(2, 24, h, w)
     taps_weight = conv.weight.permute(2, 3, 0, 1).reshape(18, 24, 1, 1)  # tap-major
     with torch.no_grad():
-        got = _shifted_sum(torch.nn.functional.conv2d(x, taps_weight), 2)
+        got = shifted_sum(torch.nn.functional.conv2d(x, taps_weight), 2)
         assert (got - conv(x)).abs().max().item() < 1e-5
 
 
 def test_fast_nasn_without_fused_onednn_calls_equals_reference(monkeypatch, plan):
     """The plan's fallback (separate convolution, addition, ReLU calls) computes the same."""
-    import backend.models.fast as fast_module
+    import backend.models.fast_parts as fast_module
 
     torch.manual_seed(5)
     reference = build_model("nasn", genotype=GENOTYPES[0], cells=2, channels=8).eval()

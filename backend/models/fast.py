@@ -1,8 +1,8 @@
-"""Inference-only execution of trained models, faster on the same weights (issue #8).
+"""NasN's fast inference plan :class:`FastNasNModule` (chosen by
+:func:`backend.models.inference.prepare_for_inference`).
 
-:func:`prepare_for_inference` returns a module with the same ``forward(x, k0, mask)`` and the
-same parameters (shared, not copied, apart from the re-sliced and re-stacked weights below)
-as the model it is given; only the order of the work changes. Outputs agree with the
+The plan has the same ``forward(x, k0, mask)`` and the same parameters (shared, not copied,
+apart from the re-sliced and re-stacked weights below) as the model it is given; only the order of the work changes. Outputs agree with the
 reference path to float32 rounding (tests/test_fast.py checks a max abs difference < 1e-5 on
 the normalised scale).
 
@@ -10,7 +10,8 @@ Why NasN needs its own plan. Its cells are made of depthwise + pointwise convolu
 multiply-adds, but each one reads and writes a whole ``(B, C, H, W)`` tensor, so on a CPU the
 time goes into memory traffic, not arithmetic. Profiled at 320x320 on the 2-core CPU here
 (channels_last), the straightforward module spent more than half of its time in page faults on
-freshly allocated activations (:func:`tune_allocator`); a first re-planning (one fused 1x1
+freshly allocated activations (:func:`backend.models.inference.tune_allocator`); a first
+re-planning (one fused 1x1
 convolution per state, nodes written into channel slices of the cell output) then still spent
 a third of its time in element-wise passes over *channel slices* of channels_last tensors,
 which are strided and ran 5-10x slower than the same passes over dense tensors.
@@ -49,131 +50,19 @@ the oneDNN plan.
 Without oneDNN (or off float32 CPU) the oneDNN plan runs with separate convolution, addition
 and ReLU calls. Other models (dense convolutions, where oneDNN is already efficient) run
 unchanged in channels_last. On CUDA, ``fast`` is channels_last + bf16 autocast instead (see
-:func:`prepare_for_inference`). Measurements: ``bench/inference_speed.py``,
+:func:`backend.models.inference.prepare_for_inference`). Measurements: ``bench/inference_speed.py``,
 ``bench/head_to_head.py``, ``bench/stripe_rows.py``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cascade import ResidualModule, UnrolledCascade
+from .fast_parts import ConvChain, frozen_1x1, fused_conv, pad_columns, shifted_sum, tap_major
 from .kernels import FusedPointwise, depthwise_taps, fused_pointwise
 from .nasn import Cell, CellStack
-
-EXECUTIONS = ("auto", "reference", "fast")
-"""``reference``: the training module as is (contiguous, float32); ``fast``: this module's
-plans; ``auto``: ``fast`` on CPU, reference + bf16 autocast on CUDA."""
-
-try:  # oneDNN convolutions with fused post-ops, as used by torch.compile's CPU backend
-    _CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise.default
-    _CONV_POINTWISE_INPLACE = torch.ops.mkldnn._convolution_pointwise_
-    _FUSED = torch.backends.mkldnn.is_available()
-except (AttributeError, RuntimeError):
-    _FUSED = False
-
-
-def _conv(x: torch.Tensor, conv: nn.Conv2d, *, relu: bool = False,
-          into: torch.Tensor | None = None) -> torch.Tensor:
-    """``conv(x)``, or ``into + conv(x)`` written into ``into`` (returned), then optionally a
-    ReLU. One oneDNN call on float32 CPU tensors, else separate calls."""
-    if _FUSED and x.device.type == "cpu" and x.dtype == torch.float32:
-        args = (conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        unary = ("relu", [None], "") if relu else (None, [], None)
-        if into is not None:
-            return _CONV_POINTWISE_INPLACE.binary(into, x, *args, "add", 1.0, *unary)
-        return _CONV_POINTWISE(x, *args, *(unary if relu else ("none", [], None)))
-    y = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-    if into is not None:
-        y = into.add_(y)
-    return y.relu_() if relu else y
-
-
-class _Chain(nn.Module):
-    """A cell operation without its leading ReLU: its convolutions, each flagged when a ReLU
-    follows it (inside ``sep_conv_3x3``). Empty for the identity."""
-
-    def __init__(self, op: nn.Module):
-        super().__init__()
-        self.convs = nn.ModuleList()
-        self.relu_after: list[bool] = []
-        if isinstance(op, nn.Identity):
-            return
-        layers = [m for m in op.modules() if not list(m.children())]
-        if not layers or not isinstance(layers[0], nn.ReLU):
-            raise TypeError(f"no fast plan for operation {type(op).__name__}: it does not start with a ReLU")
-        for layer in layers[1:]:
-            if isinstance(layer, nn.Conv2d):
-                self.convs.append(layer)
-                self.relu_after.append(False)
-            elif isinstance(layer, nn.ReLU) and self.relu_after:
-                self.relu_after[-1] = True
-            else:
-                raise TypeError(f"no fast plan for operation {type(op).__name__} ({type(layer).__name__})")
-
-    @property
-    def radius(self) -> int:
-        """How many pixels (rows) away the output depends on the input."""
-        return sum(c.dilation[0] * (c.kernel_size[0] // 2) for c in self.convs)
-
-    def run(self, x: torch.Tensor, stop: int | None = None) -> torch.Tensor:
-        """The convolutions on the rectified input ``x``: all, or the first ``stop``."""
-        n = len(self.convs) if stop is None else stop
-        for conv, relu in zip(list(self.convs)[:n], self.relu_after[:n]):
-            x = _conv(x, conv, relu=relu)
-        return x
-
-    @property
-    def fusable(self) -> bool:
-        """Whether the chain ends in depthwise -> pointwise (no ReLU, no depthwise bias, stride 1,
-        "same" padding) as :mod:`backend.models.kernels` computes it in one pass."""
-        if len(self.convs) < 2 or self.relu_after[-2]:
-            return False
-        dw, pw = self.convs[-2], self.convs[-1]
-        if not isinstance(dw.padding, tuple):  # padding="same" / "valid" strings
-            return False
-        same = all(p == d * (k // 2) and k % 2 for p, d, k in zip(dw.padding, dw.dilation, dw.kernel_size))
-        return (same and dw.groups == dw.in_channels == dw.out_channels and dw.bias is None
-                and dw.stride == (1, 1) and pw.kernel_size == (1, 1) and pw.groups == 1 and pw.stride == (1, 1)
-                and pw.padding == (0, 0))
-
-
-def _tap_major(weight: torch.Tensor) -> torch.Tensor:
-    """A 3x3 kernel ``(out, in, 3, 3)`` as nine 1x1 kernels stacked tap-major ``(9 * out, in, 1, 1)``."""
-    return weight.permute(2, 3, 0, 1).reshape(-1, weight.shape[1], 1, 1)
-
-
-def _frozen_1x1(weight: torch.Tensor) -> nn.Conv2d:
-    """A bias-free 1x1 convolution holding a dense copy of ``weight`` (out, in, 1, 1)."""
-    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=False)
-    conv.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=False)
-    return conv
-
-
-def _shifted_sum(taps: torch.Tensor, out_channels: int) -> torch.Tensor:
-    """A 3x3 'same' convolution finished from its nine taps: ``taps`` holds, tap-major, the
-    1x1 convolution of the input with each of the nine kernel positions. Each tap is added to
-    the window of the output it reaches (zero padding = the rows and columns it does not)."""
-    taps = taps.contiguous()  # a few channels: plain layout keeps each tap's slice dense
-    h, w = taps.shape[-2:]
-    out = taps[:, 4 * out_channels:5 * out_channels].clone()  # the centre tap covers everything
-    for tap in range(9):
-        if tap == 4:
-            continue
-        dy, dx = tap // 3 - 1, tap % 3 - 1  # output (y, x) reads input (y + dy, x + dx)
-        part = taps[:, tap * out_channels:(tap + 1) * out_channels]
-        out[:, :, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)] += \
-            part[:, :, max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)]
-    return out
-
-
-def _pad_columns(weight: torch.Tensor, multiple: int = 32) -> torch.Tensor:
-    """``weight`` (K, N) with zero columns up to a multiple of ``multiple``, dense."""
-    pad = -weight.shape[1] % multiple
-    return torch.cat([weight, weight.new_zeros(weight.shape[0], pad)], 1).contiguous() if pad else weight.contiguous()
-
 
 STRIPE_BYTES = 16 << 20
 """Largest ``C``-channel stripe tensor of :class:`FastNasNModule` with ``stripe_rows="auto"``:
@@ -220,7 +109,7 @@ class FastNasNModule(nn.Module):
         self.channels = cells[0].preprocess0[1].out_channels
         self.nodes = len(cells[0].ops) // 2
         self.cell_inputs = [list(c.inputs) for c in cells]
-        self.chains = nn.ModuleList(nn.ModuleList(_Chain(op) for op in c.ops) for c in cells)
+        self.chains = nn.ModuleList(nn.ModuleList(ConvChain(op) for op in c.ops) for c in cells)
         last = len(cells) - 1
         # which form of each state a cell reads: "raw" (skip edges, the head) and/or "relu"
         # (operations, the next cells' preprocessing)
@@ -261,11 +150,11 @@ class FastNasNModule(nn.Module):
     def _slices(self, weight: torch.Tensor, parts: int, taps: bool = False) -> nn.ModuleList:
         """``weight`` (out, parts * C, 1, 1), or a 3x3 kernel's taps with ``taps``, as ``parts``
         1x1 convolutions over C channels each."""
-        full = _tap_major(weight) if taps else weight
+        full = tap_major(weight) if taps else weight
         size = full.shape[1] // parts
         convs = nn.ModuleList()
         for part in range(parts):
-            conv = _frozen_1x1(full[:, part * size:(part + 1) * size])
+            conv = frozen_1x1(full[:, part * size:(part + 1) * size])
             self._sources.append((conv, weight, taps, part, size))
             convs.append(conv)
         return convs
@@ -275,7 +164,7 @@ class FastNasNModule(nn.Module):
         """Copy the reference preprocessing and head weights into the sliced ones again (after
         the reference weights were changed in place)."""
         for conv, source, taps, part, size in self._sources:
-            full = _tap_major(source) if taps else source
+            full = tap_major(source) if taps else source
             conv.weight.copy_(full[:, part * size:(part + 1) * size])
         self._kernel_plan()
 
@@ -306,8 +195,8 @@ class FastNasNModule(nn.Module):
                 plans.append({
                     "taps": [depthwise_taps(chain.convs[-2]) for chain, _ in ops],
                     "geometry": [(chain.convs[-2].kernel_size, chain.convs[-2].dilation) for chain, _ in ops],
-                    "weight": _pad_columns(torch.cat([pw.weight.detach()[:, :, 0, 0].t() for pw in pointwise])),
-                    "bias": _pad_columns(sum(biases)[None])[0] if biases else None,
+                    "weight": pad_columns(torch.cat([pw.weight.detach()[:, :, 0, 0].t() for pw in pointwise])),
+                    "bias": pad_columns(sum(biases)[None])[0] if biases else None,
                 })
             self.node_plans.append(plans)
             self.relu_tensors.append(relu_tensors)
@@ -318,7 +207,7 @@ class FastNasNModule(nn.Module):
                                  (self.head_taps if user is None else self.preprocess[f"{user[0]}_{user[1]}"])])
                       for user in users]
             offsets = [sum(b.shape[1] for b in blocks[:i]) for i in range(len(blocks))]
-            weight = _pad_columns(torch.cat(blocks, 1)) if blocks else None
+            weight = pad_columns(torch.cat(blocks, 1)) if blocks else None
             self.reader_plans[j] = (users, weight, offsets)
 
     def _stored_raw(self, j: int, which: int) -> bool:
@@ -382,7 +271,7 @@ class FastNasNModule(nn.Module):
             elif len(ops) == 2:
                 (first, a), (second, b) = ops
                 acc = first.run(rectified(states[a]))
-                out = _conv(second.run(rectified(states[b]), len(second.convs) - 1), second.convs[-1], into=acc,
+                out = fused_conv(second.run(rectified(states[b]), len(second.convs) - 1), second.convs[-1], into=acc,
                             relu=relu_only)
             else:  # oneDNN's out-of-place "conv + other" measured slower than conv, then add in place
                 (chain, a), = ops
@@ -401,9 +290,9 @@ class FastNasNModule(nn.Module):
     def _sum_of_convs(sources: list[torch.Tensor], convs: nn.ModuleList, relu: bool) -> torch.Tensor:
         """``sum_k convs[k](sources[k])`` (then ReLU), accumulated in place."""
         last = len(convs) - 1
-        out = _conv(sources[0], convs[0], relu=relu and last == 0)
+        out = fused_conv(sources[0], convs[0], relu=relu and last == 0)
         for k in range(1, len(convs)):
-            out = _conv(sources[k], convs[k], into=out, relu=relu and k == last)
+            out = fused_conv(sources[k], convs[k], into=out, relu=relu and k == last)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -414,7 +303,7 @@ class FastNasNModule(nn.Module):
     def _image(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         kernel = self.kernel if x.dtype == torch.float32 and x.device.type == "cpu" else None
-        stem = _conv(x, self.stem, relu=True)  # the stem output is read only through ReLUs
+        stem = fused_conv(x, self.stem, relu=True)  # the stem output is read only through ReLUs
         pending: dict[tuple[int, int], torch.Tensor] = {}
         users, weight, offsets = self.reader_plans[-1]
         if kernel is not None and users:  # every preprocessing of the stem's output in one pass
@@ -424,7 +313,7 @@ class FastNasNModule(nn.Module):
                        [(pending[user], offset, not self._stored_raw(*user)) for user, offset in zip(users, offsets)])
         else:
             for j, which in users:
-                pending[(j, which)] = _conv(stem, self.preprocess[f"{j}_{which}"][0],
+                pending[(j, which)] = fused_conv(stem, self.preprocess[f"{j}_{which}"][0],
                                             relu=not self._stored_raw(j, which))
         del stem
         height = x.shape[-2]
@@ -441,7 +330,7 @@ class FastNasNModule(nn.Module):
             halo = self.halo[j]
             if kernel is not None:
                 users, weight, offsets = self.reader_plans[j]
-                for user in users:  # the head's taps as channel planes, as _shifted_sum reads them
+                for user in users:  # the head's taps as channel planes, as shifted_sum reads them
                     outputs[user] = torch.empty((1, self.out_channels * 9 if user is None else self.channels, height,
                                                  x.shape[-1]), dtype=x.dtype, memory_format=torch.contiguous_format
                                                 if user is None else torch.channels_last)
@@ -478,7 +367,7 @@ class FastNasNModule(nn.Module):
                         outputs[user][:, :, top:bottom].copy_(part)
             del inputs
             if j == last:
-                out = _shifted_sum(outputs[None], self.out_channels)
+                out = shifted_sum(outputs[None], self.out_channels)
                 if self.head_bias is not None:
                     out.add_(self.head_bias.view(1, -1, 1, 1))
                 return x + out
@@ -501,99 +390,3 @@ class FastCascade(nn.Module):
         for stage in range(self.cascades):
             x = self.dc(self.recon[stage % len(self.recon)](x), k0, mask)
         return x
-
-
-class _Autocast(nn.Module):
-    """Runs ``module`` under autocast to ``dtype`` and returns float32 (GPU execution).
-
-    Wraps the reconstruction modules only: the data-consistency FFTs stay in float32.
-    """
-
-    def __init__(self, module: nn.Module, device_type: str, dtype: torch.dtype):
-        super().__init__()
-        self.module, self.device_type, self.dtype = module, device_type, dtype
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device_type, dtype=self.dtype):
-            out = self.module(*args)
-        return out.float()
-
-
-_ALLOCATOR_TUNED = False
-
-
-def tune_allocator() -> bool:
-    """Keep freed CPU tensors of up to 32 MiB in glibc's heap instead of unmapping them.
-
-    glibc returns large freed blocks to the kernel (mmap threshold and heap trimming), so a
-    network at 320x320 page-faults its way through every fresh 13-39 MB activation; measured
-    here, that cost NasN more than half of its CPU time (bench/results/inference_cpu.json, the
-    ``fast`` variant includes this). Sets ``M_MMAP_THRESHOLD`` to 32 MiB (glibc's maximum) and
-    ``M_TRIM_THRESHOLD`` to 256 MiB for this process; results are unchanged. Returns whether
-    the settings were applied (False off glibc).
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1 and libc.mallopt(m_trim_threshold, 256 << 20) == 1
-    except (OSError, AttributeError):
-        return False
-    _ALLOCATOR_TUNED = ok
-    return ok
-
-
-def _planned_or_reference(module: ResidualModule) -> nn.Module:
-    """The module's fast plan, or (with one warning) the module itself when one of its operations
-    cannot be planned (see the contract in :mod:`backend.models.ops`): outputs stay correct."""
-    try:
-        return FastNasNModule(module)
-    except TypeError as err:
-        import warnings
-
-        warnings.warn(f"{err}; this reconstruction module runs as the training module does (reference path)",
-                      RuntimeWarning, stacklevel=3)
-        return module
-
-
-def resolve_execution(execution: str) -> str:
-    """``auto`` -> ``fast``; anything else must be one of :data:`EXECUTIONS`."""
-    if execution not in EXECUTIONS:
-        raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}, not {execution!r}")
-    return "fast" if execution == "auto" else execution
-
-
-def prepare_for_inference(model: nn.Module, execution: str = "auto",
-                          device: torch.device | str = "cpu") -> nn.Module:
-    """The module to run for inference: ``model`` itself (``reference``) or a fast plan.
-
-    ``fast`` on CPU: :func:`tune_allocator`, channels_last for the cascades, and NasN cascades
-    re-planned with :class:`FastNasNModule` (with the fused C kernel where
-    :func:`backend.models.kernels.fused_pointwise` provides it; same outputs to float32
-    rounding). ``fast`` on CUDA: channels_last and bf16 autocast inside the reconstruction
-    modules (the DC layer stays float32): outputs then differ from the reference at bf16
-    precision (~1e-2). The returned module shares the parameters of ``model`` and is in eval
-    mode; ``model`` is moved to channels_last in place.
-    """
-    device = torch.device(device)
-    execution = resolve_execution(execution)
-    model = model.eval()
-    if execution == "reference":
-        return model
-    model = model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        if isinstance(model, UnrolledCascade):
-            return FastCascade(model, [_Autocast(m, "cuda", torch.bfloat16) for m in model.recon]).eval()
-        return _Autocast(model, "cuda", torch.bfloat16).eval()
-    tune_allocator()
-    if not isinstance(model, UnrolledCascade):
-        # the U-net (max pooling, bilinear up-sampling, instance norms, up to 256 channels) measured slower in
-        # channels_last on this CPU (bench/results/inference_cpu.json): keep its layout
-        return model.to(memory_format=torch.contiguous_format)
-    if all(isinstance(m, ResidualModule) and isinstance(m.body, CellStack) for m in model.recon):
-        return FastCascade(model, [_planned_or_reference(m) for m in model.recon]).eval()
-    return model
