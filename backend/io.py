@@ -38,6 +38,7 @@ import numpy as np
 
 from .errors import InputError
 from .fft import ifft2c_np
+from .h5meta import read_attrs
 from .masks import strict_mask_lines
 from .transforms import center_crop, crop_kspace_via_image, magnitude_to_kspace, pad_or_crop
 
@@ -52,9 +53,6 @@ MAX_SLICE_PIXELS = 4096 * 4096
 MAX_VOLUME_PIXELS = 1 << 28
 #: Smallest slice (and output grid) we reconstruct: SSIM needs a 7x7 window.
 MIN_SIDE = 8
-#: ``ismrmrd_header`` datasets larger than this (bytes/elements) are not read (it is only kept
-#: as information).
-MAX_HEADER_SIZE = 1 << 20
 REFERENCE_KEYS = ("reconstruction_esc", "reconstruction_rss")
 
 
@@ -116,14 +114,6 @@ def _dataset(f: h5py.File, key: str, path) -> h5py.Dataset:
     if not isinstance(obj, h5py.Dataset):
         raise InputError(path, f"'{key}' is not a dataset")
     return obj
-
-
-def _decode(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray) and value.dtype.kind in "SO" and value.size == 1:
-        return _decode(value.item())
-    return str(value)
 
 
 class Volume:
@@ -211,7 +201,7 @@ class FastMRIVolume(Volume):
         if coils == 0:
             raise InputError(path, f"'kspace' {ks.shape} holds zero coils")
         _check_size(path, num_slices, H, W, coils)
-        attrs = _read_attrs(f)
+        attrs = read_attrs(f)
         notices: list[str] = []
 
         if "mask" in f:  # fastMRI test/challenge file
@@ -317,37 +307,6 @@ class MagnitudeVolume(Volume):
         return Slice(magnitude_to_kspace(img), img, None)
 
 
-def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A 3-D NIfTI as float32 ``(slices, H, W)`` (slices along its last axis) and voxel sizes."""
-    import nibabel as nib
-
-    path = os.fspath(path)
-    try:
-        img = nib.load(path)
-        dtype = img.get_data_dtype()
-    except Exception as err:
-        raise InputError(path, f"not a readable NIfTI file ({_short(err)})") from None
-    if dtype.kind == "c":
-        raise InputError(path, "complex NIfTI data: expected a real magnitude volume")
-    shape = img.shape
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) not in (2, 3):
-        raise InputError(path, f"expected a 2-D or 3-D volume, got shape {img.shape}")
-    _check_size(path, shape[2] if len(shape) == 3 else 1, shape[0], shape[1])
-    side = max(shape[0], shape[1])  # the square grid the slices are padded to
-    _check_padding(path, shape[0], shape[1], side)
-    _check_size(path, shape[2] if len(shape) == 3 else 1, side, side)
-    try:
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
-    except Exception as err:
-        raise InputError(path, f"cannot read the image data ({_short(err)})") from None
-    if data.ndim == 2:
-        data = data[:, :, None]
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    return np.moveaxis(data, -1, 0), zooms
-
-
 def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = None) -> Volume:
     """Open any supported input by its content/extension; raises InputError otherwise."""
     from .dicom import NOTICE as DICOM_NOTICE, is_dicom, load_dicom
@@ -360,6 +319,8 @@ def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = No
         raise InputError(p, "the file is empty")
     name = p.name.lower()
     if name.endswith((".nii", ".nii.gz")):
+        from .nifti import load_nifti
+
         data, _ = load_nifti(p)
         return MagnitudeVolume(data, os.fspath(p))
     if name.endswith(".npy"):
@@ -407,89 +368,6 @@ def _crop_shape(crop, H: int, W: int, path) -> tuple[int, int]:
     return crop
 
 
-def _read_attrs(f: h5py.File) -> dict:
-    """File attributes and a small ``ismrmrd_header``, as information only: anything unreadable
-    (odd types, invalid UTF-8, an absurdly large header) is skipped rather than failing."""
-    attrs = {}
-    for key in f.attrs:
-        try:
-            if _attribute_size(f, key) > MAX_HEADER_SIZE:
-                continue
-            attrs[key] = _attr(f.attrs[key])
-        except Exception:  # informational: an unreadable attribute is dropped
-            pass
-    if "ismrmrd_header" in f:
-        try:
-            header = f["ismrmrd_header"]
-            attrs["ismrmrd_header"] = _read_header(f, header) if isinstance(header, h5py.Dataset) else ""
-        except Exception:  # unreadable header: keep going, it is informational only
-            attrs["ismrmrd_header"] = ""
-    return attrs
-
-
-def _attribute_size(f: h5py.File, key: str) -> int:
-    """Bytes an attribute holds on disk (variable-length strings: their heap references)."""
-    try:
-        aid = f.attrs.get_id(key)
-        return int(aid.get_storage_size())
-    except Exception:
-        return MAX_HEADER_SIZE + 1
-
-
-def _read_header(f: h5py.File, header: h5py.Dataset) -> str:
-    """The ``ismrmrd_header`` text when it is at most :data:`MAX_HEADER_SIZE` bytes, else "".
-
-    The size is learnt before reading: fixed-size data from its declared type and shape (a
-    scalar string may declare gigabytes); a scalar variable-length string from the 4-byte length
-    stored in front of its heap reference (read straight from the file).
-    """
-    string = h5py.check_string_dtype(header.dtype)
-    if header.dtype.kind == "O" or (string is not None and string.length is None):
-        if header.shape != () or header.id.get_storage_size() != 16:
-            return ""
-        offset = header.id.get_offset()
-        if offset is None:
-            return ""
-        import struct
-
-        with open(f.filename, "rb") as fh:
-            fh.seek(offset)
-            (length,) = struct.unpack("<I", fh.read(4))
-        if length > MAX_HEADER_SIZE:
-            return ""
-        return _decode(header[()])
-    if header.size * max(header.dtype.itemsize, 1) > MAX_HEADER_SIZE:
-        return ""
-    return _decode(header[()])
-
-
-def _attr(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
 def _short(err: BaseException) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text[:160]
-
-
-def display_volume(volume: Volume) -> np.ndarray:
-    """Magnitudes to look at, ``(slices, h, w)`` float32 on the output grid.
-
-    The reference where the file has one (or the magnitude itself), else the magnitude of the
-    zero-filled image of the stored k-space (test files: their own undersampling).
-    """
-    from .fft import ifft2c_np
-
-    out = np.zeros((len(volume),) + volume.info.output_shape, dtype=np.float32)
-    for i, s in enumerate(volume):
-        if s.reference is not None:
-            out[i] = s.reference
-        else:
-            out[i] = np.abs(center_crop(ifft2c_np(s.kspace), volume.info.output_shape))
-    return out

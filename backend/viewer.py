@@ -1,6 +1,7 @@
 """What the napari widgets show, computed here so that the widgets only build configs and call
 the backend: the zero-filled preview of one slice, display windows, |error| maps in percent of
-the reference maximum, per-slice metrics and the metrics table as CSV / JSON.
+the reference maximum, per-slice metrics, the metrics table as CSV / JSON, and the magnitudes
+of a whole volume for the napari reader (:func:`display_volume`).
 
 numpy only (torch is not needed for any of this); the metrics are :mod:`backend.metrics`'s.
 """
@@ -131,3 +132,22 @@ def write_metrics(path: str | os.PathLike, records: Iterable[Mapping]) -> str:
     except OSError as err:
         raise InputError(path, f"could not write the file: {err.strerror or err}") from None
     return path
+
+
+def display_volume(volume) -> np.ndarray:
+    """Magnitudes to look at of a :class:`backend.io.Volume`, ``(slices, h, w)`` float32 on the
+    output grid.
+
+    The reference where the file has one (or the magnitude itself), else the magnitude of the
+    zero-filled image of the stored k-space (test files: their own undersampling).
+    """
+    from .fft import ifft2c_np
+    from .transforms import center_crop
+
+    out = np.zeros((len(volume),) + volume.info.output_shape, dtype=np.float32)
+    for i, s in enumerate(volume):
+        if s.reference is not None:
+            out[i] = s.reference
+        else:
+            out[i] = np.abs(center_crop(ifft2c_np(s.kspace), volume.info.output_shape))
+    return out

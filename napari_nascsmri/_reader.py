@@ -54,7 +54,8 @@ def get_reader(path):
 
 def read_volume(path):
     """Layer data: the reference (or zero-filled for test files) with the source in metadata."""
-    from backend.io import display_volume, open_volume
+    from backend.io import open_volume
+    from backend.viewer import display_volume
 
     if isinstance(path, (list, tuple)):
         path = path[0]
