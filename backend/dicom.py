@@ -16,16 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, short_reason
 
 NOTICE = ("DICOM magnitude images: k-space is simulated from the magnitude (zero phase); the "
           "scanner's raw k-space is not in a DICOM file")
 MAX_VOXELS = 512 * 1024 * 1024  # 2 GiB of float32
 MAX_FILES = 4096
-
-
-def _short(err: BaseException) -> str:
-    return (str(err).splitlines() or [type(err).__name__])[0][:160]
 
 
 def _read(path: Path, pixels: bool = True):
@@ -37,7 +33,7 @@ def _read(path: Path, pixels: bool = True):
     except InvalidDicomError:
         raise InputError(path, "not a DICOM file") from None
     except Exception as err:
-        raise InputError(path, f"not a readable DICOM file ({_short(err)})") from None
+        raise InputError(path, f"not a readable DICOM file ({short_reason(err)})") from None
 
 
 def _declared_voxels(ds) -> int:
@@ -58,7 +54,7 @@ def _pixels(ds, path: Path) -> np.ndarray:
     try:
         data = np.asarray(ds.pixel_array, dtype=np.float32)
     except Exception as err:
-        raise InputError(path, f"cannot decode the pixel data ({_short(err)})") from None
+        raise InputError(path, f"cannot decode the pixel data ({short_reason(err)})") from None
     slope = float(getattr(ds, "RescaleSlope", 1) or 1)
     intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
     data = data * slope + intercept
@@ -91,7 +87,7 @@ def _file_volume(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
 
                 data = np.asarray(dicomwrappers.wrapper_from_file(os.fspath(path)).get_data(), dtype=np.float32)
         except Exception as err:
-            raise InputError(path, f"cannot unpack the Siemens mosaic ({_short(err)})") from None
+            raise InputError(path, f"cannot unpack the Siemens mosaic ({short_reason(err)})") from None
         return np.ascontiguousarray(np.moveaxis(data, -1, 0)), _spacing(ds)  # (x, y, slice) -> slices
     data = _pixels(_read(path), path)
     return (data if data.ndim == 3 else data[None]), _spacing(ds)

@@ -72,3 +72,9 @@ def check_device(device) -> None:
 
 #: Largest seed accepted everywhere (numpy's RandomState takes 32-bit seeds).
 MAX_SEED = 2**32 - 1
+
+
+def short_reason(err: BaseException) -> str:
+    """The first line of an exception's message (at most 160 characters), or its type's name."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:160]

@@ -16,7 +16,8 @@ import h5py
 import numpy as np
 
 from .errors import InputError
-from .io import MAX_VOLUME_PIXELS, REFERENCE_KEYS
+from .io import REFERENCE_KEYS
+from .shapes import MAX_VOLUME_PIXELS
 from .metrics import SSIM_WINDOW, evaluate_volume, summarise
 from .progress import Progress
 from .transforms import center_crop

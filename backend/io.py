@@ -20,7 +20,8 @@ Supported inputs (see :func:`open_volume`):
   magnitude.
 
 Shapes are checked from the file's declaration before anything is read: slices of at least
-8x8, at most :data:`MAX_SLICE_PIXELS` per slice and :data:`MAX_VOLUME_PIXELS` per volume (a
+8x8, at most :data:`backend.shapes.MAX_SLICE_PIXELS` per slice and
+:data:`backend.shapes.MAX_VOLUME_PIXELS` per volume (a
 tiny file can declare terabytes).
 
 Every problem is an :class:`~backend.errors.InputError` naming the file.
@@ -36,23 +37,15 @@ from typing import Iterator, NamedTuple
 import h5py
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, short_reason
 from .fft import ifft2c_np
 from .h5meta import read_attrs
 from .masks import strict_mask_lines
+from .shapes import MIN_SIDE, check_padding, check_size
 from .transforms import center_crop, crop_kspace_via_image, magnitude_to_kspace, pad_or_crop
 
 #: Default crop of raw fastMRI k-space when the file has no reference (the paper's 320x320).
 DEFAULT_CROP = 320
-#: Largest slice we agree to read, in pixels (a 4096 x 4096 slice); guards against absurd shapes.
-MAX_SLICE_PIXELS = 4096 * 4096
-#: Largest volume (slices x H x W) we agree to reconstruct or display: 2^28 pixels, 1 GiB per
-#: float32 output array (e.g. 1024 slices of 512 x 512). Files can *declare* far larger shapes
-#: (chunked datasets with a fill value, resized ``maxshape`` datasets, NIfTI/npy headers) in a few
-#: bytes; such shapes are refused from the declaration, before anything is allocated.
-MAX_VOLUME_PIXELS = 1 << 28
-#: Smallest slice (and output grid) we reconstruct: SSIM needs a 7x7 window.
-MIN_SIDE = 8
 REFERENCE_KEYS = ("reconstruction_esc", "reconstruction_rss")
 
 
@@ -90,26 +83,12 @@ def _check_finite(path, what: str, array: np.ndarray, index: int) -> None:
         raise InputError(path, f"{what} of slice {index} contains NaN or Inf values")
 
 
-def _check_size(path, slices: int, H: int, W: int, coils: int = 1) -> None:
-    """Refuse absurd declared shapes before reading (see :data:`MAX_VOLUME_PIXELS`)."""
-    if slices == 0:
-        raise InputError(path, "the volume holds zero slices")
-    if H < MIN_SIDE or W < MIN_SIDE:
-        raise InputError(path, f"slices of {H}x{W} are too small (need at least {MIN_SIDE}x{MIN_SIDE})")
-    if H * W * coils > MAX_SLICE_PIXELS:
-        what = f"{coils}x{H}x{W}" if coils > 1 else f"{H}x{W}"
-        raise InputError(path, f"one slice of {what} is larger than this tool reads")
-    if slices * H * W > MAX_VOLUME_PIXELS:
-        raise InputError(path, f"a volume of {slices} slices of {H}x{W} is larger than this tool reads "
-                               f"(at most {MAX_VOLUME_PIXELS} pixels)")
-
-
 def _dataset(f: h5py.File, key: str, path) -> h5py.Dataset:
     """``f[key]`` as a dataset; a group, a broken link or an unreadable object is an InputError."""
     try:
         obj = f[key]
     except (KeyError, OSError, ValueError, RuntimeError, RecursionError) as err:
-        reason = err.args[0] if isinstance(err, KeyError) and err.args else _short(err)
+        reason = err.args[0] if isinstance(err, KeyError) and err.args else short_reason(err)
         raise InputError(path, f"'{key}' cannot be opened ({reason})") from None
     if not isinstance(obj, h5py.Dataset):
         raise InputError(path, f"'{key}' is not a dataset")
@@ -162,7 +141,7 @@ class FastMRIVolume(Volume):
         except PermissionError:
             raise InputError(self.path, "permission denied: the file is not readable") from None
         except (OSError, ValueError, RuntimeError) as err:
-            raise InputError(self.path, f"not a readable HDF5 file ({_short(err)})") from None
+            raise InputError(self.path, f"not a readable HDF5 file ({short_reason(err)})") from None
         try:
             self.info = self._inspect(crop)
         except InputError:
@@ -171,7 +150,7 @@ class FastMRIVolume(Volume):
         except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError) as err:
             # h5py / HDF5 on a damaged file, a soft-link loop ("too many links"), odd types
             self._file.close()
-            raise InputError(self.path, f"cannot read the file's structure ({_short(err)})") from None
+            raise InputError(self.path, f"cannot read the file's structure ({short_reason(err)})") from None
         except BaseException:
             self._file.close()
             raise
@@ -200,7 +179,7 @@ class FastMRIVolume(Volume):
         coils = ks.shape[1] if ks.ndim == 4 else 1
         if coils == 0:
             raise InputError(path, f"'kspace' {ks.shape} holds zero coils")
-        _check_size(path, num_slices, H, W, coils)
+        check_size(path, num_slices, H, W, coils)
         attrs = read_attrs(f)
         notices: list[str] = []
 
@@ -261,7 +240,7 @@ class FastMRIVolume(Volume):
                 else None
             )
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-            raise InputError(path, f"cannot read slice {index} ({_short(err)})") from None
+            raise InputError(path, f"cannot read slice {index} ({short_reason(err)})") from None
         _check_finite(path, "k-space", raw, index)
         if ref is not None:
             _check_finite(path, "reference", ref, index)
@@ -293,10 +272,10 @@ class MagnitudeVolume(Volume):
         if data.dtype.kind not in "biuf":
             raise InputError(path, f"unsupported data type {data.dtype}")
         H, W = data.shape[1:]
-        _check_size(path, data.shape[0], H, W)
+        check_size(path, data.shape[0], H, W)
         size = max(H, W) if size is None else int(size)
-        _check_padding(path, H, W, size)
-        _check_size(path, data.shape[0], size, size)
+        check_padding(path, H, W, size)
+        check_size(path, data.shape[0], size, size)
         self._data = data
         self.info = VolumeInfo(path, "magnitude", data.shape[0], (size, size), (size, size), True)
 
@@ -327,7 +306,7 @@ def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = No
         try:
             data = np.load(p, allow_pickle=False, mmap_mode="r")
         except Exception as err:
-            raise InputError(p, f"not a readable .npy array ({_short(err)})") from None
+            raise InputError(p, f"not a readable .npy array ({short_reason(err)})") from None
         return MagnitudeVolume(data, os.fspath(p))
     if is_dicom(p):
         return _dicom_volume(p, load_dicom, DICOM_NOTICE)
@@ -343,18 +322,6 @@ def _dicom_volume(p: Path, load, notice: str) -> "MagnitudeVolume":
     return volume
 
 
-#: A slice may be zero-padded to its square grid up to this factor of its own area (an 8 x 4096
-#: strip would become 4096 x 4096: 512 times the data, gigabytes of work for a few kilobytes).
-MAX_PADDING_FACTOR = 16
-
-
-def _check_padding(path, H: int, W: int, side: int) -> None:
-    if H * W and side * side > MAX_PADDING_FACTOR * H * W:
-        raise InputError(path, f"slices of {H}x{W} would be zero-padded to {side}x{side} "
-                               f"({side * side // (H * W)} times their size; at most {MAX_PADDING_FACTOR}): "
-                               "crop or resample the volume first")
-
-
 def _crop_shape(crop, H: int, W: int, path) -> tuple[int, int]:
     if crop is None:
         crop = (min(DEFAULT_CROP, H), min(DEFAULT_CROP, W))
@@ -366,8 +333,3 @@ def _crop_shape(crop, H: int, W: int, path) -> tuple[int, int]:
     if crop[0] > H or crop[1] > W:
         raise InputError(path, f"k-space of {H}x{W} is smaller than the crop {crop[0]}x{crop[1]}")
     return crop
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:160]
