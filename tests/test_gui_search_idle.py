@@ -21,7 +21,7 @@ IDLE_MS = 10_000
 
 @pytest.fixture(autouse=True)
 def job_env(tmp_path, monkeypatch):
-    from napari_nascsmri._jobs import GENOTYPES_ENV
+    from napari_nascsmri._genotype_store import GENOTYPES_ENV
 
     monkeypatch.setenv(GENOTYPES_ENV, str(tmp_path / "config" / "genotypes.json"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -205,7 +205,7 @@ def test_search_method_warmup_and_signal(make_napari_viewer, tiny_dataset, tmp_p
     edge margins, entropy and no-signal flag are shown."""
     from backend.cli import build_parser, job_config_from_args
     from backend.runfiles import RunTrace
-    from napari_nascsmri._jobs import SearchWidget, signal_text
+    from napari_nascsmri._search_widget import SearchWidget, signal_text
 
     widget = SearchWidget(make_napari_viewer())
     widget.data.value = tiny_dataset

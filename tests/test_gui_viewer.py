@@ -122,7 +122,8 @@ def test_percentile_windows_and_error_maps_in_percent(viewer_widget, sample_file
 
 
 def test_every_control_has_a_tooltip(viewer_widget, sample_file):
-    from napari_nascsmri._jobs import SearchWidget, TrainWidget
+    from napari_nascsmri._search_widget import SearchWidget
+    from napari_nascsmri._train_widget import TrainWidget
 
     viewer, dock = viewer_widget
     viewer.open(str(sample_file), plugin="napari-nascsmri")

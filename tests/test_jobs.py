@@ -28,7 +28,7 @@ JOB_TIMEOUT_MS = 180_000
 @pytest.fixture(autouse=True)
 def job_env(tmp_path, monkeypatch):
     """Known genotypes in a temp file; jobs on one thread (they inherit the environment)."""
-    from napari_nascsmri._jobs import GENOTYPES_ENV
+    from napari_nascsmri._genotype_store import GENOTYPES_ENV
 
     monkeypatch.setenv(GENOTYPES_ENV, str(tmp_path / "config" / "genotypes.json"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -82,7 +82,7 @@ def wait_finished(qtbot, widget, timeout=JOB_TIMEOUT_MS):
 def test_config_and_argv_follow_the_presets(make_napari_viewer, tiny_dataset, tmp_path, widgets):
     from backend.cli import build_parser, job_config_from_args
     from backend.config import SEARCH_PRESETS
-    from napari_nascsmri._jobs import SearchWidget
+    from napari_nascsmri._search_widget import SearchWidget
 
     widget = SearchWidget(make_napari_viewer())
     widgets.append(widget)
@@ -103,7 +103,8 @@ def test_config_and_argv_follow_the_presets(make_napari_viewer, tiny_dataset, tm
 
 def test_search_runs_live_and_adds_its_genotype(make_napari_viewer, sample_file, tiny_dataset, tmp_path,
                                                 qtbot, widgets):
-    from napari_nascsmri._jobs import SearchWidget, genotypes_file, known_genotypes
+    from napari_nascsmri._genotype_store import genotypes_file, known_genotypes
+    from napari_nascsmri._search_widget import SearchWidget
 
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1500, 1150)
@@ -142,7 +143,7 @@ def test_search_runs_live_and_adds_its_genotype(make_napari_viewer, sample_file,
 
 def test_stop_keeps_the_checkpoint_and_resume_finishes(make_napari_viewer, tiny_dataset, tmp_path, qtbot,
                                                        widgets):
-    from napari_nascsmri._jobs import SearchWidget
+    from napari_nascsmri._search_widget import SearchWidget
 
     widget = SearchWidget(make_napari_viewer())
     widgets.append(widget)
@@ -175,7 +176,8 @@ def test_stop_keeps_the_checkpoint_and_resume_finishes(make_napari_viewer, tiny_
 
 
 def test_attach_follows_a_cli_run(make_napari_viewer, tiny_dataset, tmp_path, qtbot, widgets):
-    from napari_nascsmri._jobs import SearchWidget, known_genotypes
+    from napari_nascsmri._genotype_store import known_genotypes
+    from napari_nascsmri._search_widget import SearchWidget
 
     out = tmp_path / "cli_run"
     cmd = [sys.executable, "-m", "backend", "search", "--data", str(tiny_dataset), "--nodes", "2",
@@ -203,7 +205,7 @@ def test_attach_follows_a_cli_run(make_napari_viewer, tiny_dataset, tmp_path, qt
             proc.kill()
             proc.wait()
     # attaching to a train widget is refused with a message
-    from napari_nascsmri._jobs import TrainWidget
+    from napari_nascsmri._train_widget import TrainWidget
 
     train = TrainWidget(widget.viewer)
     start = notification_count()
@@ -212,7 +214,7 @@ def test_attach_follows_a_cli_run(make_napari_viewer, tiny_dataset, tmp_path, qt
 
 
 def test_bad_data_folder_is_a_notification(make_napari_viewer, tmp_path, qtbot, widgets):
-    from napari_nascsmri._jobs import SearchWidget
+    from napari_nascsmri._search_widget import SearchWidget
 
     viewer = make_napari_viewer()
     widget = SearchWidget(viewer)
@@ -273,8 +275,9 @@ def test_run_trace_folds_events():
 
 
 def test_train_then_use_in_reconstruction(make_napari_viewer, tiny_dataset, tmp_path, qtbot, widgets):
-    from napari_nascsmri._jobs import TrainWidget, find_reconstruction_widget
-    from napari_nascsmri._widget import FROM_FILE, ReconstructionWidget
+    from napari_nascsmri._shared import FROM_FILE
+    from napari_nascsmri._train_widget import TrainWidget, find_reconstruction_widget
+    from napari_nascsmri._widget import ReconstructionWidget
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-nascsmri", "Train")
