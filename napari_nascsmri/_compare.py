@@ -64,7 +64,7 @@ class ComparePanel(Container):
 
     # ------------------------------------------------------------------------------------------
     def _methods(self, widget=None) -> list[str]:
-        from ._widget import ZERO_FILLED
+        from ._shared import ZERO_FILLED
 
         owner = self.owner
         if owner.volume is None:
@@ -150,7 +150,7 @@ class ComparePanel(Container):
         from backend.errors import InputError
         from backend.viewer import metrics_records, write_metrics
 
-        from ._widget import _notify
+        from ._shared import _notify
 
         owner = self.owner
         if not owner.metrics:
@@ -166,7 +166,7 @@ class ComparePanel(Container):
         return out
 
     def _on_export_clicked(self, *_) -> None:
-        from ._widget import _notify
+        from ._shared import _notify
 
         path = self.metrics_path.value
         if not path or os.fspath(path) in ("", "."):

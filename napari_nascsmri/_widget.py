@@ -48,13 +48,11 @@ from ._recon_job import JobMixin
 from ._recon_layers import LayersMixin
 from ._recon_mask import MaskMixin
 from ._recon_source import SourceMixin
-from ._shared import FROM_FILE, SHIPPED, ZERO_FILLED, _notify
+from ._shared import FROM_FILE, SHIPPED, ZERO_FILLED
 
 if TYPE_CHECKING:
     import napari
 
-# _compare.py imports ZERO_FILLED and _notify from here (their home is ._shared)
-__all__ = ["RUN_SYNC", "ReconstructionWidget", "ZERO_FILLED", "_notify"]
 
 #: Run reconstruction jobs synchronously in the calling thread (tests); else a thread_worker.
 RUN_SYNC = False
