@@ -165,3 +165,14 @@ def reconstruction_rig(make_napari_viewer, sample_file):
     widget.run_sync = True
     viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
     return viewer, widget, source
+
+
+@pytest.fixture
+def job_env(tmp_path, monkeypatch):
+    """For the job widgets' tests: known genotypes in a temp file; jobs on one thread (they
+    inherit the environment)."""
+    from napari_nascsmri._genotype_store import GENOTYPES_ENV
+
+    monkeypatch.setenv(GENOTYPES_ENV, str(tmp_path / "config" / "genotypes.json"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")

@@ -13,19 +13,10 @@ import time
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("job_env")]
 
 JOB_TIMEOUT_MS = 180_000
 IDLE_MS = 10_000
-
-
-@pytest.fixture(autouse=True)
-def job_env(tmp_path, monkeypatch):
-    from napari_nascsmri._genotype_store import GENOTYPES_ENV
-
-    monkeypatch.setenv(GENOTYPES_ENV, str(tmp_path / "config" / "genotypes.json"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("MKL_NUM_THREADS", "1")
 
 
 def cli_search(data, out, epochs=2, steps=2, extra=()):

@@ -17,22 +17,12 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("job_env")]
 
 ROOT = Path(__file__).resolve().parents[1]
 # the README screenshot is refreshed with NASCSMRI_UPDATE_DOCS=1; otherwise it goes to a temp dir
 SCREENSHOT = ROOT / "docs" / "search_widget.png"
 JOB_TIMEOUT_MS = 180_000
-
-
-@pytest.fixture(autouse=True)
-def job_env(tmp_path, monkeypatch):
-    """Known genotypes in a temp file; jobs on one thread (they inherit the environment)."""
-    from napari_nascsmri._genotype_store import GENOTYPES_ENV
-
-    monkeypatch.setenv(GENOTYPES_ENV, str(tmp_path / "config" / "genotypes.json"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("MKL_NUM_THREADS", "1")
 
 
 @pytest.fixture
