@@ -1,8 +1,9 @@
-"""napari reader for fastMRI h5 files and NIfTI volumes.
+"""napari reader for fastMRI h5 files, NIfTI volumes and DICOM magnitude images.
 
 ``get_reader`` does cheap checks and returns None for files it cannot take (never raises); it
-takes fastMRI h5 files (HDF5 with ``kspace``), damaged HDF5 files with the ``.h5`` extension and
-NIfTI files. Problems found while reading become a napari notification through the raised
+takes fastMRI h5 files (HDF5 with ``kspace``), damaged HDF5 files with the ``.h5`` extension,
+NIfTI files, and DICOM: a file (``.dcm`` or the ``DICM`` magic, whatever its name) or a folder
+holding one series (k-space is then simulated from the magnitudes; a notice says so). Problems found while reading become a napari notification through the raised
 InputError (the only exception the reader raises for a bad file).
 """
 
@@ -13,6 +14,10 @@ import os
 
 def _looks_supported(path: str) -> bool:
     name = path.lower()
+    if os.path.isdir(path):  # a folder holding one DICOM series
+        from backend.dicom import is_dicom
+
+        return is_dicom(path)
     if name.endswith((".nii", ".nii.gz")):
         return os.path.isfile(path)
     if name.endswith(".h5"):
@@ -32,11 +37,15 @@ def _looks_supported(path: str) -> bool:
             # an HDF5 file that cannot be opened (truncated, damaged): no reader can read it, so
             # take it and let read_volume report the problem rather than "no reader found"
             return True
+    if os.path.isfile(path):  # DICOM: a .dcm name or the DICM magic at byte 128 (not a FIFO)
+        from backend.dicom import is_dicom
+
+        return is_dicom(path)
     return False
 
 
 def get_reader(path):
-    """Return :func:`read_volume` when ``path`` is a fastMRI h5 or a NIfTI file, else None.
+    """Return :func:`read_volume` when ``path`` is a fastMRI h5, NIfTI or DICOM input, else None.
 
     Never raises: anything that is not recognisably ours (including a path that is not a path)
     is declined with None, so napari can offer it to other readers.

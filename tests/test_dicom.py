@@ -130,3 +130,26 @@ def test_reconstruct_reads_a_dicom_series_folder(tmp_path, sample_images):
     a = run(reconstruct_volume(series, config))
     b = run(reconstruct_volume(tmp_path / "same.npy", config))
     np.testing.assert_array_equal(a.reconstruction, b.reconstruction)
+
+
+def test_napari_opens_a_dicom_folder_and_an_extensionless_file(make_napari_viewer, tmp_path, sample_images):
+    """The plugin's reader takes a series folder and a DICOM file without extension (the magic
+    at byte 128); it declines a folder of other files. Reference: the pixel arrays written."""
+    from napari_nascsmri._reader import get_reader
+
+    series = tmp_path / "series"
+    series.mkdir()
+    for k in range(3):
+        _write(series / f"{k}.dcm", sample_images[k], z=float(k))
+    single = tmp_path / "IM0001"
+    _write(single, sample_images[0], z=0.0)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "a.txt").write_text("not an image")
+    assert get_reader(str(other)) is None and get_reader(str(tmp_path / "notes" / "a.txt")) is None
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(series), plugin="napari-nascsmri")
+    np.testing.assert_array_equal(layer.data, sample_images[:3].astype(np.float32))
+    assert any("simulated from the magnitude" in n for n in layer.metadata["notices"])
+    [one] = viewer.open(str(single), plugin="napari-nascsmri")
+    np.testing.assert_array_equal(np.asarray(one.data)[0], sample_images[0].astype(np.float32))
