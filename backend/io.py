@@ -1,4 +1,4 @@
-"""Reading fastMRI h5 files and magnitude volumes (NIfTI, numpy), one slice at a time.
+"""Opening any supported input; reading fastMRI h5 files and magnitude volumes, one slice at a time.
 
 Supported inputs (see :func:`open_volume`):
 
@@ -18,11 +18,12 @@ Supported inputs (see :func:`open_volume`):
   turned into zero-phase k-space (the paper's brain protocol). Integer data (any width,
   int8 included) is a valid magnitude volume, read as float32; negative values count by their
   magnitude.
+* ISMRMRD raw data (HDF5 with ``dataset/xml`` and ``dataset/data``): :mod:`backend.ismrmrd_raw`;
+  DICOM magnitude images: :mod:`backend.dicom`; NIfTI: :mod:`backend.nifti`.
 
 Shapes are checked from the file's declaration before anything is read: slices of at least
 8x8, at most :data:`backend.shapes.MAX_SLICE_PIXELS` per slice and
-:data:`backend.shapes.MAX_VOLUME_PIXELS` per volume (a
-tiny file can declare terabytes).
+:data:`backend.shapes.MAX_VOLUME_PIXELS` per volume (a tiny file can declare terabytes).
 
 Every problem is an :class:`~backend.errors.InputError` naming the file.
 """
@@ -30,9 +31,7 @@ Every problem is an :class:`~backend.errors.InputError` naming the file.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, NamedTuple
 
 import h5py
 import numpy as np
@@ -43,44 +42,11 @@ from .h5meta import read_attrs
 from .masks import strict_mask_lines
 from .shapes import MIN_SIDE, check_padding, check_size
 from .transforms import center_crop, crop_kspace_via_image, magnitude_to_kspace, pad_or_crop
+from .volume import Slice, Volume, VolumeInfo, check_finite
 
 #: Default crop of raw fastMRI k-space when the file has no reference (the paper's 320x320).
 DEFAULT_CROP = 320
 REFERENCE_KEYS = ("reconstruction_esc", "reconstruction_rss")
-
-
-class Slice(NamedTuple):
-    """One slice ready for reconstruction.
-
-    Attributes:
-        kspace: complex64 ``(H, W)`` centred k-space on the reconstruction grid (fully sampled,
-            or undersampled for test files).
-        reference: float32 ``(h, w)`` magnitude reference, or None when the file has none.
-        file_mask: bool ``(W,)`` mask stored in a test file, else None.
-    """
-
-    kspace: np.ndarray
-    reference: np.ndarray | None
-    file_mask: np.ndarray | None
-
-
-@dataclass
-class VolumeInfo:
-    """What a file holds, learnt from cheap checks before any slice is read."""
-
-    path: str
-    kind: str  # "singlecoil", "multicoil", "test", "magnitude"
-    num_slices: int
-    grid: tuple[int, int]  # (H, W) of the k-space handed to reconstruction
-    output_shape: tuple[int, int]  # (h, w) of reconstructions and references
-    has_reference: bool
-    attrs: dict = field(default_factory=dict)
-    notices: list[str] = field(default_factory=list)
-
-
-def _check_finite(path, what: str, array: np.ndarray, index: int) -> None:
-    if not np.all(np.isfinite(array)):
-        raise InputError(path, f"{what} of slice {index} contains NaN or Inf values")
 
 
 def _dataset(f: h5py.File, key: str, path) -> h5py.Dataset:
@@ -93,36 +59,6 @@ def _dataset(f: h5py.File, key: str, path) -> h5py.Dataset:
     if not isinstance(obj, h5py.Dataset):
         raise InputError(path, f"'{key}' is not a dataset")
     return obj
-
-
-class Volume:
-    """Base class: ``len(volume)`` slices, ``volume[i]`` -> :class:`Slice`, ``volume.info``."""
-
-    info: VolumeInfo
-
-    def __len__(self) -> int:
-        return self.info.num_slices
-
-    def __getitem__(self, index: int) -> Slice:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"slice {index} out of range for {len(self)} slices")
-        return self._read(index % len(self))
-
-    def __iter__(self) -> Iterator[Slice]:
-        for i in range(len(self)):
-            yield self[i]
-
-    def _read(self, index: int) -> Slice:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class FastMRIVolume(Volume):
@@ -241,9 +177,9 @@ class FastMRIVolume(Volume):
             )
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
             raise InputError(path, f"cannot read slice {index} ({short_reason(err)})") from None
-        _check_finite(path, "k-space", raw, index)
+        check_finite(path, "k-space", raw, index)
         if ref is not None:
-            _check_finite(path, "reference", ref, index)
+            check_finite(path, "reference", ref, index)
         out = self.info.output_shape
         if self._mode == "test":
             return Slice(raw, None, self._mask.copy())
@@ -281,7 +217,7 @@ class MagnitudeVolume(Volume):
 
     def _read(self, index: int) -> Slice:
         img = np.asarray(self._data[index], dtype=np.float32)
-        _check_finite(self.path, "image", img, index)
+        check_finite(self.path, "image", img, index)
         img = np.abs(pad_or_crop(img, self.info.grid))
         return Slice(magnitude_to_kspace(img), img, None)
 
@@ -311,8 +247,28 @@ def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = No
     if is_dicom(p):
         return _dicom_volume(p, load_dicom, DICOM_NOTICE)
     if h5py.is_hdf5(os.fspath(p)):
-        return FastMRIVolume(p, crop=crop)
-    raise InputError(p, "unrecognised file type (expected fastMRI .h5, .nii/.nii.gz, .npy or DICOM)")
+        raw = _open_ismrmrd(p)
+        return raw if raw is not None else FastMRIVolume(p, crop=crop)
+    raise InputError(p, "unrecognised file type (expected fastMRI or ISMRMRD .h5, .nii/.nii.gz, .npy or DICOM)")
+
+
+def _open_ismrmrd(p: Path):
+    """An :class:`~backend.ismrmrd_raw.IsmrmrdVolume` when ``p`` is ISMRMRD raw data (no fastMRI
+    ``kspace``), else None (the fastMRI reader then reports what is wrong)."""
+    from .ismrmrd_raw import IsmrmrdVolume, is_ismrmrd
+
+    try:
+        f = h5py.File(p, "r")
+    except Exception:  # noqa: BLE001 - FastMRIVolume gives the one-line error
+        return None
+    try:
+        if "kspace" in f or not is_ismrmrd(f):
+            f.close()
+            return None
+        return IsmrmrdVolume(p, f)
+    except BaseException:
+        f.close()
+        raise
 
 
 def _dicom_volume(p: Path, load, notice: str) -> "MagnitudeVolume":

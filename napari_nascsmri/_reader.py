@@ -1,7 +1,8 @@
 """napari reader for fastMRI h5 files, NIfTI volumes and DICOM magnitude images.
 
 ``get_reader`` does cheap checks and returns None for files it cannot take (never raises); it
-takes fastMRI h5 files (HDF5 with ``kspace``), damaged HDF5 files with the ``.h5`` extension,
+takes fastMRI h5 files (HDF5 with ``kspace``), ISMRMRD raw data (HDF5 with ``dataset/xml`` and
+``dataset/data``), damaged HDF5 files with the ``.h5`` extension,
 NIfTI files, and DICOM: a file (``.dcm`` or the ``DICM`` magic, whatever its name) or a folder
 holding one series (k-space is then simulated from the magnitudes; a notice says so). Problems found while reading become a napari notification through the raised
 InputError (the only exception the reader raises for a bad file).
@@ -31,8 +32,10 @@ def _looks_supported(path: str) -> bool:
         except Exception:
             return False
         try:
+            from backend.ismrmrd_raw import is_ismrmrd
+
             with h5py.File(path, "r") as f:
-                return "kspace" in f
+                return "kspace" in f or is_ismrmrd(f)
         except Exception:
             # an HDF5 file that cannot be opened (truncated, damaged): no reader can read it, so
             # take it and let read_volume report the problem rather than "no reader found"
