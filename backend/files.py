@@ -134,14 +134,16 @@ STALE_SECONDS = 24 * 3600
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove the leftovers of killed writes of ``path``: ``.NAME.PID.XXXXXXXX.tmp`` files whose
-    process is gone (or, without a PID / older than a day, by age). Returns what was removed.
+    """Remove the leftovers of killed writes of ``path``: ``.NAME.PID.XXXXXXXX.tmp`` (or ``.onnx``)
+    files whose process is gone (or, without a PID / older than a day, by age). Returns what was
+    removed.
 
     Only files of this project's own pattern for this very name are touched, and only when no
     live process of this machine could still be writing them.
     """
     path = Path(path)
-    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.(?:(\d+)\.)?[a-z0-9_]{8}\.tmp$")
+    # .tmp: atomic_path's temporaries; .onnx: the exporter's file beside one (it wants that suffix)
+    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.(?:(\d+)\.)?[a-z0-9_]{8}\.(?:tmp|onnx)$")
     removed = []
     try:
         entries = list(os.scandir(path.parent))

@@ -131,3 +131,21 @@ def test_refused_inside_the_job_rolls_the_new_run_folder_back(tmp_path, tiny_dat
     with pytest.raises(InputError):
         run(train(config, str(existing / "run")))
     assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+
+
+def test_stale_onnx_temporaries_of_a_killed_export_are_removed(tmp_path):
+    """A SIGKILLed export-onnx leaves the exporter's ``.NAME.PID.XXXXXXXX.onnx`` beside the
+    ``.tmp``: both are the project's pattern and go when the next write of that name starts;
+    a live process's file and another name's file stay."""
+    from backend.files import atomic_path
+
+    dead = 2**22 + 12345  # above pid_max's default: no such process
+    stale = [tmp_path / f".model.onnx.{dead}.abcdefgh.onnx", tmp_path / f".model.onnx.{dead}.abcdefgh.tmp"]
+    alive = tmp_path / f".model.onnx.{os.getpid()}.zyxwvuts.onnx"
+    other = tmp_path / f".other.onnx.{dead}.abcdefgh.onnx"
+    for p in (*stale, alive, other):
+        p.write_bytes(b"partial")
+    with atomic_path(tmp_path / "model.onnx") as tmp:
+        open(tmp, "wb").write(b"new")
+    assert not any(p.exists() for p in stale) and alive.exists() and other.exists()
+    assert (tmp_path / "model.onnx").read_bytes() == b"new"
