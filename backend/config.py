@@ -32,6 +32,15 @@ def model_choices() -> tuple[str, ...]:
     return CLASSICAL_MODELS + network_model_names()
 
 
+def _check_mask_kinds(name: str, kinds) -> None:
+    from .masks import MASK_FUNCS
+
+    bad = [k for k in kinds if k not in MASK_FUNCS]
+    if bad or not len(kinds):
+        raise ValueError(f"{name}: unknown mask type {bad[0]!r}; choose from {sorted(MASK_FUNCS)}" if bad
+                         else f"{name}: give at least one mask type of {sorted(MASK_FUNCS)}")
+
+
 @dataclass
 class ReconConfig:
     """How to reconstruct a volume.
@@ -39,7 +48,8 @@ class ReconConfig:
     Attributes:
         model: ``zero-filled``, ``tv`` or a trained network name (``nasn``, ``dccnn``, ...).
         weights: weights file for a network; None -> the weights shipped with the package.
-        mask: ``random`` or ``equispaced`` (fastMRI mask functions).
+        mask: a key of :data:`backend.masks.MASK_FUNCS`: ``random``, ``equispaced`` (fastMRI's) or
+            ``gaussian`` (1-D variable density).
         acceleration: nominal acceleration (4 or 8 in the paper).
         center_fraction: fully sampled centre fraction; None -> ``0.32 / acceleration``.
         seed: mask seed; None -> fastMRI's per-volume seed from the file name.
@@ -81,6 +91,7 @@ class ReconConfig:
         if self.crop is None or isinstance(self.crop, (int, float)):
             check_fields(self, {"crop": (8, 4096, True, True)})
         check_device(self.device)
+        _check_mask_kinds("mask", [self.mask])
 
 
 @dataclass
@@ -155,7 +166,7 @@ class TrainConfig:
             complex white Gaussian k-space noise.
         aspects: grid shapes, as columns / rows at the crop's area, drawn per batch
             ((1.0,) = square crops only).
-        mask_kinds: mask functions drawn per sample (``random``, ``equispaced``).
+        mask_kinds: mask functions drawn per sample (keys of :data:`backend.masks.MASK_FUNCS`).
         val_volumes: validation volumes evaluated per epoch (None = all).
         seed, device, channels_last, amp (bf16 autocast on CUDA).
     """
@@ -203,6 +214,7 @@ class TrainConfig:
         check_fields(self, {**_run_ranges(MAX_SEED), "blocks": (1, 64, True, True), "lr": (1e-12, 1e3, False, False),
                             "val_volumes": (1, 1_000_000, True, True)})
         check_device(self.device)
+        _check_mask_kinds("mask_kinds", self.mask_kinds)
 
     def augmentation(self):
         """The :class:`backend.training.augment.Augmentation` these fields describe (None when

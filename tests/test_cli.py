@@ -114,3 +114,10 @@ def test_reconstruct_with_network_weights_and_mismatch(sample_file, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dccnn" in err[0] and "nasn" in err[0]
     assert not (tmp_path / "o2.h5").exists()
+
+
+def test_reconstruct_with_a_gaussian_mask_reports_its_exact_acceleration(sample_file, tmp_path):
+    js = tmp_path / "m.json"
+    assert main(["reconstruct", str(sample_file), "--mask", "gaussian", "--acceleration", "4", "--seed", "2",
+                 "--out", str(tmp_path / "o.h5"), "--json", str(js), "--quiet"]) == 0
+    assert json.loads(js.read_text())["realised_acceleration"] == pytest.approx(224 / round(224 / 4), rel=1e-6)

@@ -194,7 +194,8 @@ def test_following_a_search_keeps_the_gui_responsive(make_napari_viewer, tiny_da
 def test_search_method_warmup_and_signal(make_napari_viewer, tiny_dataset, tmp_path):
     """The Search widget's method / selection / warm-up reach the CLI; the epoch records'
     edge margins, entropy and no-signal flag are shown."""
-    from backend.cli import build_parser, job_config_from_args
+    from backend.cli import build_parser
+    from backend.commands import job_config_from_args
     from backend.runfiles import RunTrace
     from napari_nascsmri._search_widget import SearchWidget, signal_text
 

@@ -70,7 +70,8 @@ def wait_finished(qtbot, widget, timeout=JOB_TIMEOUT_MS):
 
 
 def test_config_and_argv_follow_the_presets(make_napari_viewer, tiny_dataset, tmp_path, widgets):
-    from backend.cli import build_parser, job_config_from_args
+    from backend.cli import build_parser
+    from backend.commands import job_config_from_args
     from backend.config import SEARCH_PRESETS
     from napari_nascsmri._search_widget import SearchWidget
 
@@ -286,7 +287,8 @@ def test_train_then_use_in_reconstruction(make_napari_viewer, tiny_dataset, tmp_
     widget.out.value = tmp_path / "train"
     ready = []
     widget.weights_ready.connect(lambda model, path: ready.append((model, path)))
-    from backend.cli import build_parser, job_config_from_args
+    from backend.cli import build_parser
+    from backend.commands import job_config_from_args
 
     argv = widget.argv(widget.config(), tmp_path / "train")
     assert job_config_from_args(build_parser().parse_args(argv[3:]), "train").blocks == 1

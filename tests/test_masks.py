@@ -94,3 +94,38 @@ def test_matches_fastmri_package(kind, W, acc, cf):
         ours = make_mask(kind, W, acc, cf, seed=seed)
         assert np.array_equal(theirs.numpy().ravel().astype(bool), ours.lines)
         assert num_low == ours.num_low_frequencies
+
+
+def test_gaussian_masks_have_exact_line_counts_and_a_density_falling_off_the_centre():
+    """Hand counts: round(W / acc) lines in all, the fastMRI centre block among them, the same
+    mask for the same seed; over many seeds the outer columns near the centre are sampled more
+    often than those at the edge, symmetric about the centre (within sampling noise)."""
+    from backend.masks import GAUSSIAN_SIGMA, center_block
+
+    W = 368
+    for acc in (4, 8):
+        masks = [make_mask("gaussian", W, acc, seed=s) for s in range(400)]
+        num_low = round(W * 0.32 / acc)
+        assert {int(m.lines.sum()) for m in masks} == {round(W / acc)}
+        assert all(m.lines[center_block(W, num_low)].all() for m in masks)
+        freq = np.mean([m.lines for m in masks], axis=0)
+        outer = ~center_block(W, num_low)
+        d = np.abs(np.arange(W) - W // 2) / (W / 2)
+        near, mid, far = (freq[outer & (lo <= d) & (d < hi)].mean() for lo, hi in ((0, 0.2), (0.4, 0.6), (0.8, 1.01)))
+        assert near > mid > far and far < 0.25 * near
+        left, right = freq[: W // 2 - num_low], freq[W // 2 + num_low:][::-1][: W // 2 - num_low]
+        assert abs(left.sum() - right.sum()) < 0.05 * left.sum()
+    assert GAUSSIAN_SIGMA == 0.4
+    a, b = make_mask("gaussian", W, 4, seed=(1, 2, 3)), make_mask("gaussian", W, 4, seed=(1, 2, 3))
+    np.testing.assert_array_equal(a.lines, b.lines)
+    assert not np.array_equal(a.lines, make_mask("gaussian", W, 4, seed=(1, 2, 4)).lines)
+
+
+def test_unknown_mask_kinds_are_refused_by_the_configs():
+    from backend.config import ReconConfig, TrainConfig
+
+    with pytest.raises(ValueError, match="unknown mask type 'poisson'"):
+        ReconConfig(mask="poisson")
+    with pytest.raises(ValueError, match="mask_kinds"):
+        TrainConfig(mask_kinds=("random", "spiral"))
+    assert TrainConfig(mask_kinds=("gaussian",)).mask_kinds == ("gaussian",)
