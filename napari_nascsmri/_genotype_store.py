@@ -33,9 +33,12 @@ class KnownGenotype:
 
 class _GenotypeEvents:
     changed = Signal()
+    found = Signal(str)
 
 
-#: ``genotype_events.changed`` fires when :func:`remember_genotype` adds a genotype.
+#: ``genotype_events.changed`` fires when :func:`remember_genotype` adds a genotype;
+#: ``genotype_events.found(path)`` when a search run by the GUI finished with that genotype (the
+#: Train widgets preselect it).
 genotype_events = _GenotypeEvents()
 
 

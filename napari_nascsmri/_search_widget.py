@@ -116,6 +116,7 @@ class SearchWidget(JobWidget):
                 _notify("error", f"napari-nascsmri: {err}")
             else:
                 self.genotypes.value = [entry.path]
+                genotype_events.found.emit(entry.path)
         super()._on_done()
 
     def _progress_note(self) -> str:

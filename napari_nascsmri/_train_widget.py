@@ -94,6 +94,7 @@ class TrainWidget(JobWidget):
         self.model.changed.connect(self._on_model_changed)
         self.use_button.changed.connect(self.use_weights)
         genotype_events.changed.connect(self.genotype.reset_choices)
+        genotype_events.found.connect(self._preselect_found)
         self._finish_layout([self.data, self.model, self.genotype, self.blocks, self.preset, self.epochs,
                              self.steps_per_epoch, self.crop, self.device, self.seed, self.out,
                              self._buttons, self.progress, self.status, self.use_button])
@@ -101,6 +102,17 @@ class TrainWidget(JobWidget):
 
     def _leave_registry(self) -> None:
         genotype_events.changed.disconnect(self.genotype.reset_choices)
+        genotype_events.found.disconnect(self._preselect_found)
+
+    def _preselect_found(self, path: str) -> None:
+        """A search just found ``path``: select it (and NasN) unless a training runs here."""
+        if self.running:
+            return
+        self.genotype.reset_choices()
+        if path in [value for _, value in _genotype_choices()]:
+            self.model.value = "nasn"
+            self.genotype.value = path
+            self.status.value = f"genotype of the finished search selected: {path}"
 
     def _on_model_changed(self, *_) -> None:
         model = self.model.value

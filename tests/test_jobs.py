@@ -103,6 +103,8 @@ def test_search_runs_live_and_adds_its_genotype(make_napari_viewer, sample_file,
     _, widget = viewer.window.add_plugin_dock_widget("napari-nascsmri", "Search")
     assert isinstance(widget, SearchWidget)
     widgets.append(widget)
+    _, train = viewer.window.add_plugin_dock_widget("napari-nascsmri", "Train")
+    train.model.value = "dccnn"
     out = tmp_path / "search"
     tiny_search(widget, tiny_dataset, out, epochs=3)
     start = notification_count()
@@ -119,6 +121,8 @@ def test_search_runs_live_and_adds_its_genotype(make_napari_viewer, sample_file,
     assert str(genotype) in [g.path for g in known_genotypes()]
     assert str(genotype) in widget.genotypes.choices and widget.genotypes.value == [str(genotype)]
     assert str(genotype) in genotypes_file().read_text()  # persisted
+    # the Train widget of the same viewer now trains NasN with the found cell
+    assert (train.model.value, train.genotype.value) == ("nasn", str(genotype))
     assert widget.plots.drawn["epochs"] == 3 and widget.plots.drawn["cell"] == str(out / "cell.png")
     assert [r["epoch"] for r in widget.trace.history] == [0, 1, 2]
     assert "done" in widget.status.value and widget.progress.value == widget.progress.max
