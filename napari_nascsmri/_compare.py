@@ -62,6 +62,16 @@ class ComparePanel(Container):
         except Exception:  # noqa: BLE001 - a key binding is a convenience
             pass
 
+    def next_method(self) -> str | None:
+        """Compare with the next method of the list (wraps around); returns it."""
+        self.against.reset_choices()
+        choices = list(self.against.choices)
+        if not choices:
+            return None
+        current = self.against.value
+        self.against.value = choices[(choices.index(current) + 1) % len(choices) if current in choices else 0]
+        return self.against.value
+
     # ------------------------------------------------------------------------------------------
     def _methods(self, widget=None) -> list[str]:
         from ._shared import ZERO_FILLED

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 #: Run reconstruction jobs synchronously in the calling thread (tests); else a thread_worker.
 RUN_SYNC = False
+#: Keyboard shortcuts of the viewer while the widget is docked (F: flip, see the compare panel).
+SHORTCUTS = {"4": "4x mask", "8": "8x mask", "m": "next method in compare / flicker",
+             "e": "select the mask layer", "r": "reconstruct the current slice", "f": "flip (flicker view)"}
 
 
 class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Container):
@@ -184,7 +187,8 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
             self.slice_button: "reconstruct the current slice only",
             self.cancel_button: "stop the running reconstruction after its current slice",
             self.progress: "slices reconstructed",
-            self.status: "what the widget is doing",
+            self.status: "what the widget is doing; keys: "
+                         + ", ".join(f"{k.upper()} {v}" for k, v in SHORTCUTS.items()),
             self.metrics_table: "PSNR / SSIM / NMSE against the reference (backend.metrics, "
                                 "volume data range), the current slice and the whole volume",
         })
@@ -230,6 +234,31 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
 
         self._update_weight_widgets()
         self._refresh_sources()
+        self._bind_keys()
+
+    def _bind_keys(self) -> None:
+        """The viewer's keyboard shortcuts of :data:`SHORTCUTS` (a convenience: a key another
+        plugin or layer binds first keeps its own meaning there)."""
+        from backend.config import ACCELERATIONS
+
+        actions = {
+            "4": lambda: setattr(self.acceleration, "value", ACCELERATIONS[0]),
+            "8": lambda: setattr(self.acceleration, "value", ACCELERATIONS[1]),
+            "m": self.compare.next_method,
+            "e": self.select_mask_layer,
+            "r": lambda: self.reconstruct(whole_volume=False),
+        }
+        for key, action in actions.items():
+            try:
+                self.viewer.bind_key(key, lambda viewer, action=action: action(), overwrite=True)
+            except Exception:  # noqa: BLE001 - a key binding is a convenience
+                pass
+
+    def select_mask_layer(self) -> None:
+        """Make the mask layer the active one (edits work with any active layer; this shows it)."""
+        layer = next((layer for layer in self.viewer.layers if layer.name == self._name("mask")), None)
+        if layer is not None:
+            self.viewer.layers.selection.active = layer
 
 
 def _tooltips(texts: dict) -> None:

@@ -126,3 +126,34 @@ def test_docs_screenshots_with_the_shipped_weights(make_napari_viewer, sample_fi
     widget.compare.show_plot()
     qtbot.wait(500)
     iio.imwrite(docs / "metrics_plot.png", viewer.screenshot(canvas_only=False, flash=False))
+
+
+def test_keyboard_shortcuts(rig, qtbot):
+    """4 / 8 set the acceleration, M cycles the method compared, E selects the mask layer, R
+    reconstructs the current slice; each found through napari's own key map of the viewer."""
+    from app_model.types import KeyBinding
+
+    from napari_nascsmri._widget import SHORTCUTS
+
+    viewer, widget, source = rig
+
+    def press(key):
+        viewer.keymap[KeyBinding.from_str(key)](viewer)
+
+    assert set(SHORTCUTS) == {"4", "8", "m", "e", "r", "f"}
+    assert all(f"{k.upper()} " in widget.status.tooltip for k in SHORTCUTS)
+    press("8")
+    assert widget.acceleration.value == 8
+    press("4")
+    assert widget.acceleration.value == 4
+    panel = widget.compare
+    panel.against.reset_choices()
+    order = list(panel.against.choices)
+    panel.against.value = order[0]
+    press("m")
+    assert panel.against.value == order[1 % len(order)]
+    press("e")
+    assert viewer.layers.selection.active.name == widget._name("mask")
+    widget.metrics.pop("tv", None)
+    press("r")  # the current slice again, with the method chosen (tv)
+    qtbot.waitUntil(lambda: "tv" in widget.metrics, timeout=60_000)
