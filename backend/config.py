@@ -54,6 +54,8 @@ class ReconConfig:
         center_fraction: fully sampled centre fraction; None -> ``0.32 / acceleration``.
         seed: mask seed; None -> fastMRI's per-volume seed from the file name.
         mask_file: a saved column mask (``.npy`` or JSON) used instead of a drawn one.
+        mask_lines: a column mask given as 0/1 per phase-encode column (the GUI's edited mask),
+            used instead of a drawn one or a file; checked against the volume's width.
         crop: reconstruction grid for raw k-space without reference (default 320).
         tv_weight, tv_iterations, tv_backend: the TV baseline (paper: 0.01, 200, BART).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -71,6 +73,7 @@ class ReconConfig:
     center_fraction: float | None = None
     seed: int | None = None
     mask_file: str | None = None
+    mask_lines: tuple | None = None
     crop: int | None = None
     tv_weight: float = TV_WEIGHT
     tv_iterations: int = TV_ITERATIONS
@@ -92,6 +95,18 @@ class ReconConfig:
             check_fields(self, {"crop": (8, 4096, True, True)})
         check_device(self.device)
         _check_mask_kinds("mask", [self.mask])
+        if self.mask_lines is not None:
+            import numpy as np
+
+            from .masks import strict_mask_lines
+
+            values = [v.item() if isinstance(v, np.generic) else v for v in self.mask_lines]
+            lines = strict_mask_lines(values, what="mask_lines")
+            if not lines.any():
+                raise ValueError("mask_lines samples no k-space line")
+            if self.mask_file:
+                raise ValueError("give mask_lines or mask_file, not both")
+            self.mask_lines = tuple(int(v) for v in lines)
 
 
 @dataclass

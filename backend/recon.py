@@ -53,13 +53,19 @@ MAX_ACCELERATION = 1e6
 def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray | None = None) -> tuple[Mask, object]:
     """The mask used for a whole volume and the seed it came from.
 
-    Test files bring their own mask; otherwise ``config.mask_file`` if given, else a mask of
+    Test files bring their own mask; otherwise ``config.mask_lines`` or ``config.mask_file`` if
+    given, else a mask of
     ``config.mask`` type with ``config.seed`` (default: fastMRI's per-volume seed from the name).
     """
     W = info.grid[1]
     if file_mask is not None:
         n = int(file_mask.sum())
         return Mask(file_mask.astype(bool), 0, W / max(n, 1)), None
+    if config.mask_lines is not None:
+        lines = np.asarray(config.mask_lines, dtype=bool)
+        if lines.size != W:
+            raise InputError(info.path, f"the mask has {lines.size} columns, the data has {W}")
+        return Mask(lines, 0, W / int(lines.sum())), None
     if config.mask_file:
         lines = load_mask_file(config.mask_file, W)
         return Mask(lines, 0, W / int(lines.sum())), None

@@ -11,7 +11,6 @@ and results, cancels it, and keeps the weights widgets in step with the chosen m
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import asdict
 from typing import Any, NamedTuple
@@ -55,7 +54,7 @@ def reconstruction_job(path, config, lines, index, whole, reference, data_range)
     Yields :class:`backend.recon.Progress` events and one :class:`SlicePreview`; returns a
     :class:`JobResult` (``whole``) or None (current slice only). ``lines`` is the bool ``(W,)``
     mask shown in the widget; for the whole volume ``config`` reproduces it (drawn mask, or
-    ``config.mask_file`` for an edited one).
+    ``config.mask_lines`` for an edited one).
     """
     from backend.io import open_volume
     from backend.recon import make_reconstructor, reconstruct_volume
@@ -133,11 +132,8 @@ class JobMixin:
         ):
             _notify("error", f"napari-nascsmri: {InputError(self.weights_file.value, 'choose a weights file')}")
             return None
-        if self.editor.edited:
-            fd, self._temp_mask = tempfile.mkstemp(prefix="nascsmri-mask-", suffix=".npy")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, self.editor.lines.astype(np.uint8))
-            config.mask_file = self._temp_mask
+        if self.editor.edited:  # the edited mask travels in the config
+            config.mask_lines = tuple(int(v) for v in self.editor.lines)
         self._job_method = config.model
         self._job_config = config
         self._job_lines = self.editor.lines.copy()
@@ -260,12 +256,12 @@ class JobMixin:
         self.last_result = result
         self._ensure_method(method)
         config = asdict(self._job_config)
-        config["mask_file"] = None if self._temp_mask else config["mask_file"]
+        config["mask_lines"] = None  # the lines are in nascsmri_mask_lines
         common = {
             "nascsmri_config": config,
             "nascsmri_mask_lines": result.mask.lines.astype(np.uint8).tolist(),
             "nascsmri_realised_acceleration": float(result.mask.realised_acceleration),
-            "nascsmri_mask_edited": self._temp_mask is not None,
+            "nascsmri_mask_edited": self._job_config.mask_lines is not None,
             "nascsmri_seed": None if result.seed is None else list(np.atleast_1d(result.seed).tolist()),
         }
         slices = per_slice or {}
@@ -312,12 +308,6 @@ class JobMixin:
         self.progress.value = 0
 
     def _on_finished(self) -> None:
-        if self._temp_mask is not None:
-            try:
-                os.unlink(self._temp_mask)
-            except OSError:
-                pass
-            self._temp_mask = None
         self._job_method = None
         self.worker = None
         self.run_button.enabled = self.slice_button.enabled = self.source.enabled = True

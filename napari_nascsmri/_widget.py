@@ -97,7 +97,6 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self._models: list[str] = []
         self._cancel_requested = False
         self._job_method: str | None = None
-        self._temp_mask: str | None = None
         self._job_config = None
         self._job_lines: np.ndarray | None = None
         self._file_mask: np.ndarray | None = None

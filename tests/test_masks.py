@@ -129,3 +129,28 @@ def test_unknown_mask_kinds_are_refused_by_the_configs():
     with pytest.raises(ValueError, match="mask_kinds"):
         TrainConfig(mask_kinds=("random", "spiral"))
     assert TrainConfig(mask_kinds=("gaussian",)).mask_kinds == ("gaussian",)
+
+
+def test_mask_lines_in_the_config_are_the_mask_used(sample_file):
+    """ReconConfig.mask_lines (the GUI's edited mask) is the mask of the reconstruction: the
+    same lines as a mask file holding them; bad lines are refused by the config."""
+    from backend.config import ReconConfig
+    from backend.errors import InputError
+    from backend.io import open_volume
+    from backend.recon import volume_mask
+
+    lines = np.zeros(224, dtype=int)
+    lines[100:124] = 1
+    lines[::5] = 1
+    with open_volume(sample_file) as volume:
+        mask, seed = volume_mask(volume.info, ReconConfig(mask_lines=tuple(lines)))
+        np.testing.assert_array_equal(mask.lines, lines.astype(bool))
+        assert seed is None and mask.realised_acceleration == pytest.approx(224 / lines.sum())
+        with pytest.raises(InputError, match="has 10 columns, the data has 224"):
+            volume_mask(volume.info, ReconConfig(mask_lines=(1,) * 10))
+    for bad, problem in [((0,) * 8, "samples no k-space line"), ((1, 2, 0), "only 0 and 1"),
+                         (("1", 0), "only 0/1")]:
+        with pytest.raises(ValueError, match=problem):
+            ReconConfig(mask_lines=bad)
+    with pytest.raises(ValueError, match="not both"):
+        ReconConfig(mask_lines=(1, 0, 1), mask_file="m.npy")
