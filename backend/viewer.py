@@ -151,3 +151,24 @@ def display_volume(volume) -> np.ndarray:
         else:
             out[i] = np.abs(center_crop(ifft2c_np(s.kspace), volume.info.output_shape))
     return out
+
+
+def line_profile(images: Mapping[str, np.ndarray], index: int, axis: str = "row") -> dict[str, np.ndarray]:
+    """The values of each 2-D image along row ``index`` (``axis="row"``) or column ``index``
+    (``axis="column"``), as float32; images of another shape than the first are left out."""
+    if axis not in ("row", "column"):
+        raise ValueError(f"axis must be 'row' or 'column', not {axis!r}")
+    out: dict[str, np.ndarray] = {}
+    shape = None
+    for name, image in images.items():
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise ValueError(f"{name}: expected a 2-D image, got shape {image.shape}")
+        shape = shape or image.shape
+        if image.shape != shape:
+            continue
+        size = shape[0] if axis == "row" else shape[1]
+        if not 0 <= index < size:
+            raise ValueError(f"{axis} {index} outside 0..{size - 1}")
+        out[name] = np.asarray(image[index] if axis == "row" else image[:, index], dtype=np.float32)
+    return out

@@ -49,10 +49,15 @@ class ComparePanel(Container):
                                                 "method, as CSV or JSON")
         self.plot_button = PushButton(text="Per-slice metrics plot", label="",
                                       tooltip="PSNR and SSIM against slice for every method (a docked plot)")
+        self.profile_button = PushButton(text="Line profile", label="",
+                                         tooltip="values along one row / column of the current slice for "
+                                                 "the reference and every method (a docked plot)")
         self.extend([self.view, self.against, self.flip_button, self.metrics_path, self.export_button,
-                     self.plot_button])
+                     self.plot_button, self.profile_button])
         self.plot = None  # the MetricsPlot, docked on first use
+        self.profile = None  # the ProfilePlot, docked on first use
         self.plot_button.changed.connect(lambda *_: self.show_plot())
+        self.profile_button.changed.connect(lambda *_: self.show_profile())
         self.view.changed.connect(self._on_view_changed)
         self.against.changed.connect(lambda *_: self.apply())
         self.flip_button.changed.connect(self.flip)
@@ -154,6 +159,16 @@ class ComparePanel(Container):
             self.owner.viewer.window.add_dock_widget(self.plot, name="Per-slice metrics", area="bottom")
         self.plot.draw(self.owner.metrics, self.owner.current_slice)
         return self.plot
+
+    def show_profile(self):
+        """Dock (once) and update the line profile; returns the ProfilePlot."""
+        if self.profile is None:
+            from ._profile import ProfilePlot
+
+            self.profile = ProfilePlot(self.owner)
+            self.owner.viewer.window.add_dock_widget(self.profile, name="Line profile", area="bottom")
+        self.profile.update_profile()
+        return self.profile
 
     def export_metrics(self, path) -> str | None:
         """Write the metrics table to ``path`` (.csv / .json); errors become notifications."""

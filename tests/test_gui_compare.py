@@ -157,3 +157,40 @@ def test_keyboard_shortcuts(rig, qtbot):
     widget.metrics.pop("tv", None)
     press("r")  # the current slice again, with the method chosen (tv)
     qtbot.waitUntil(lambda: "tv" in widget.metrics, timeout=60_000)
+
+
+def test_line_profile_follows_the_row_and_the_slice(rig, qtbot, tmp_path):
+    """The docked profile holds row / column ``index`` of the current slice of the reference and
+    of every method's layer (reference: numpy indexing of the same arrays); it follows the slice
+    slider and the axis; the painted chart is not blank."""
+    import os
+    from pathlib import Path
+
+    viewer, widget, _ = rig
+    profile = widget.compare.show_profile()
+    tv = viewer.layers[widget._name("tv")]
+    assert profile.index.value == widget.reference.shape[1] // 2
+    profile.index.value = 100
+    i = widget.current_slice
+    assert set(profile.profiles) == {"reference", "zero-filled", "tv"}
+    np.testing.assert_array_equal(profile.profiles["reference"], widget.reference[i, 100])
+    np.testing.assert_array_equal(profile.profiles["tv"], np.asarray(tv.data[i, 100], dtype=np.float32))
+    step = list(viewer.dims.current_step)
+    step[0] = (i + 3) % widget.reference.shape[0]
+    viewer.dims.current_step = tuple(step)
+    np.testing.assert_array_equal(profile.profiles["reference"], widget.reference[step[0], 100])
+    profile.axis.value = "column"
+    np.testing.assert_array_equal(profile.profiles["tv"], np.asarray(tv.data[step[0], :, 100], dtype=np.float32))
+    assert [s.label for s in profile.chart.series] == ["reference", "zero-filled", "tv"]
+    qtbot.waitUntil(lambda: profile.isVisible())
+    image = profile.canvas.grab().toImage()
+    greens = np.array([[image.pixelColor(x, y).green() for x in range(0, image.width(), 4)]
+                       for y in range(0, image.height(), 4)])
+    assert greens.std() > 5
+    qtbot.wait(200)
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    root = Path(__file__).resolve().parents[1] / "docs"
+    target = root / "line_profile.png" if os.environ.get("NASCSMRI_UPDATE_DOCS") else tmp_path / "line_profile.png"
+    import imageio.v3 as iio
+
+    iio.imwrite(target, shot)
