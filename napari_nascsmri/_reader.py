@@ -92,4 +92,9 @@ def read_volume(path):
         "notices": list(info.notices),
     }
     name = f"{os.path.basename(path)} {label}"
+    if info.notices:  # said when the file opens (k-space simulated from magnitudes, coils combined...)
+        from ._shared import _notify
+
+        for notice in info.notices:
+            _notify("info", f"napari-nascsmri: {os.path.basename(path)}: {notice}")
     return [(data, {"name": name, "metadata": meta, "colormap": "gray"}, "image")]

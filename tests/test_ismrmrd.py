@@ -129,9 +129,14 @@ def test_reconstruct_and_napari_read_an_ismrmrd_file(tmp_path, images):
                  "--quiet"]) == 0
     assert 15 < json.loads(metrics.read_text())["psnr"] < 40
     assert path.read_bytes() == before  # opened read-only, never touched
+    from napari.utils.notifications import notification_manager
+
+    start = len(notification_manager.records)
     [(data, meta, kind)] = get_reader(str(path))(str(path))
     assert kind == "image" and data.shape == (2, 224, 168)
     assert "ISMRMRD" in " ".join(meta["metadata"]["notices"])
+    # the notice is shown when the file opens
+    assert any("raw.h5: ISMRMRD raw data (2 coils" in str(n.message) for n in notification_manager.records[start:])
 
 
 @pytest.mark.parametrize("change, problem", [
