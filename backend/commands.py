@@ -188,22 +188,11 @@ def _check_run_out(out: str, data: str | None) -> None:
 def _check_architecture(config) -> None:
     """The network a train config describes can be built (genotype read, sizes bounded, at most
     MAX_PARAMETERS parameters), checked on the meta device before the run folder is made."""
-    from .models import Genotype
-    from .models.registry import check_parameter_count, model_config
+    from .models.registry import check_parameter_count, model_config_of
 
-    if config.model == "nasn":
-        genotype = Genotype.load(config.genotype) if config.genotype else None
-        if config.blocks is not None:
-            raise InputError(None, "--blocks does not apply to nasn")
-        mc = model_config("nasn", genotype=genotype, channels=config.channels, cells=config.cells,
-                          cascades=config.cascades)
-    elif config.model == "unet":
-        mc = model_config("unet", channels=config.channels)
-    else:
-        if config.genotype:
-            raise InputError(None, f"--genotype only applies to nasn, not {config.model!r}")
-        mc = model_config(config.model, blocks=config.blocks, channels=config.channels, cascades=config.cascades)
-    check_parameter_count(mc)
+    if config.model == "nasn" and config.blocks is not None:
+        raise InputError(None, "--blocks does not apply to nasn")
+    check_parameter_count(model_config_of(config))
 
 
 def _job_flags(args, kind: str) -> dict:

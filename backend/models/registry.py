@@ -144,6 +144,21 @@ def build_model(name: str, *, genotype: Genotype | None = None, blocks: int | No
     return build_from_config(config)
 
 
+def model_config_of(train_config) -> ModelConfig:
+    """The :class:`ModelConfig` a :class:`backend.config.TrainConfig` describes (its genotype file
+    read; the shipped genotype when it names none). A genotype for anything but NasN is an
+    ``InputError``; ``blocks`` is not used by NasN and the U-net (the CLI refuses it for NasN)."""
+    c = train_config
+    if c.model != "nasn" and c.genotype:
+        raise InputError(None, f"--genotype only applies to nasn, not {c.model!r}")
+    if c.model == "nasn":
+        genotype = Genotype.load(c.genotype) if c.genotype else None
+        return model_config("nasn", genotype=genotype, channels=c.channels, cells=c.cells, cascades=c.cascades)
+    if c.model == "unet":
+        return model_config("unet", channels=c.channels)
+    return model_config(c.model, blocks=c.blocks, channels=c.channels, cascades=c.cascades)
+
+
 def check_parameter_count(config: ModelConfig) -> int:
     """The parameter count of ``config`` (built on the meta device: nothing allocated); above
     :data:`MAX_PARAMETERS` an :class:`InputError`."""

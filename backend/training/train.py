@@ -19,29 +19,23 @@ import torch
 
 from ..config import TrainConfig
 from ..datasets import dataset_files
-from ..models import Genotype, build_model, save_weights
-from ..models.genotype import default_genotype
+from ..models import save_weights
+from ..runfiles import BEST_WEIGHTS, LAST_WEIGHTS
+from ..models.registry import build_from_config, model_config_of
 from ..models.training_plan import prepare_for_training
 from .data import EpochBatches, SliceIndex
 from .distributed import mean, teardown, wrap
 from .epochs import run_epochs
 from .loop import config_dict, prepare_device, to_device, training_loss, validate
-from ..runfiles import BEST_WEIGHTS, LAST_WEIGHTS
 from .runs import RunEvent, RunFolder
 
 STEP_EVENT_EVERY = 10  # steps between step events written to events.jsonl
 
 
 def build_for_training(config: TrainConfig) -> torch.nn.Module:
-    """The architecture a training config describes (seeded initialisation)."""
+    """The architecture a training config describes (seeded initialisation), through the registry."""
     torch.manual_seed(config.seed)
-    if config.model == "nasn":
-        genotype = Genotype.load(config.genotype) if config.genotype else default_genotype()
-        return build_model("nasn", genotype=genotype, channels=config.channels, cells=config.cells,
-                           cascades=config.cascades)
-    if config.model == "unet":
-        return build_model("unet", channels=config.channels)
-    return build_model(config.model, blocks=config.blocks, channels=config.channels, cascades=config.cascades)
+    return build_from_config(model_config_of(config))
 
 
 def _dataset_provenance(data: str) -> dict:
