@@ -53,14 +53,22 @@ def bart_scaling(zero_filled: np.ndarray) -> float:
 
 
 # -- BART ----------------------------------------------------------------------------------
-def _write_cfl(base: str, array: np.ndarray) -> None:
+def run_bart(*args: str) -> None:
+    """``bart ARGS`` on ``$OMP_NUM_THREADS`` threads (default 1); a failure is a RuntimeError."""
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    proc = subprocess.run(["bart", *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bart {args[0]} failed: {proc.stderr.strip()[-300:]}")
+
+
+def write_cfl(base: str, array: np.ndarray) -> None:
     dims = list(array.shape) + [1] * (16 - array.ndim)
     with open(base + ".hdr", "w") as f:
         f.write("# Dimensions\n" + " ".join(str(d) for d in dims) + "\n")
     np.asarray(array, dtype=np.complex64).ravel(order="F").tofile(base + ".cfl")
 
 
-def _read_cfl(base: str) -> np.ndarray:
+def read_cfl(base: str) -> np.ndarray:
     with open(base + ".hdr") as f:
         f.readline()
         dims = [int(d) for d in f.readline().split()]
@@ -86,14 +94,10 @@ def tv_bart(
     H, W = kspace.shape
     with tempfile.TemporaryDirectory(prefix="nascsmri-bart-") as tmp:
         ksp, sens, out = (os.path.join(tmp, n) for n in ("ksp", "sens", "out"))
-        _write_cfl(ksp, kspace.reshape(H, W, 1, 1))
-        _write_cfl(sens, np.ones((H, W, 1, 1), dtype=np.complex64))
-        cmd = ["bart", "pics", "-S", "-d0", "-R", f"T:3:0:{weight}", "-i", str(iterations), ksp, sens, out]
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bart pics failed: {proc.stderr.strip()[-300:]}")
-        return _read_cfl(out).reshape(H, W).astype(np.complex64)
+        write_cfl(ksp, kspace.reshape(H, W, 1, 1))
+        write_cfl(sens, np.ones((H, W, 1, 1), dtype=np.complex64))
+        run_bart("pics", "-S", "-d0", "-R", f"T:3:0:{weight}", "-i", str(iterations), ksp, sens, out)
+        return read_cfl(out).reshape(H, W).astype(np.complex64)
 
 
 # -- PyTorch ADMM ----------------------------------------------------------------------------
