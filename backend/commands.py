@@ -211,13 +211,15 @@ def job_config_from_args(args, kind: str):
     """The job's config: its defaults, then its preset, then ``--config FILE.json``, then the
     flags given on the command line (a flag left out is None and does not count)."""
     flags = _job_flags(args, kind)
-    values = cfg.read_config_file(args.config, kind) if args.config else {}
+    from .job_config import job_config, read_config_file
+
+    values = read_config_file(args.config, kind) if args.config else {}
     values.update({k: v for k, v in flags.items() if v is not None})
     for required in ("data", "model") if kind == "train" else ("data",):
         if required not in values:
             raise InputError(args.config, f"--{required} is required (on the command line or as "
                                           f"\"{required}\" in --config)")
-    return cfg.job_config(kind, values, source=args.config)
+    return job_config(kind, values, source=args.config)
 
 
 def cmd_train(args) -> int:

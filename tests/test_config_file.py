@@ -10,6 +10,7 @@ from backend import config as cfg
 from backend.cli import build_parser, main
 from backend.commands import job_config_from_args
 from backend.errors import InputError
+from backend.job_config import job_config, read_config_file
 
 
 def settings(argv: list[str], kind: str):
@@ -52,7 +53,7 @@ def test_a_runs_config_json_reruns_it(tiny_dataset, tmp_path):
     assert main(["train", "--config", str(first / "config.json"), "--out", str(second), "--quiet"]) == 0
     assert json.loads((second / "config.json").read_text()) == saved
     # the same config rebuilt in memory equals the dataclass the first run used
-    rebuilt = cfg.job_config("train", cfg.read_config_file(first / "config.json", "train"))
+    rebuilt = job_config("train", read_config_file(first / "config.json", "train"))
     assert {"kind": "train", **json.loads(json.dumps(asdict(rebuilt), default=list))} == saved
 
 
@@ -79,4 +80,4 @@ def test_bad_config_files_are_one_line_errors_and_leave_nothing(tmp_path, capsys
 
 def test_missing_config_file_names_it(tmp_path):
     with pytest.raises(InputError, match="missing.json"):
-        cfg.read_config_file(tmp_path / "missing.json", "search")
+        read_config_file(tmp_path / "missing.json", "search")
