@@ -40,7 +40,9 @@ import h5py
 import numpy as np
 
 from .fft import fft2c_np, ifft2c_np
+from .coils import simulated_sensitivities
 from .files import atomic_h5
+from .transforms import smooth_field
 
 CASE_SEED = 20261201
 CATEGORIES = ("magnitude", "raw_phase", "contrast", "small_fov", "noisy", "multicoil")
@@ -48,13 +50,6 @@ CATEGORIES = ("magnitude", "raw_phase", "contrast", "small_fov", "noisy", "multi
 
 def _rng(category: str, volume: int, index: int) -> np.random.Generator:
     return np.random.default_rng([CASE_SEED, CATEGORIES.index(category), volume, index])
-
-
-def _smooth(shape, rng, n=4) -> np.ndarray:
-    from scipy.ndimage import zoom
-
-    field = zoom(rng.standard_normal((n, n)), (shape[0] / n, shape[1] / n), order=3, mode="nearest")
-    return field[: shape[0], : shape[1]] / (np.abs(field).max() + 1e-12)
 
 
 def _noise(shape, rng, rms: float, snr_db: float) -> np.ndarray:
@@ -82,20 +77,6 @@ def shrink_into(image: np.ndarray, fill: float) -> np.ndarray:
     return np.abs(place(image.astype(np.complex64), image.shape, np.random.default_rng(0), fill))
 
 
-def coil_maps(shape: tuple[int, int], coils: int, rng: np.random.Generator) -> np.ndarray:
-    """Smooth complex sensitivities ``(coils, H, W)``: Gaussians centred on a circle around the
-    field of view (width 0.45 of it), each with a smooth phase."""
-    H, W = shape
-    y, x = np.meshgrid(np.linspace(-1, 1, H), np.linspace(-1, 1, W), indexing="ij")
-    maps = []
-    for c in range(coils):
-        angle = 2 * np.pi * c / coils + rng.uniform(-0.2, 0.2)
-        cy, cx = 1.1 * np.sin(angle), 1.1 * np.cos(angle)
-        magnitude = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * 0.45 ** 2 * 4))
-        maps.append(magnitude * np.exp(1j * np.pi * _smooth(shape, rng, 3)))
-    return np.stack(maps).astype(np.complex64)
-
-
 def _case(category: str, images: np.ndarray, volume: int) -> dict[str, np.ndarray]:
     """The datasets of one case file from magnitude slices ``(n, H, W)``."""
     n, H, W = images.shape
@@ -120,7 +101,7 @@ def _case(category: str, images: np.ndarray, volume: int) -> dict[str, np.ndarra
             rng = _rng(category, volume, i)
             a, b = rng.uniform(-2, 2, size=2)
             yy, xx = np.meshgrid(np.arange(H) / H, np.arange(W) / W, indexing="ij")
-            phase = np.pi * _smooth((H, W), rng) + 2 * np.pi * (a * yy + b * xx)
+            phase = np.pi * smooth_field((H, W), rng) + 2 * np.pi * (a * yy + b * xx)
             canvas = np.zeros((2 * H, W), dtype=np.complex64)
             canvas[H // 2: H // 2 + H] = im * np.exp(1j * phase)
             k = fft2c_np(canvas) + _noise(canvas.shape, rng, _rms(canvas), 30.0)
@@ -129,7 +110,7 @@ def _case(category: str, images: np.ndarray, volume: int) -> dict[str, np.ndarra
         return {"kspace": np.stack(raws).astype(np.complex64), "reconstruction_esc": np.stack(refs).astype(np.float32)}
     if category == "multicoil":
         ks, rss = [], []
-        maps = coil_maps((H, W), 8, _rng(category, volume, 10**6))
+        maps = simulated_sensitivities((H, W), 8, _rng(category, volume, 10**6))
         for i, im in enumerate(images):
             rng = _rng(category, volume, i)
             coil_images = maps * im[None]

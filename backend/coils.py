@@ -11,8 +11,9 @@ columns (the ones a mask selects) along the last axis.
 * :func:`sense_forward` / :func:`sense_adjoint`: ``A x = M F (S x)`` and its adjoint;
   :func:`sense_combine`: the coil-combined image ``sum(conj(S) c) / sum |S|^2``;
 * :func:`tv_multicoil`: TV with the maps (BART ``pics``, the single-coil TV's settings);
-* :func:`simulate_coils`: a magnitude image seen by ``n`` coils (Gaussian sensitivities on a
-  ring around the grid's centre, a smooth linear phase per coil: a simple, documented model).
+* :func:`simulated_sensitivities` / :func:`simulate_coils`: the coil model of the benchmark's
+  ``multicoil`` cases and of the tests (Gaussian sensitivities around the field of view, each
+  with a smooth phase).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from .fft import fft2c_np, ifft2c_np
 #: 4% at 8x: 29 and 15 of 368 columns; ``ecalib`` needs at least its kernel size, 6).
 CALIBRATION_LINES = 24
 COIL_MAP_METHODS = ("auto", "espirit", "lowres")
+#: Fewer calibration lines than this: ``auto`` takes the low-resolution maps (ESPIRiT's kernel
+#: needs a few lines more than its own size).
+MIN_ESPIRIT_LINES = 6
 
 
 def calibration_lines(mask: np.ndarray) -> int:
@@ -87,11 +91,14 @@ def lowres_maps(coil_kspace: np.ndarray, calibration: int = CALIBRATION_LINES) -
 
 
 def coil_maps(coil_kspace: np.ndarray, method: str = "auto", calibration: int = CALIBRATION_LINES) -> np.ndarray:
-    """Sensitivity maps of one slice's coil k-space (``auto``: ESPIRiT when BART is installed)."""
+    """Sensitivity maps of one slice's coil k-space (``auto``: ESPIRiT when BART is installed and
+    at least :data:`MIN_ESPIRIT_LINES` calibration lines are there, else low-resolution maps)."""
     from .tv import bart_available
 
     if method not in COIL_MAP_METHODS:
         raise ValueError(f"unknown coil-map method {method!r}; choose from {COIL_MAP_METHODS}")
+    if calibration < MIN_ESPIRIT_LINES and method == "auto":
+        return lowres_maps(coil_kspace, calibration)
     if method == "espirit" or (method == "auto" and bart_available()):
         return espirit_maps(coil_kspace, calibration)
     return lowres_maps(coil_kspace, calibration)
@@ -132,20 +139,59 @@ def tv_multicoil(coil_kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray, we
         return read_cfl(out).reshape(H, W).astype(np.complex64)
 
 
-def simulate_coils(image: np.ndarray, coils: int, seed: int = 0, width: float = 0.18) -> np.ndarray:
-    """``image`` (``(H, W)``, real or complex) seen by ``coils`` coils, ``(coils, H, W)``
-    complex64: coil ``c`` has sensitivity ``exp(-r^2 / width)`` around a point on a ring of
-    radius 0.45 (grid units, centre 0.5) at angle ``2 pi c / coils``, and the phase
-    ``phi_c + 1.5 (x - 0.5) cos(angle) + 1.5 (y - 0.5) sin(angle)`` with ``phi_c`` uniform,
-    drawn from ``seed``."""
-    rng = np.random.default_rng(seed)
-    h, w = image.shape
-    y, x = np.mgrid[:h, :w] / np.array([h, w])[:, None, None]
-    out = []
+def simulated_sensitivities(shape: tuple[int, int], coils: int, rng: np.random.Generator) -> np.ndarray:
+    """Smooth complex sensitivities ``(coils, H, W)`` (a simple, documented model): Gaussians
+    centred on a circle of radius 1.1 around the field of view (grid coordinates in [-1, 1],
+    angle ``2 pi c / coils`` jittered by up to 0.2 rad, width 0.9), each with a smooth phase of
+    up to pi (:func:`backend.transforms.smooth_field` on a 3x3 grid)."""
+    from .transforms import smooth_field
+
+    H, W = shape
+    y, x = np.meshgrid(np.linspace(-1, 1, H), np.linspace(-1, 1, W), indexing="ij")
+    maps = []
     for c in range(coils):
-        angle = 2 * np.pi * c / coils
-        cy, cx = 0.5 + 0.45 * np.sin(angle), 0.5 + 0.45 * np.cos(angle)
-        sensitivity = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / width)
-        phase = rng.uniform(-np.pi, np.pi) + 1.5 * (x - 0.5) * np.cos(angle) + 1.5 * (y - 0.5) * np.sin(angle)
-        out.append(image * sensitivity * np.exp(1j * phase))
-    return np.stack(out).astype(np.complex64)
+        angle = 2 * np.pi * c / coils + rng.uniform(-0.2, 0.2)
+        cy, cx = 1.1 * np.sin(angle), 1.1 * np.cos(angle)
+        magnitude = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * 0.45 ** 2 * 4))
+        maps.append(magnitude * np.exp(1j * np.pi * smooth_field(shape, rng, 3)))
+    return np.stack(maps).astype(np.complex64)
+
+
+def simulate_coils(image: np.ndarray, coils: int, seed: int = 0) -> np.ndarray:
+    """``image`` (``(H, W)``, real or complex) seen by ``coils`` coils with
+    :func:`simulated_sensitivities` drawn from ``seed``: ``(coils, H, W)`` complex64."""
+    maps = simulated_sensitivities(np.shape(image), coils, np.random.default_rng(seed))
+    return (maps * np.asarray(image)[None]).astype(np.complex64)
+
+
+def tv_multicoil_volume(path, acceleration: float, weight: float | None = None, iterations: int | None = None,
+                        method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """TV with estimated maps of every slice of a fastMRI multi-coil file: ``(RSS reference,
+    |reconstruction|)`` float32 ``(slices, H, W)``, undersampled with the mask ``nascsmri
+    reconstruct`` draws for this file and acceleration (fastMRI random, per-volume seed), the maps
+    calibrated on that mask's fully sampled centre (``method``: see :func:`coil_maps`). The file
+    must hold ``kspace (slices, coils, H, W)`` and ``reconstruction_rss`` on the same grid."""
+    import h5py
+
+    from .config import ReconConfig
+    from .errors import InputError
+    from .io import open_volume
+    from .recon import volume_mask
+    from .tv import TV_ITERATIONS, TV_WEIGHT
+
+    with open_volume(path) as volume:
+        info = volume.info
+    with h5py.File(path, "r") as f:
+        kspace, reference = f["kspace"], f["reconstruction_rss"][()].astype(np.float32)
+        if kspace.ndim != 4 or kspace.shape[-2:] != reference.shape[-2:]:
+            raise InputError(path, f"multi-coil TV needs kspace (slices, coils, H, W) on the reference's grid, "
+                                   f"got {kspace.shape} and {reference.shape}")
+        mask, _ = volume_mask(info, ReconConfig(model="tv", acceleration=acceleration))
+        lines = mask.lines
+        out = np.zeros_like(reference)
+        for s in range(kspace.shape[0]):
+            k = np.asarray(kspace[s], dtype=np.complex64)
+            maps = coil_maps(k * lines[None, None, :], method=method, calibration=calibration_lines(lines))
+            out[s] = np.abs(tv_multicoil(k, lines, maps, TV_WEIGHT if weight is None else weight,
+                                         TV_ITERATIONS if iterations is None else iterations))
+    return reference, out

@@ -68,6 +68,17 @@ def normalisation_scale(zero_filled: torch.Tensor) -> torch.Tensor:
     return torch.where(peak > 0, NORMALISED_PEAK / peak.clamp_min(1e-30), torch.ones_like(peak))
 
 
+def smooth_field(shape: tuple[int, int], rng: np.random.Generator, n: int = 4) -> np.ndarray:
+    """A random smooth field on ``shape``: an ``n x n`` standard normal grid upsampled by cubic
+    splines, scaled to a maximum magnitude of 1 (smooth phases and sensitivities of the
+    augmentation, the benchmark and the coil simulation)."""
+    from scipy.ndimage import zoom
+
+    field = zoom(rng.standard_normal((n, n)), (shape[0] / n, shape[1] / n), order=3, mode="nearest")
+    field = field[: shape[0], : shape[1]]
+    return field / (np.abs(field).max() + 1e-12)
+
+
 def network_inputs(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What a network sees for complex k-space ``(B, H, W)`` and a column mask ``(W,)``.
 

@@ -1,6 +1,6 @@
 """ISMRMRD raw data (issue #21): files written with the ``ismrmrd`` package (the format's own
-Python implementation) from the real sample scan -- simulated coils with smooth sensitivities
-and phase, 2x readout oversampling, a noise scan, shuffled and repeated lines -- read back by
+Python implementation) from the real sample scan -- coils simulated by
+:func:`backend.coils.simulate_coils`, 2x readout oversampling, a noise scan, shuffled and repeated lines -- read back by
 :mod:`backend.ismrmrd_raw`. Reference: the root-sum-of-squares of the simulated coil images,
 computed here with numpy."""
 
@@ -10,28 +10,13 @@ import h5py
 import numpy as np
 import pytest
 
+from backend.coils import simulate_coils
 from backend.errors import InputError
 from backend.io import open_volume
 
 ismrmrd = pytest.importorskip("ismrmrd")
 
 NOISE, CALIBRATION = 19, 20
-
-
-def coil_images(image: np.ndarray, coils: int, seed: int = 0) -> np.ndarray:
-    """``image`` seen by ``coils`` coils: smooth Gaussian sensitivities around the object and a
-    smooth phase per coil (a documented, simple model)."""
-    rng = np.random.default_rng(seed)
-    h, w = image.shape
-    y, x = np.mgrid[:h, :w] / np.array([h, w])[:, None, None]
-    out = []
-    for c in range(coils):
-        angle = 2 * np.pi * c / coils
-        cy, cx = 0.5 + 0.45 * np.sin(angle), 0.5 + 0.45 * np.cos(angle)
-        sens = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 0.18)
-        phase = rng.uniform(-np.pi, np.pi) + 1.5 * (x - 0.5) * np.cos(angle) + 1.5 * (y - 0.5) * np.sin(angle)
-        out.append(image * sens * np.exp(1j * phase))
-    return np.stack(out).astype(np.complex64)
 
 
 def header(readout: int, lines: int, recon: tuple[int, int], slices: int, trajectory="CARTESIAN", z=1) -> str:
@@ -65,7 +50,7 @@ def write_raw(path, images: np.ndarray, coils=4, oversampling=2, shuffle=True, r
     truth = []
     records = []
     for s in range(slices):
-        coil = coil_images(images[s], coils, seed=s)
+        coil = simulate_coils(images[s], coils, seed=s)
         truth.append(coil)
         padded = np.zeros((coils, readout, w), np.complex64)
         top = (readout - h) // 2

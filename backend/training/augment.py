@@ -63,13 +63,10 @@ class Augmentation:
 
 
 def smooth_phase(shape: tuple[int, int], rng: np.random.Generator, amplitude: float = np.pi) -> np.ndarray:
-    """A random smooth phase map: a 4x4 Gaussian field upsampled (cubic) to ``shape``."""
-    from scipy.ndimage import zoom
+    """A random smooth phase map: ``amplitude`` times :func:`backend.transforms.smooth_field`."""
+    from ..transforms import smooth_field
 
-    coarse = rng.standard_normal((4, 4))
-    field = zoom(coarse, (shape[0] / 4, shape[1] / 4), order=3, mode="nearest")[: shape[0], : shape[1]]
-    field = field / (np.abs(field).max() + 1e-12)
-    return (amplitude * field).astype(np.float32)
+    return (amplitude * smooth_field(shape, rng)).astype(np.float32)
 
 
 def linear_phase(shape: tuple[int, int], rng: np.random.Generator, cycles: float) -> np.ndarray:
