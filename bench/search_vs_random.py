@@ -9,7 +9,8 @@ Protocol (Li & Talwalkar 2019; Yu et al. 2020): every method searches with every
 (``nascsmri search --preset SEARCH --method M --seed S``, argmax selection, **no skip cap**);
 ``--random`` cells are drawn uniformly from the same space (each node: two distinct inputs,
 each with a uniformly drawn operation other than ``none``), keeping only cells whose FLOPs lie
-within ``--flops-tolerance`` of the first searched cell's; every cell (searched, random) and
+within ``--flops-tolerance`` of the median of the searched cells' (a plain DARTS search that
+collapses onto an all-skip cell, as seed 0 did here, would otherwise set the budget); every cell (searched, random) and
 DCCNN-3 is retrained with one budget and seed (``nascsmri train --preset TRAIN --seed 0``) and
 scored on the held-out test volumes in the realistic benchmark's categories
 (:mod:`backend.benchmark`), per slice, with the same masks. Reports each cell's mean PSNR/SSIM,
@@ -141,7 +142,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     searched = {f"{m}_seed{s}": searched_cell(args, m, s) for m in args.methods for s in args.seeds}
-    target = model_info("nasn", genotype=next(iter(searched.values())))["gflops"]
+    # the median of the searched cells: one collapsed (all-skip) search must not set the budget
+    target = statistics.median(model_info("nasn", genotype=g)["gflops"] for g in searched.values())
     randoms = {f"random{k}": g for k, g in enumerate(random_cells(args.space, args.nodes, args.random, target,
                                                                     args.flops_tolerance))}
     cases = list(B.build_cases(dataset_files(args.data, "test"), args.out / "cases", args.categories, args.max_slices))
