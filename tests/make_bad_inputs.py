@@ -291,12 +291,76 @@ def make_corpus(outdir: str | os.PathLike) -> list[Case]:
     recon("mask_file_missing", good, "no such file", names="mask_missing.npy",
           extra=["--mask-file", str(root / "mask_missing.npy")], reader=False)
 
+    cases.extend(_ismrmrd_cases(root))
     cases.extend(_weights_cases(root, good))
     cases.extend(_genotype_cases(root))
     cases.extend(_evaluate_cases(root))
     cases.extend(_data_folder_cases(root, good))
     cases.extend(_reliability_cases(root, good))
     _write_manifest(root, cases)
+    return cases
+
+
+# -- ISMRMRD raw data -----------------------------------------------------------------------
+ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
+
+
+def _ismrmrd_xml(trajectory: str = "cartesian", x: int = 32, y: int = 16, z: int = 1) -> str:
+    space = (f"<matrixSize><x>{{}}</x><y>{y}</y><z>{z}</z></matrixSize>"
+             "<fieldOfView_mm><x>200</x><y>200</y><z>5</z></fieldOfView_mm>")
+    return (f'<?xml version="1.0"?><ismrmrdHeader xmlns="{ISMRMRD_NS}"><encoding>'
+            f"<encodedSpace>{space.format(x)}</encodedSpace><reconSpace>{space.format(x // 2)}</reconSpace>"
+            f"<encodingLimits><kspace_encoding_step_1><minimum>0</minimum><maximum>{y - 1}</maximum>"
+            f"<center>{y // 2}</center></kspace_encoding_step_1></encodingLimits>"
+            f"<trajectory>{trajectory}</trajectory></encoding></ismrmrdHeader>")
+
+
+def _write_ismrmrd(path: Path, xml, data=None) -> Path:
+    """An HDF5 file in the ISMRMRD layout: ``dataset/xml`` (a variable-length string, unless
+    ``xml`` is an array) and ``dataset/data`` (a compound table with head and data, unless given)."""
+    with h5py.File(path, "w") as f:
+        group = f.create_group("dataset")
+        if isinstance(xml, np.ndarray):
+            group.create_dataset("xml", data=xml)
+        else:
+            group.create_dataset("xml", data=np.array([xml.encode()], dtype=object), dtype=h5py.special_dtype(vlen=bytes))
+        if data is None:
+            head = np.dtype([("flags", "<u8"), ("number_of_samples", "<u2"), ("active_channels", "<u2"),
+                             ("idx", [("kspace_encode_step_1", "<u2"), ("slice", "<u2"), ("contrast", "<u2"),
+                                      ("repetition", "<u2")])])
+            table = np.zeros(4, dtype=[("head", head), ("data", h5py.vlen_dtype(np.float32))])
+            for line in range(4):
+                table[line]["head"]["number_of_samples"] = 32
+                table[line]["head"]["active_channels"] = 1
+                table[line]["head"]["idx"]["kspace_encode_step_1"] = line
+                table[line]["data"] = np.zeros(64, np.float32)
+            data = table
+        group.create_dataset("data", data=data)
+    return path
+
+
+def _ismrmrd_cases(root: Path) -> list[Case]:
+    """ISMRMRD raw files the reader must refuse with one line (headers are read size-capped and
+    parsed by expat, which refuses entity expansion bombs)."""
+    cases: list[Case] = []
+
+    def raw(name, xml, expect, data=None, note=""):
+        path = _write_ismrmrd(root / f"{name}.h5", xml, data)
+        cases.append(Case(name, ["reconstruct", str(path)], expect, path.name, str(path), False, note))
+
+    raw("ismrmrd_bad_xml", "<ismrmrdHeader><encoding", "not valid XML")
+    raw("ismrmrd_no_encoding", f'<ismrmrdHeader xmlns="{ISMRMRD_NS}"></ismrmrdHeader>', "no <encoding>")
+    raw("ismrmrd_radial", _ismrmrd_xml("radial"), "only Cartesian data is read")
+    raw("ismrmrd_3d", _ismrmrd_xml(z=8), "3-D ISMRMRD acquisition")
+    raw("ismrmrd_bad_matrix", _ismrmrd_xml().replace("<x>32</x>", "<x>many</x>"), "is not an integer")
+    raw("ismrmrd_huge_header", _ismrmrd_xml() + " " * (2 << 20), "larger than", note="a 2 MiB XML header")
+    bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            + "".join(f'<!ENTITY lol{i + 1} "{("&lol" + (str(i) if i else "") + ";") * 10}">' for i in range(8))
+            + f']><ismrmrdHeader xmlns="{ISMRMRD_NS}">&lol8;</ismrmrdHeader>')
+    raw("ismrmrd_entity_bomb", bomb, "not valid XML", note="billion laughs: 10^8 expansions refused by expat")
+    raw("ismrmrd_xml_not_text", np.zeros((1,), np.float64), "is not a string")
+    raw("ismrmrd_data_not_table", _ismrmrd_xml(), "not a table of acquisitions", data=np.zeros(10))
+    raw("ismrmrd_lines_missing", _ismrmrd_xml(), "lacks 12 of its 16 phase-encode lines", note="4 of 16 lines acquired")
     return cases
 
 
