@@ -194,12 +194,12 @@ class TrainConfig:
     cascades: int = 3
     data: str = "data/brain"
     preset: str = "cpu"
-    epochs: int = 80
-    steps_per_epoch: int | None = None
+    epochs: int = 12  # the cpu preset (the default preset); paper and ship set their own
+    steps_per_epoch: int | None = 200
     batch_size: int = 2
     lr: float = 1e-3
     lr_drop_factor: float = 0.1
-    crop: int | None = None
+    crop: int | None = 128
     accelerations: tuple = ACCELERATIONS
     phase_prob: float = 0.5
     loss: str = "l1"
@@ -216,7 +216,7 @@ class TrainConfig:
     aug_noise_snr_db: tuple = (15.0, 45.0)
     aspects: tuple = (0.75, 1.0, 1.33)
     mask_kinds: tuple = ("random", "equispaced")
-    val_volumes: int | None = None
+    val_volumes: int | None = 4
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
@@ -289,13 +289,13 @@ class SearchConfig:
     space: str = "A"
     nodes: int = 3
     preset: str = "cpu"
-    channels: int = 32
-    cells: int = 3
+    channels: int = 16  # this and the search-length fields below: the cpu preset (the default)
+    cells: int = 2
     cascades: int = 3
-    epochs: int = 50
-    steps_per_epoch: int | None = None
+    epochs: int = 14
+    steps_per_epoch: int | None = 100
     batch_size: int = 2
-    crop: int | None = None
+    crop: int | None = 64
     accelerations: tuple = ACCELERATIONS
     phase_prob: float = 0.5
     w_lr: float = 0.025
@@ -303,14 +303,14 @@ class SearchConfig:
     w_momentum: float = 0.9
     w_weight_decay: float = 3e-4
     grad_clip: float = 5.0
-    alpha_lr: float = 3e-4
+    alpha_lr: float = 3e-3
     alpha_betas: tuple = (0.5, 0.999)
     alpha_weight_decay: float = 1e-3
     alpha_init: float = 1e-3
-    warmup_epochs: int = 10
+    warmup_epochs: int = 4
     max_skip: int | None = 2
-    patience: int | None = 10
-    min_epochs: int = 20
+    patience: int | None = 4
+    min_epochs: int = 10
     method: str = "darts"
     partial_channels: int = 4
     drnas_kl: float = 1e-3
@@ -339,7 +339,7 @@ class SearchConfig:
 #: steps: no signal).
 SEARCH_PRESETS: dict[str, dict] = {
     "paper": dict(channels=32, cells=3, epochs=50, steps_per_epoch=None, crop=None, warmup_epochs=10,
-                  patience=10, min_epochs=25),
+                  patience=10, min_epochs=25, alpha_lr=3e-4),
     "cpu": dict(channels=16, cells=2, epochs=14, steps_per_epoch=100, crop=64, warmup_epochs=4,
                 patience=4, min_epochs=10, alpha_lr=3e-3),
 }
