@@ -93,7 +93,8 @@ def read_header(f: h5py.File, path) -> dict:
         encoding = _find(root, "encoding")
         if encoding is None:
             raise ValueError("no <encoding>")
-        trajectory = (_find(encoding, "trajectory").text or "").strip() if _find(encoding, "trajectory") is not None else ""
+        node = _find(encoding, "trajectory")
+        trajectory = (node.text or "").strip() if node is not None else ""
         header = {
             "trajectory": trajectory,
             "encoded": (_int(encoding, "encodedSpace", "matrixSize", "x"), _int(encoding, "encodedSpace", "matrixSize", "y"),
