@@ -1,19 +1,22 @@
 """Does the search beat chance? Searched cells against random cells of the same space (issue #16).
 
     python bench/search_vs_random.py --data data/brain [--out runs/search_vs_random]
-        [--methods darts beta-darts] [--seeds 0 1] [--random 6] [--space A] [--nodes 3]
+        [--methods darts beta-darts] [--seeds 0 1] [--select argmax perturb] [--random 6] [--space A] [--nodes 3]
         [--search-preset cpu] [--train-preset cpu] [--flops-tolerance 0.10]
         [--categories magnitude raw_phase ...] [--max-slices N]
 
 Protocol (Li & Talwalkar 2019; Yu et al. 2020): every method searches with every seed
-(``nascsmri search --preset SEARCH --method M --seed S``, argmax selection, **no skip cap**);
+(``nascsmri search --preset SEARCH --method M --seed S``, argmax selection, **no skip cap**), and
+with ``--select perturb`` each finished supernet also gives the cell that perturbation-based
+selection derives from it (:func:`backend.search.search.reselect`, named ``M+perturb_seedS``);
 ``--random`` cells are drawn uniformly from the same space (each node: two distinct inputs,
 each with a uniformly drawn operation other than ``none``), keeping only cells whose FLOPs lie
 within ``--flops-tolerance`` of the median of the searched cells' (a plain DARTS search that
 collapses onto an all-skip cell, as seed 0 did here, would otherwise set the budget); every cell (searched, random) and
 DCCNN-3 is retrained with one budget and seed (``nascsmri train --preset TRAIN --seed 0``) and
 scored on the held-out test volumes in the realistic benchmark's categories
-(:mod:`backend.benchmark`), per slice, with the same masks. Reports each cell's mean PSNR/SSIM,
+(:mod:`backend.benchmark`), per slice, with the same masks. Cells with the same genotype
+(several searches collapse onto the all-skip cell) are retrained once and share the scores. Reports each cell's mean PSNR/SSIM,
 its rank, the paired difference of every searched cell against the median random cell with a
 95% bootstrap interval, and the seed-to-seed spread of each method.
 
@@ -40,7 +43,7 @@ from backend.models import SPACES, Genotype, model_info
 from backend.recon import NetworkReconstructor, load_network
 from backend.devices import resolve_device
 from backend.progress import run
-from backend.search.search import search
+from backend.search.search import reselect, search
 from backend.training.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search_vs_random"
@@ -83,6 +86,16 @@ def searched_cell(args, method: str, seed: int) -> Genotype:
                                        seed=seed, method=method, max_skip=None), SEARCH_PRESETS, args.search_set)
     _finish(search(config, str(out), resume=(out / "checkpoint.pt").exists()))
     return Genotype.load(out / "genotype.json")
+
+
+def perturbed_cell(args, method: str, seed: int) -> Genotype:
+    """The perturbation-selected cell of a finished search (cached next to it)."""
+    out = args.out / f"search_{method}_seed{seed}"
+    cached = out / "reselect_perturb.json"
+    if not cached.exists():
+        genotype, selection = reselect(str(out))
+        write_json(cached, {"select": "perturb", "posthoc": True, **selection, "genotype": genotype.to_dict()})
+    return Genotype.from_dict(json.loads(cached.read_text())["genotype"])
 
 
 def _done(out: Path) -> bool:
@@ -128,6 +141,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--methods", nargs="+", default=["darts", "beta-darts"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--select", nargs="+", default=["argmax", "perturb"], choices=["argmax", "perturb"])
     ap.add_argument("--random", type=int, default=6)
     ap.add_argument("--space", default="A")
     ap.add_argument("--nodes", type=int, default=3)
@@ -142,6 +156,10 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     searched = {f"{m}_seed{s}": searched_cell(args, m, s) for m in args.methods for s in args.seeds}
+    if "perturb" in args.select:
+        searched.update({f"{m}+perturb_seed{s}": perturbed_cell(args, m, s) for m in args.methods for s in args.seeds})
+    if "argmax" not in args.select:
+        searched = {n: g for n, g in searched.items() if "+perturb" in n}
     # the median of the searched cells: one collapsed (all-skip) search must not set the budget
     target = statistics.median(model_info("nasn", genotype=g)["gflops"] for g in searched.values())
     randoms = {f"random{k}": g for k, g in enumerate(random_cells(args.space, args.nodes, args.random, target,
@@ -149,11 +167,12 @@ def main(argv=None) -> dict:
     cases = list(B.build_cases(dataset_files(args.data, "test"), args.out / "cases", args.categories, args.max_slices))
     cache = json.loads((args.out / "scores.json").read_text()) if (args.out / "scores.json").exists() else {}
     cells = {**searched, **randoms}
-    results = {}
+    results, first = {}, {}
     for name, g in cells.items():
-        w = trained_weights(args, name, "nasn", g)
+        trained = first.setdefault(g, name)  # one retraining per distinct genotype
+        w = trained_weights(args, trained, "nasn", g)
         results[name] = {"genotype": g.to_dict(), "gflops": model_info("nasn", genotype=g)["gflops"],
-                         **scores(args, cache, name, w, "nasn", cases)}
+                         "trained_as": trained, **scores(args, cache, trained, w, "nasn", cases)}
     results["dccnn3"] = {"genotype": None, "gflops": model_info("dccnn")["gflops"],
                          **scores(args, cache, "dccnn3", trained_weights(args, "dccnn3", "dccnn", None), "dccnn", cases)}
     means = {n: (float(np.mean(r["psnr"])), float(np.mean(r["ssim"]))) for n, r in results.items()}
@@ -164,10 +183,11 @@ def main(argv=None) -> dict:
               "search_preset": args.search_preset, "train_preset": args.train_preset, "median_random": median_random,
               "cells": {n: {"mean_psnr": means[n][0], "mean_ssim": means[n][1], "rank_psnr": rank.get(n),
                             "gflops": results[n]["gflops"], "genotype": results[n]["genotype"],
+                            "trained_as": results[n].get("trained_as", n),
                             "vs_median_random": {k: B.paired(results[n][k], results[median_random][k], seed=3)
                                                  for k in ("psnr", "ssim")}} for n in results},
               "seed_spread_psnr": {m: statistics.pstdev([means[f"{m}_seed{s}"][0] for s in args.seeds])
-                                   for m in args.methods}}
+                                   for m in {n.rsplit("_seed", 1)[0] for n in searched}}}
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / "results.json", report)
     lines = [f"Searched vs random cells (space {args.space}, {args.nodes} nodes; search {args.search_preset}, "

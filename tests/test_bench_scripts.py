@@ -155,8 +155,19 @@ def test_search_vs_random_smoke(tiny_dataset, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((results / "results.json").read_text())
-    assert set(report["cells"]) == {"darts_seed0", "random0", "random1", "dccnn3"}
-    assert sorted(c["rank_psnr"] for n, c in report["cells"].items() if n != "dccnn3") == [1, 2, 3]
+    cells = report["cells"]
+    assert set(cells) == {"darts_seed0", "darts+perturb_seed0", "random0", "random1", "dccnn3"}
+    perturbed = json.loads((tmp_path / "run" / "search_darts_seed0" / "reselect_perturb.json").read_text())
+    assert cells["darts+perturb_seed0"]["genotype"] == perturbed["genotype"]
+    # a genotype met twice is retrained once: the later name shares the earlier one's scores
+    if perturbed["genotype"] == cells["darts_seed0"]["genotype"]:
+        assert cells["darts+perturb_seed0"]["trained_as"] == "darts_seed0"
+        assert not (tmp_path / "run" / "train_darts+perturb_seed0").exists()
+    else:
+        assert cells["darts+perturb_seed0"]["trained_as"] == "darts+perturb_seed0"
+    ranked = {n: c for n, c in cells.items() if n != "dccnn3"}
+    for n, c in ranked.items():  # rank = 1 + how many cells have a higher mean PSNR (ties share)
+        assert c["rank_psnr"] == 1 + sum(o["mean_psnr"] > c["mean_psnr"] for o in ranked.values())
     assert (results / "results.png").stat().st_size > 5000
     # a second call finds every stage done and recomputes nothing
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)

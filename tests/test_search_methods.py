@@ -17,7 +17,7 @@ from backend.config import SearchConfig
 from backend.models import Genotype, build_model
 from backend.progress import run
 from backend.search.architect import ARCHITECTS, BetaDartsArchitect, beta_decay, make_architect
-from backend.search.search import search
+from backend.search.search import reselect, search
 from backend.search.selection import diagnostics, perturb_select
 from backend.search.supernet import METHODS, MixedOp, SuperNet, channel_shuffle, edge_offsets, num_edges
 
@@ -151,6 +151,21 @@ def test_perturbation_selection_picks_what_the_loss_says(tiny_dataset, tmp_path)
         for op, j in node:
             gains = selection["op_gain"][edge_offsets(2)[i] + j][:4]
             assert names[max(range(4), key=lambda k: (gains[k], -k))] == op
+
+
+def test_reselect_after_an_argmax_search_equals_a_perturb_search(tiny_dataset, tmp_path):
+    """The post-hoc selection of a finished argmax search gives what the same search with
+    ``select="perturb"`` chose, and leaves the argmax run's files as they were."""
+    perturbed = tmp_path / "p"
+    run(search(_tiny(tiny_dataset, epochs=2, select="perturb"), str(perturbed)))
+    argmax = tmp_path / "a"
+    run(search(_tiny(tiny_dataset, epochs=2), str(argmax)))
+    before = {f.name: f.read_bytes() for f in argmax.iterdir()}
+    genotype, selection = reselect(str(argmax))
+    expected = json.loads((perturbed / "selection.json").read_text())
+    assert genotype.to_dict() == expected["genotype"]
+    torch.testing.assert_close(torch.tensor(selection["op_gain"]), torch.tensor(expected["op_gain"]), rtol=1e-5, atol=1e-7)
+    assert {f.name: f.read_bytes() for f in argmax.iterdir()} == before
 
 
 @pytest.mark.slow

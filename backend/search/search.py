@@ -197,6 +197,33 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
         teardown(dist)
 
 
+def reselect(run_dir: str, device: str = "cpu") -> tuple[Genotype, dict]:
+    """Perturbation-based selection applied afterwards to a finished argmax search: the
+    supernet of ``RUN/checkpoint.pt`` and the validation batches a ``select="perturb"`` search
+    would use (same seed, same ``train_alpha`` half). Nothing in the run folder is changed; the
+    caller decides where the result goes."""
+    from ..runfiles import config_from_run, run_config
+
+    saved = run_config(run_dir)
+    if saved is None:
+        raise FileNotFoundError(f"{run_dir}: no config.json")
+    config = config_from_run(SearchConfig, saved)
+    state = torch.load(f"{run_dir}/checkpoint.pt", map_location="cpu", weights_only=True)
+    dev = torch.device(device)
+    torch.manual_seed(config.seed)
+    model = SuperNet(config.space, config.nodes, config.channels, config.cells, config.cascades, config.alpha_init,
+                     config.method, config.partial_channels).to(dev)
+    model.load_state_dict(state["model"])
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    _, a_files = split_files(dataset_files(config.data, "train"), config.seed)
+    val = EpochBatches(SliceIndex(a_files), seed=config.seed, epoch=10**6, batch_size=config.batch_size,
+                       crop=config.crop, accelerations=config.accelerations, phase_prob=config.phase_prob, steps=4,
+                       rank=0, world=1, stream=2)
+    batches = [to_device(b, dev, config.channels_last) for b in val]
+    return perturb_select(model, batches, dev, config.amp)
+
+
 def alphas_in_sync(model: SuperNet, dist) -> bool:
     """True when every rank holds the same alphas (always true in one process)."""
     if not dist.enabled:
