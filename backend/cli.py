@@ -159,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "use, NASCSMRI_KERNELS=0 to skip it; same outputs to float32 rounding; CUDA: bf16 autocast), "
                         "'reference' (the training module as is); default %(default)s = fast")
     p.add_argument("--batch-size", type=_positive_int, default=None, help=f"slices per network call, 1 to 1024 (default {cfg.ReconConfig.batch_size})")
+    p.add_argument("--coils", choices=cfg.COIL_MODES, default=cfg.ReconConfig.coils,
+                   help="multi-coil files: 'multi' (and 'auto') reconstruct from the coil k-space with sensitivity maps and "
+                        "SENSE data consistency; 'rss' combines the coils by root-sum-of-squares and simulates single-coil "
+                        "k-space (default %(default)s)")
+    p.add_argument("--coil-maps", choices=("auto", "espirit", "lowres"), default=cfg.ReconConfig.coil_maps,
+                   help="sensitivity maps: ESPIRiT (BART ecalib) or the low-resolution centre; auto = ESPIRiT when BART "
+                        "is installed (default %(default)s)")
     p.add_argument("--out", required=True, help="output .h5")
     p.add_argument("--json", default=None, metavar="METRICS.json", help="write metrics (mse nmse psnr ssim) and mask facts as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -90,16 +90,21 @@ def lowres_maps(coil_kspace: np.ndarray, calibration: int = CALIBRATION_LINES) -
     return np.where(keep[None], images / np.where(keep, rss, 1)[None], 0).astype(np.complex64)
 
 
-def coil_maps(coil_kspace: np.ndarray, method: str = "auto", calibration: int = CALIBRATION_LINES) -> np.ndarray:
-    """Sensitivity maps of one slice's coil k-space (``auto``: ESPIRiT when BART is installed and
-    at least :data:`MIN_ESPIRIT_LINES` calibration lines are there, else low-resolution maps)."""
+def resolve_map_method(method: str, calibration: int) -> str:
+    """``espirit`` or ``lowres``: what :func:`coil_maps` does for ``method`` and ``calibration``."""
     from .tv import bart_available
 
     if method not in COIL_MAP_METHODS:
         raise ValueError(f"unknown coil-map method {method!r}; choose from {COIL_MAP_METHODS}")
-    if calibration < MIN_ESPIRIT_LINES and method == "auto":
-        return lowres_maps(coil_kspace, calibration)
-    if method == "espirit" or (method == "auto" and bart_available()):
+    if method == "auto":
+        return "espirit" if calibration >= MIN_ESPIRIT_LINES and bart_available() else "lowres"
+    return method
+
+
+def coil_maps(coil_kspace: np.ndarray, method: str = "auto", calibration: int = CALIBRATION_LINES) -> np.ndarray:
+    """Sensitivity maps of one slice's coil k-space (``auto``: ESPIRiT when BART is installed and
+    at least :data:`MIN_ESPIRIT_LINES` calibration lines are there, else low-resolution maps)."""
+    if resolve_map_method(method, calibration) == "espirit":
         return espirit_maps(coil_kspace, calibration)
     return lowres_maps(coil_kspace, calibration)
 

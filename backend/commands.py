@@ -34,6 +34,8 @@ def _recon_config(args) -> cfg.ReconConfig:
         device=getattr(args, "device", "auto"),
         execution=getattr(args, "execution", cfg.ReconConfig.execution),
         batch_size=getattr(args, "batch_size", None) or cfg.ReconConfig.batch_size,
+        coils=getattr(args, "coils", cfg.ReconConfig.coils),
+        coil_maps=getattr(args, "coil_maps", cfg.ReconConfig.coil_maps),
     )
 
 

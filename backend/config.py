@@ -41,6 +41,10 @@ def _check_mask_kinds(name: str, kinds) -> None:
                          else f"{name}: give at least one mask type of {sorted(MASK_FUNCS)}")
 
 
+#: ``ReconConfig.coils``: how a multi-coil file is reconstructed.
+COIL_MODES = ("auto", "multi", "rss")
+
+
 @dataclass
 class ReconConfig:
     """How to reconstruct a volume.
@@ -64,6 +68,12 @@ class ReconConfig:
             re-planned NasN with the same outputs to float32 rounding, channels_last; CUDA:
             channels_last + bf16 autocast) or ``reference`` (the training module as is);
             see :mod:`backend.models.inference`.
+        coils: multi-coil files: ``auto`` and ``multi`` reconstruct from the coil k-space with
+            sensitivity maps (SENSE data consistency, :mod:`backend.recon_coils`); ``rss``
+            combines the coils by root-sum-of-squares and simulates single-coil k-space (the
+            earlier path). Single-coil files ignore it.
+        coil_maps: how the sensitivities are estimated (:func:`backend.coils.coil_maps`):
+            ``auto`` (ESPIRiT by BART when installed, else low-resolution), ``espirit``, ``lowres``.
     """
 
     model: str = "zero-filled"
@@ -81,6 +91,8 @@ class ReconConfig:
     device: str = "auto"
     batch_size: int = 4
     execution: str = "auto"
+    coils: str = "auto"
+    coil_maps: str = "auto"
 
     def __post_init__(self) -> None:
         """Every numeric field in its range (the CLI, the GUI and config files share this)."""
@@ -95,6 +107,9 @@ class ReconConfig:
             check_fields(self, {"crop": (8, 4096, True, True)})
         check_device(self.device)
         _check_mask_kinds("mask", [self.mask])
+        for name, choices in (("coils", COIL_MODES), ("coil_maps", ("auto", "espirit", "lowres"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(choices)}")
         if self.mask_lines is not None:
             import numpy as np
 

@@ -76,3 +76,54 @@ class DataConsistency(nn.Module):
 
     def extra_repr(self) -> str:
         return "noise-free" if self.lam is None else f"lam={self.lam}"
+
+
+# -- multi-coil (SENSE) ------------------------------------------------------------------------
+#: Below this sum of squared sensitivities a pixel counts as outside every coil's reach.
+COVERAGE_EPS = 1e-6
+
+
+def _coil_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A column mask ``(W,)`` or ``(B, W)`` as ``(B or 1, 1, 1, W)`` for coil k-space ``(B, C, H, W)``."""
+    mask = mask.to(device=like.device, dtype=like.real.dtype)
+    return mask.view(1, 1, 1, -1) if mask.dim() == 1 else mask.view(mask.shape[0], 1, 1, -1)
+
+
+def coil_combine(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """``sum_c conj(S_c) c_c / sum_c |S_c|^2`` for ``(B, C, H, W)`` coil images and maps; 0 where
+    no map reaches (the torch twin of :func:`backend.coils.sense_combine`)."""
+    norm = (maps.abs() ** 2).sum(1)
+    combined = (maps.conj() * coil_images).sum(1)
+    return torch.where(norm > COVERAGE_EPS, combined / norm.clamp_min(COVERAGE_EPS), torch.zeros_like(combined))
+
+
+def sense_normal(image: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """``A^H A x`` for ``A = M F S`` (``(B, H, W)`` complex images)."""
+    return (maps.conj() * ifft2c(_coil_mask(mask, maps) * fft2c(maps * image[:, None]))).sum(1)
+
+
+def sense_cg_consistency(image: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
+                         mu: float = 0.01, iterations: int = 20) -> torch.Tensor:
+    """MoDL's data consistency with coils: ``argmin_x ||M F S x - k0||^2 + mu ||x - z||^2`` for the
+    network output ``z = image``, by conjugate gradients on the correction ``d = x - z``::
+
+        (A^H A + mu I) d = A^H (k0 - A z),    A = M F S
+
+    started at ``d = 0`` (``iterations`` steps, per slice). With one coil and ``S = 1``,
+    ``A^H A`` is the projection on the sampled lines and the solution is the single-coil
+    :func:`data_consistency` with ``lambda = 1 / mu``; ``mu -> 0`` is the noise-free form. Pixels
+    no coil reaches (``sum |S|^2 = 0``) keep ``z``."""
+    rhs = (maps.conj() * ifft2c(k0 - _coil_mask(mask, k0) * fft2c(maps * image[:, None]))).sum(1)
+    d = torch.zeros_like(image)
+    r = rhs.clone()
+    p = r.clone()
+    rr = (r.abs() ** 2).sum((-2, -1))
+    for _ in range(iterations):
+        q = sense_normal(p, mask, maps) + mu * p
+        alpha = rr / (p.conj() * q).real.sum((-2, -1)).clamp_min(1e-30)
+        d = d + alpha.view(-1, 1, 1) * p
+        r = r - alpha.view(-1, 1, 1) * q
+        rr_new = (r.abs() ** 2).sum((-2, -1))
+        p = r + (rr_new / rr.clamp_min(1e-30)).view(-1, 1, 1) * p
+        rr = rr_new
+    return image + d

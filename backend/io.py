@@ -166,7 +166,15 @@ class FastMRIVolume(Volume):
         return VolumeInfo(path, "singlecoil", num_slices, out, out, ref_key is not None, attrs, notices)
 
     # -- reading ----------------------------------------------------------------------------
-    def _read(self, index: int) -> Slice:
+    def coil_slice(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Multi-coil files: slice ``index`` as coil k-space ``(coils, h, w)`` on the output grid
+        (each coil image cropped in image space, k-space recomputed) and its reference."""
+        if self._mode != "multicoil":
+            raise InputError(self.path, "not a multi-coil file: it has no coil k-space")
+        raw, ref = self._raw(index)
+        return crop_kspace_via_image(raw, self.info.output_shape), ref
+
+    def _raw(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         path = self.path
         try:
             raw = np.array(self._file["kspace"][index], dtype=np.complex64)
@@ -180,6 +188,10 @@ class FastMRIVolume(Volume):
         check_finite(path, "k-space", raw, index)
         if ref is not None:
             check_finite(path, "reference", ref, index)
+        return raw, ref
+
+    def _read(self, index: int) -> Slice:
+        raw, ref = self._raw(index)
         out = self.info.output_shape
         if self._mode == "test":
             return Slice(raw, None, self._mask.copy())

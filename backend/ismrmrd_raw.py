@@ -201,6 +201,13 @@ class IsmrmrdVolume(Volume):
             kspace = fft2c_np(center_crop(ifft2c_np(kspace), (rec_x, lines))).astype(np.complex64)
         return kspace
 
+    def coil_slice(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slice ``index`` as coil k-space ``(coils, h, w)`` on the output grid (coil images cropped
+        in image space) and its root-sum-of-squares reference."""
+        coil_images = center_crop(ifft2c_np(self.coil_kspace(index)), self.info.output_shape)
+        ref = np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=0)).astype(np.float32)
+        return fft2c_np(coil_images).astype(np.complex64), ref
+
     def _read(self, index: int) -> Slice:
         rss = np.sqrt(np.sum(np.abs(ifft2c_np(self.coil_kspace(index))) ** 2, axis=0))
         ref = center_crop(rss, self.info.output_shape).astype(np.float32)

@@ -26,6 +26,7 @@ from .io import Volume, VolumeInfo, open_volume
 from .masks import Mask, load_mask_file, make_mask, seed_from_filename
 from .metrics import VolumeMetrics, evaluate_volume
 from .progress import Progress
+from .recon_coils import reconstruct_multicoil, uses_coils
 from .transforms import center_crop, network_inputs
 from .tv import tv_reconstruct
 
@@ -134,6 +135,22 @@ class NetworkReconstructor:
                          for i in range(0, k.shape[0], step)])
         return (channels_to_complex(out) / scale).cpu().numpy()
 
+    @torch.inference_mode()
+    def multicoil(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray) -> np.ndarray:
+        """Coil k-space ``(B, C, H, W)``, a column mask and sensitivities ``(B, C, H, W)`` ->
+        complex images ``(B, H, W)`` (:mod:`backend.models.multicoil`)."""
+        from .models.multicoil import run_multicoil
+        from .transforms import multicoil_network_inputs
+
+        k = torch.as_tensor(kspace, dtype=torch.complex64, device=self.device)
+        s = torch.as_tensor(maps, dtype=torch.complex64, device=self.device)
+        m = torch.as_tensor(mask, dtype=torch.float32, device=self.device)
+        x, k0, scale = multicoil_network_inputs(k, m, s)
+        step = self.slices_per_call or k.shape[0]
+        out = torch.cat([run_multicoil(self.model, x[i:i + step], k0[i:i + step], m, s[i:i + step])
+                         for i in range(0, k.shape[0], step)])
+        return (channels_to_complex(out) / scale).cpu().numpy()
+
 
 def load_network(name: str, weights: str | os.PathLike | None = None) -> tuple[torch.nn.Module, Path]:
     """The trained network ``name`` from ``weights`` (default: the weights shipped with the
@@ -187,6 +204,12 @@ def reconstruct_volume(
     volume = source if isinstance(source, Volume) else open_volume(source, crop=config.crop)
     try:
         info = volume.info
+        if uses_coils(info.kind, config) and hasattr(volume, "coil_slice"):
+            mask, seed = volume_mask(info, config)
+            if reconstructor is None and config.model in cfg.network_model_names():
+                reconstructor = make_reconstructor(config)
+            parts = yield from reconstruct_multicoil(volume, config, mask, reconstructor)
+            return _result(info, config, mask, seed, *parts)
         recon = reconstructor or make_reconstructor(config)
         first = volume[0]
         mask, seed = volume_mask(info, config, first.file_mask)
@@ -208,17 +231,22 @@ def reconstruct_volume(
                 if refs is not None:
                     refs[i] = slices[j].reference
             yield Progress(batch.stop, n, f"{config.model}: slice {batch.stop}/{n}")
-        result = VolumeResult(info, config.model, outputs, zfs, refs, mask, seed, notices=list(info.notices))
-        if refs is not None:
-            if not np.any(refs > 0):
-                result.notices.append("the reference is all zero: metrics are not defined")
-            else:
-                result.metrics = evaluate_volume(refs, outputs)
-                result.zero_filled_metrics = evaluate_volume(refs, zfs)
-        return result
+        return _result(info, config, mask, seed, outputs, zfs, refs, list(info.notices))
     finally:
         if not isinstance(source, Volume):
             volume.close()
+
+
+def _result(info: VolumeInfo, config: cfg.ReconConfig, mask: Mask, seed, outputs: np.ndarray, zfs: np.ndarray,
+            refs: np.ndarray | None, notices: list[str]) -> VolumeResult:
+    result = VolumeResult(info, config.model, outputs, zfs, refs, mask, seed, notices=notices)
+    if refs is not None:
+        if not np.any(refs > 0):
+            result.notices.append("the reference is all zero: metrics are not defined")
+        else:
+            result.metrics = evaluate_volume(refs, outputs)
+            result.zero_filled_metrics = evaluate_volume(refs, zfs)
+    return result
 
 
 def check_finite_output(result: VolumeResult, config: cfg.ReconConfig) -> None:
@@ -247,5 +275,7 @@ def write_reconstruction(path: str | os.PathLike, result: VolumeResult, config: 
         f.attrs["acceleration"] = float(result.mask.acceleration)
         f.attrs["realised_acceleration"] = float(result.mask.realised_acceleration)
         f.attrs["mask_lines"] = result.mask.lines.astype(np.uint8)
+        if result.info.kind == "multicoil":
+            f.attrs["coils"] = "multi" if uses_coils(result.info.kind, config) else "rss"
         if config.seed is not None:
             f.attrs["seed"] = int(config.seed)

@@ -1,0 +1,94 @@
+"""Multi-coil reconstruction of a volume (issue #21): coil k-space, sensitivity maps, SENSE DC.
+
+:func:`reconstruct_multicoil` is what :func:`backend.recon.reconstruct_volume` runs for a
+multi-coil file unless ``ReconConfig.coils`` is ``rss``: every slice's coil k-space on the output
+grid (coil images cropped in image space, :meth:`backend.io.FastMRIVolume.coil_slice`), the
+volume's mask on every coil, sensitivity maps per slice calibrated on the mask's fully sampled
+centre (:func:`backend.coils.coil_maps`), and then
+
+* ``zero-filled``: root-sum-of-squares of the zero-filled coil images (fastMRI's convention);
+* ``tv``: BART ``pics`` with the maps (:func:`backend.coils.tv_multicoil`);
+* a network: :meth:`backend.recon.NetworkReconstructor.multicoil` -- the coil-combined
+  zero-filled input and SENSE data consistency in every cascade (:mod:`backend.models.multicoil`).
+
+Metrics are taken against the file's reference (fastMRI multi-coil: ``reconstruction_rss``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Generator
+
+import numpy as np
+
+from . import config as cfg
+from .coils import calibration_lines, coil_maps, resolve_map_method, tv_multicoil
+from .fft import ifft2c_np
+from .errors import InputError
+from .masks import Mask
+from .progress import Progress
+from .volume import Volume
+
+#: ``(coil k-space (B, C, H, W), column mask (W,), maps (B, C, H, W)) -> complex images (B, H, W)``
+MultiCoilReconstructor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def rss(coil_images: np.ndarray) -> np.ndarray:
+    """Root-sum-of-squares over the coil axis (-3) of ``(..., C, H, W)``."""
+    return np.sqrt((np.abs(coil_images) ** 2).sum(-3))
+
+
+def uses_coils(kind: str, config: cfg.ReconConfig) -> bool:
+    """True when a volume of ``kind`` is reconstructed from its coils under ``config``."""
+    return kind == "multicoil" and config.coils != "rss"
+
+
+def multicoil_reconstructor(config: cfg.ReconConfig, network=None) -> MultiCoilReconstructor:
+    """The multi-coil form of ``config.model``: the ``network`` reconstructor's ``multicoil``
+    (:class:`backend.recon.NetworkReconstructor`) or the classical method's."""
+    if network is not None and hasattr(network, "multicoil"):
+        return network.multicoil
+    if config.model == "zero-filled":
+        return lambda k, m, maps: rss(ifft2c_np(k * m[None, None, None, :])).astype(np.complex64)
+    if config.model == "tv":
+        return lambda k, m, maps: np.stack([tv_multicoil(k[i], m, maps[i], config.tv_weight, config.tv_iterations)
+                                            for i in range(len(k))])
+    raise InputError(None, f"{config.model!r} cannot reconstruct multi-coil data from its coils (use --coils rss)")
+
+
+def reconstruct_multicoil(volume: Volume, config: cfg.ReconConfig, mask: Mask, network=None
+                          ) -> Generator[Progress, None, tuple]:
+    """The slices of a multi-coil ``volume`` (one that has ``coil_slice``) under ``mask``, with
+    :func:`backend.recon.reconstruct_volume`'s progress events; returns ``(outputs, zero-filled,
+    references or None, notices)``, float32 ``(slices, h, w)`` magnitudes."""
+    info = volume.info
+    recon = multicoil_reconstructor(config, network)
+    lines = mask.lines.astype(np.float32)
+    calibration = calibration_lines(mask.lines)
+    n, out_shape = len(volume), info.output_shape
+    outputs = np.zeros((n,) + out_shape, dtype=np.float32)
+    zfs = np.zeros_like(outputs)
+    refs = np.zeros_like(outputs) if info.has_reference else None
+    coils = None
+    yield Progress(0, n, f"{config.model} (multi-coil): {os.path.basename(info.path)}")
+    for start in range(0, n, max(1, config.batch_size)):
+        batch = range(start, min(start + max(1, config.batch_size), n))
+        pairs = [volume.coil_slice(i) for i in batch]
+        kspace = np.stack([k for k, _ in pairs])
+        coils = kspace.shape[1]
+        maps = np.stack([coil_maps(k * lines[None, None, :], method=config.coil_maps, calibration=calibration)
+                         for k in kspace])
+        images = recon(kspace, lines, maps)
+        zf = rss(ifft2c_np(kspace * lines[None, None, None, :]))
+        for j, i in enumerate(batch):
+            outputs[i] = np.abs(images[j])
+            zfs[i] = zf[j]
+            if refs is not None:
+                refs[i] = pairs[j][1]
+        yield Progress(batch.stop, n, f"{config.model} (multi-coil): slice {batch.stop}/{n}")
+    method = resolve_map_method(config.coil_maps, calibration)
+    notices = [m for m in info.notices if "root-sum-of-squares" not in m]
+    notices.append(f"multi-coil file ({coils} coils): reconstructed from the coil k-space with "
+                   f"{'ESPIRiT' if method == 'espirit' else 'low-resolution'} sensitivity maps "
+                   f"({calibration} calibration lines) and SENSE data consistency")
+    return outputs, zfs, refs, notices

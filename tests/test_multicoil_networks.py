@@ -1,0 +1,148 @@
+"""Networks on multi-coil k-space (issue #21): MoDL's CG SENSE data consistency, the cascades run
+with coil maps, and ``nascsmri reconstruct`` of a multi-coil file from its coils.
+
+References: numpy's FFT-based SENSE operators of :mod:`backend.coils` (``sense_forward`` /
+``sense_adjoint``), the closed form of single-coil DC with a finite weight (Eq. 7), the cascade's
+own single-coil forward pass, and the root-sum-of-squares path on the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from backend.coils import sense_adjoint, sense_forward, simulated_sensitivities
+from backend.config import ReconConfig
+from backend.dc import coil_combine, data_consistency, sense_cg_consistency, sense_normal
+from backend.fft import fft2c_np, ifft2c_np
+from backend.models import build_model
+from backend.models.multicoil import run_multicoil
+from backend.progress import run
+from backend.recon import reconstruct_volume
+from backend.tv import bart_available
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _random(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.complex(torch.randn(shape, generator=g, dtype=torch.float64),
+                         torch.randn(shape, generator=g, dtype=torch.float64))
+
+
+def test_normal_operator_is_numpys_adjoint_of_forward():
+    maps, x = _random((1, 4, 24, 20), 0), _random((1, 24, 20), 1)
+    mask = (torch.arange(20) % 3 == 0).double()
+    ours = sense_normal(x, mask, maps)[0].numpy()
+    theirs = sense_adjoint(sense_forward(x[0].numpy(), maps[0].numpy(), mask.numpy()), maps[0].numpy(), mask.numpy())
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-10)
+
+
+def test_one_coil_cg_is_single_coil_dc_with_lambda_one_over_mu():
+    z, truth = _random((2, 16, 12), 2), _random((2, 16, 12), 3)
+    mask = (torch.arange(12) % 2 == 0).double()
+    k0 = torch.fft.fftshift(torch.fft.fft2(truth, norm="ortho"), dim=(-2, -1)) * mask
+    ones = torch.ones(2, 1, 16, 12, dtype=torch.complex128)
+    for mu in (0.25, 1e-3):
+        ours = sense_cg_consistency(z, k0[:, None], mask, ones, mu=mu, iterations=5)
+        torch.testing.assert_close(ours, data_consistency(z, k0, mask, lam=1 / mu), rtol=1e-9, atol=1e-9)
+
+
+def test_cg_solves_the_normal_equations_with_eight_coils():
+    rng = np.random.default_rng(4)
+    maps = torch.as_tensor(simulated_sensitivities((32, 32), 8, rng), dtype=torch.complex128)[None]
+    maps = maps / (maps.abs() ** 2).sum(1, keepdim=True).sqrt()  # ESPIRiT-like: sum |S|^2 = 1
+    z, truth = _random((1, 32, 32), 5), _random((1, 32, 32), 6)
+    mask = torch.as_tensor(rng.uniform(size=32) < 0.3, dtype=torch.float64)
+    k0 = torch.as_tensor(sense_forward(truth[0].numpy(), maps[0].numpy(), mask.numpy()))[None]
+    mu = 0.05
+    x = sense_cg_consistency(z, k0, mask, maps, mu=mu, iterations=60)
+    d = x - z
+    rhs = torch.as_tensor(sense_adjoint(k0[0].numpy() - sense_forward(z[0].numpy(), maps[0].numpy(), mask.numpy()),
+                                        maps[0].numpy(), mask.numpy()))[None]
+    residual = sense_normal(d, mask, maps) + mu * d - rhs
+    assert residual.abs().max() < 1e-8 * rhs.abs().max()
+
+
+def test_cascade_with_one_unit_coil_is_its_single_coil_forward():
+    torch.manual_seed(0)
+    model = build_model("dccnn", channels=8, cascades=2).double().eval()
+    model.dc.lam = 4.0  # a finite DC weight: the SENSE solve uses mu = 1 / 4
+    truth = _random((1, 20, 16), 7)
+    mask = (torch.arange(16) % 3 != 1).double()
+    k0 = torch.fft.fftshift(torch.fft.fft2(truth, norm="ortho"), dim=(-2, -1)) * mask
+    zf = torch.fft.ifft2(torch.fft.ifftshift(k0, dim=(-2, -1)), norm="ortho")
+    x = torch.stack([zf.real, zf.imag], 1)
+    with torch.no_grad():
+        single = model(x, k0, mask)
+        multi = run_multicoil(model, x, k0[:, None], mask, torch.ones(1, 1, 20, 16, dtype=torch.complex128))
+    # both DC layers work in complex64 (channels_to_complex): float32 rounding apart
+    torch.testing.assert_close(multi, single, rtol=1e-4, atol=1e-6)
+
+
+def test_coil_combine_of_full_data_is_the_image():
+    rng = np.random.default_rng(8)
+    maps = simulated_sensitivities((24, 24), 6, rng)
+    image = (rng.normal(size=(24, 24)) + 1j * rng.normal(size=(24, 24))).astype(np.complex64)
+    combined = coil_combine(torch.as_tensor(maps * image)[None], torch.as_tensor(maps)[None])[0].numpy()
+    np.testing.assert_allclose(combined, image, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def multicoil_file(sample_file, tmp_path_factory):
+    """A fastMRI multi-coil file from four real slices of the sample: 8 simulated coils with a
+    phase, RSS reference, complex noise at 35 dB."""
+    with h5py.File(sample_file) as f:
+        images = f["reconstruction_esc"][2:6].astype(np.float32)
+    rng = np.random.default_rng(9)
+    maps = simulated_sensitivities(images.shape[1:], 8, rng)
+    coil_images = maps[None] * images[:, None]
+    k = fft2c_np(coil_images)
+    rms = np.sqrt(np.mean(np.abs(k) ** 2))
+    k = (k + rms * 10 ** (-35 / 20) * (rng.normal(size=k.shape) + 1j * rng.normal(size=k.shape)) / np.sqrt(2))
+    path = tmp_path_factory.mktemp("mc") / "multicoil_brain.h5"
+    with h5py.File(path, "w") as f:
+        f["kspace"] = k.astype(np.complex64)
+        f["reconstruction_rss"] = np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(1)).astype(np.float32)
+    return path
+
+
+@pytest.mark.parametrize("acceleration", [4, 8])
+def test_nasn_from_the_coils_beats_the_rss_path_and_zero_filling(multicoil_file, acceleration):
+    scores = {}
+    for model, coils in [("zero-filled", "multi"), ("nasn", "rss"), ("nasn", "multi")]:
+        result = run(reconstruct_volume(multicoil_file, ReconConfig(model=model, acceleration=acceleration, coils=coils)))
+        scores[model, coils] = (result.metrics.psnr, result.metrics.ssim)
+        if coils == "multi":
+            assert "SENSE data consistency" in result.notices[-1]
+            assert not any("root-sum-of-squares and simulated" in n for n in result.notices)
+    assert scores["nasn", "multi"][0] > scores["nasn", "rss"][0] + 1.0
+    assert scores["nasn", "multi"][0] > scores["zero-filled", "multi"][0] + 3.0
+    assert scores["nasn", "multi"][1] > scores["zero-filled", "multi"][1]
+
+
+def test_cli_reconstructs_a_multicoil_file_from_its_coils_by_default(multicoil_file, tmp_path):
+    out = tmp_path / "out.h5"
+    proc = subprocess.run([sys.executable, "-m", "backend.cli", "reconstruct", str(multicoil_file), "--model", "dccnn",
+                           "--out", str(out), "--json", str(tmp_path / "m.json")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "SENSE data consistency" in proc.stderr + proc.stdout
+    maps = "ESPIRiT" if bart_available() else "low-resolution"
+    assert maps in proc.stderr + proc.stdout
+    with h5py.File(out) as f:
+        assert f["reconstruction"].shape == (4, 224, 224) and f.attrs["coils"] == "multi"
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    rss = subprocess.run([sys.executable, "-m", "backend.cli", "reconstruct", str(multicoil_file), "--model", "dccnn",
+                          "--coils", "rss", "--out", str(tmp_path / "rss.h5"), "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert rss.returncode == 0, rss.stderr[-1500:]
+    assert json.loads((tmp_path / "r.json").read_text())["psnr"] < metrics["psnr"]
