@@ -167,36 +167,3 @@ def simulate_coils(image: np.ndarray, coils: int, seed: int = 0) -> np.ndarray:
     :func:`simulated_sensitivities` drawn from ``seed``: ``(coils, H, W)`` complex64."""
     maps = simulated_sensitivities(np.shape(image), coils, np.random.default_rng(seed))
     return (maps * np.asarray(image)[None]).astype(np.complex64)
-
-
-def tv_multicoil_volume(path, acceleration: float, weight: float | None = None, iterations: int | None = None,
-                        method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """TV with estimated maps of every slice of a fastMRI multi-coil file: ``(RSS reference,
-    |reconstruction|)`` float32 ``(slices, H, W)``, undersampled with the mask ``nascsmri
-    reconstruct`` draws for this file and acceleration (fastMRI random, per-volume seed), the maps
-    calibrated on that mask's fully sampled centre (``method``: see :func:`coil_maps`). The file
-    must hold ``kspace (slices, coils, H, W)`` and ``reconstruction_rss`` on the same grid."""
-    import h5py
-
-    from .config import ReconConfig
-    from .errors import InputError
-    from .io import open_volume
-    from .recon import volume_mask
-    from .tv import TV_ITERATIONS, TV_WEIGHT
-
-    with open_volume(path) as volume:
-        info = volume.info
-    with h5py.File(path, "r") as f:
-        kspace, reference = f["kspace"], f["reconstruction_rss"][()].astype(np.float32)
-        if kspace.ndim != 4 or kspace.shape[-2:] != reference.shape[-2:]:
-            raise InputError(path, f"multi-coil TV needs kspace (slices, coils, H, W) on the reference's grid, "
-                                   f"got {kspace.shape} and {reference.shape}")
-        mask, _ = volume_mask(info, ReconConfig(model="tv", acceleration=acceleration))
-        lines = mask.lines
-        out = np.zeros_like(reference)
-        for s in range(kspace.shape[0]):
-            k = np.asarray(kspace[s], dtype=np.complex64)
-            maps = coil_maps(k * lines[None, None, :], method=method, calibration=calibration_lines(lines))
-            out[s] = np.abs(tv_multicoil(k, lines, maps, TV_WEIGHT if weight is None else weight,
-                                         TV_ITERATIONS if iterations is None else iterations))
-    return reference, out

@@ -1,43 +1,47 @@
-"""Multi-coil data: the tool's single-coil path against TV with coil sensitivities (issue #21).
+"""Multi-coil data: reconstruction from the coils against the root-sum-of-squares path (issue #21).
 
     python bench/multicoil.py --data data/brain [--out runs/realistic] [--results bench/results/multicoil]
         [--accelerations 4 8] [--max-slices N] [--weights nasn=W dccnn=W] [--methods zero-filled tv dccnn nasn]
 
 Cases: the realistic benchmark's ``multicoil`` category (:func:`backend.benchmark.build_cases`
 on the held-out test split: 8 simulated coils with smooth complex sensitivities, 35 dB noise per
-coil, the RSS image as reference). Methods, on the same slices, the same seeded masks (the
-per-volume seeds of ``nascsmri reconstruct``) and the same metric code:
+coil, the RSS image as reference). Every method runs twice, on the same slices, the same seeded
+masks (the per-volume seeds of ``nascsmri reconstruct``) and the same metric code:
 
-* the tool's path for multi-coil files (``--methods``: zero-filled, TV at the paper's setting,
-  DCCNN-3, NasN): the coils combined by root-sum-of-squares, the RSS image simulated as
-  single-coil k-space, that k-space undersampled and reconstructed (scores shared with
-  ``bench/realistic.py`` through the same cache keys);
-* ``TV multi-coil``: the *undersampled coil* k-space reconstructed by BART ``pics`` with ESPIRiT
-  maps calibrated on the mask's fully sampled centre, TV at the paper's setting
-  (:func:`backend.coils.tv_multicoil_volume`).
+* **from the coils** (``--coils multi``, what ``nascsmri reconstruct`` does by default): the
+  *undersampled coil* k-space, ESPIRiT maps calibrated on the mask's fully sampled centre;
+  zero-filled = RSS of the zero-filled coil images, TV = BART ``pics`` with the maps (the
+  paper's setting), the networks with MoDL's CG SENSE data consistency
+  (:mod:`backend.models.multicoil`; the shipped single-coil weights, not retrained);
+* **RSS path** (``--coils rss``): the coils combined by root-sum-of-squares, the RSS image
+  simulated as single-coil k-space, that k-space undersampled and reconstructed. It does not
+  solve the same problem: it undersamples a zero-phase image made from fully sampled coils.
 
-The two paths do not solve the same problem: the single-coil path undersamples a zero-phase
-image made from fully sampled coils; the multi-coil TV works from the undersampled coils. Writes
-``RESULTS/results.json``, ``results.md``; per-file metrics are cached in ``OUT/cache.json``.
+Paired differences are taken against TV from the coils. Writes ``RESULTS/results.json`` and
+``results.md``; per-file metrics are cached in ``OUT/cache.json`` (shared with
+``bench/realistic.py``, whose ``multicoil`` rows are the "from the coils" ones).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
 from backend import benchmark as B
-from backend.coils import tv_multicoil_volume
 from backend.datasets import dataset_files
 from backend.files import atomic_write_bytes, write_json
 from backend.machine import describe
 
 RESULTS = Path(__file__).resolve().parent / "results" / "multicoil"
-LABELS = {"zero-filled": "zero-filled (RSS path)", "tv": "TV (RSS path)", "dccnn": "DCCNN-3 (RSS path)",
-          "nasn": "NasN (RSS path)", "tv-multicoil": "TV multi-coil (ESPIRiT)"}
+NAMES = {"zero-filled": "zero-filled", "tv": "TV", "dccnn": "DCCNN-3", "nasn": "NasN"}
+PATHS = {"multi": "coils", "rss": "RSS path"}
+REFERENCE = ("tv", "multi")
+
+
+def label(method: str, coils: str) -> str:
+    return f"{NAMES[method]} ({PATHS[coils]})"
 
 
 def main(argv=None) -> int:
@@ -51,53 +55,41 @@ def main(argv=None) -> int:
     ap.add_argument("--max-slices", type=int, default=None)
     args = ap.parse_args(argv)
 
-    import realistic  # the single-coil path's methods and cache, from bench/realistic.py
+    import realistic  # the methods and the cache of bench/realistic.py
 
     weights = dict(w.split("=", 1) for w in args.weights)
     cases = list(B.build_cases(dataset_files(args.data, "test"), args.out / "test", ("multicoil",), args.max_slices))
     cache = realistic.Cache(args.out / "cache.json")
+    variants = [(m, c) for c in ("multi", "rss") for m in args.methods]
+    if REFERENCE not in variants:
+        variants.insert(0, REFERENCE)
     scores = {}
-    for method in args.methods:
+    for method, coils in variants:
         tag = method if method not in realistic.NETWORKS else f"{method}@{weights.get(method, 'shipped')}"
-        scores[method] = realistic.run_method(cache, tag, realistic.method_factory(method, weights), cases,
-                                              args.accelerations, print)["multicoil"]
-    scores["tv-multicoil"] = {}
-    for _, path in cases:
-        for acc in args.accelerations:
-            key = f"tv-multicoil|multicoil|{path.name}|{acc:g}"
-            start = time.time()
-
-            def compute():
-                reference, prediction = tv_multicoil_volume(path, acc)
-                return B.slice_metrics(reference, prediction)
-
-            m = cache.get(key, compute)
-            print(f"tv-multicoil {acc:g}x {path.name}: PSNR {np.mean(m['psnr']):.2f} SSIM {np.mean(m['ssim']):.4f} "
-                  f"({time.time() - start:.0f} s)")
-            slot = scores["tv-multicoil"].setdefault(f"{acc:g}", {"psnr": [], "ssim": []})
-            slot["psnr"] += m["psnr"]
-            slot["ssim"] += m["ssim"]
-
-    methods = args.methods + ["tv-multicoil"]
+        scores[method, coils] = realistic.run_method(cache, tag, realistic.method_factory(method, weights, coils=coils),
+                                                     cases, args.accelerations, print, coils=coils)["multicoil"]
     lines = [f"Multi-coil cases (8 simulated coils, held-out test subject, {len(cases)} files); "
              "PSNR dB ± std / SSIM against the RSS reference.", "",
-             "| acc | " + " | ".join(LABELS[m] for m in methods) + " |", "|---|" + "---|" * len(methods)]
+             "| acc | " + " | ".join(label(*v) for v in variants) + " |", "|---|" + "---|" * len(variants)]
     table = {}
     for acc in (f"{a:g}" for a in args.accelerations):
-        row = {m: {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in scores[m][acc].items()}
-               for m in methods}
-        for m in methods[:-1]:
-            row[m]["minus_tv_multicoil"] = {k: B.paired(scores[m][acc][k], scores["tv-multicoil"][acc][k], seed=7)
-                                            for k in ("psnr", "ssim")}
+        row = {}
+        for v in variants:
+            row[label(*v)] = {k: {"mean": float(np.mean(x)), "std": float(np.std(x))} for k, x in scores[v][acc].items()}
+            if v != REFERENCE:
+                row[label(*v)]["minus_tv_coils"] = {k: B.paired(scores[v][acc][k], scores[REFERENCE][acc][k], seed=7)
+                                                    for k in ("psnr", "ssim")}
         table[acc] = row
-        lines.append(f"| {acc}x | " + " | ".join(f"{row[m]['psnr']['mean']:.2f} ± {row[m]['psnr']['std']:.2f} / "
-                                                 f"{row[m]['ssim']['mean']:.4f}" for m in methods) + " |")
-    lines += ["", "Paired X − TV multi-coil over slices: mean [95% bootstrap CI] (slices where X is better)", "",
+        lines.append(f"| {acc}x | " + " | ".join(f"{row[label(*v)]['psnr']['mean']:.2f} ± {row[label(*v)]['psnr']['std']:.2f} / "
+                                                 f"{row[label(*v)]['ssim']['mean']:.4f}" for v in variants) + " |")
+    lines += ["", f"Paired X − {label(*REFERENCE)} over slices: mean [95% bootstrap CI] (slices where X is better)", "",
               "| acc | X | ΔPSNR dB | ΔSSIM |", "|---|---|---|---|"]
     for acc, row in table.items():
-        for m in methods[:-1]:
-            d = row[m]["minus_tv_multicoil"]
-            lines.append(f"| {acc}x | {LABELS[m]} | " + " | ".join(
+        for name, r in row.items():
+            if "minus_tv_coils" not in r:
+                continue
+            d = r["minus_tv_coils"]
+            lines.append(f"| {acc}x | {name} | " + " | ".join(
                 f"{d[k]['mean']:+.{2 if k == 'psnr' else 4}f} [{d[k]['ci_low']:+.{2 if k == 'psnr' else 4}f}, "
                 f"{d[k]['ci_high']:+.{2 if k == 'psnr' else 4}f}] ({d[k]['wins']}/{d[k]['n']})" for k in ("psnr", "ssim"))
                 + " |")

@@ -5,7 +5,8 @@
         [--accelerations 4 8] [--max-slices N] [--val-files 2] [--tv-weights 0.001 0.003 0.01 0.03 0.1]
 
 Cases: :func:`backend.benchmark.build_cases` on the ``test`` split (held-out subjects only) in
-the six categories of :data:`backend.benchmark.CATEGORIES`; for ``tv-tuned`` the same
+the six categories of :data:`backend.benchmark.CATEGORIES` (every method reconstructs the
+``multicoil`` cases from the coils, with ESPIRiT maps: :mod:`backend.recon_coils`); for ``tv-tuned`` the same
 categories on ``--val-files`` validation files, where each category and acceleration gets the
 TV weight of ``--tv-weights`` with the best mean PSNR. Every method sees the same slices and the
 same seeded masks (the per-volume seeds of ``nascsmri reconstruct``) and is scored by the same
@@ -50,24 +51,34 @@ class Cache:
         return self.data[key]
 
 
-def method_factory(method: str, weights: dict[str, str], tv_weight: float | None = None):
-    """``make(acceleration) -> (ReconConfig, reconstructor)`` for one method."""
+def method_factory(method: str, weights: dict[str, str], tv_weight: float | None = None, coils: str = "multi"):
+    """``make(acceleration) -> (ReconConfig, reconstructor)`` for one method; ``coils`` decides how
+    the ``multicoil`` cases are reconstructed (``multi``: from the coils, what ``nascsmri
+    reconstruct`` does by default; ``rss``: the root-sum-of-squares single-coil emulation)."""
     if method in NETWORKS:
         model, _ = load_network(method, weights.get(method))
         recon = NetworkReconstructor(model, resolve_device("auto"), "auto")
-        return lambda acc: (ReconConfig(model=method, acceleration=acc), recon)
+        return lambda acc: (ReconConfig(model=method, acceleration=acc, coils=coils), recon)
     name = "tv" if method.startswith("tv") else method
     extra = {} if tv_weight is None else {"tv_weight": tv_weight}
-    return lambda acc: (ReconConfig(model=name, acceleration=acc, **extra),
+    return lambda acc: (ReconConfig(model=name, acceleration=acc, coils=coils, **extra),
                         make_reconstructor(ReconConfig(model=name, acceleration=acc, **extra)))
 
 
-def run_method(cache: Cache, tag: str, make, cases: list[tuple[str, Path]], accelerations, log) -> dict:
-    """``{category: {acc: {"psnr": [...], "ssim": [...]}}}`` over all case files (slices concatenated)."""
+def cache_key(tag: str, category: str, name: str, acc: float, coils: str = "multi") -> str:
+    """The metric cache's key; multi-coil cases reconstructed from the coils carry ``|coils``
+    (keys without it are the root-sum-of-squares path, as all were before session 8)."""
+    return f"{tag}|{category}|{name}|{acc:g}" + ("|coils" if category == "multicoil" and coils != "rss" else "")
+
+
+def run_method(cache: Cache, tag: str, make, cases: list[tuple[str, Path]], accelerations, log,
+               coils: str = "multi") -> dict:
+    """``{category: {acc: {"psnr": [...], "ssim": [...]}}}`` over all case files (slices
+    concatenated); ``coils`` must be the one ``make`` was built with."""
     out: dict = {}
     for category, path in cases:
         for acc in accelerations:
-            key = f"{tag}|{category}|{path.name}|{acc:g}"
+            key = cache_key(tag, category, path.name, acc, coils)
             start = time.time()
             m = cache.get(key, lambda: B.evaluate(path, make, acc))
             if time.time() - start > 1:
