@@ -92,3 +92,27 @@ def reconstruct_multicoil(volume: Volume, config: cfg.ReconConfig, mask: Mask, n
                    f"{'ESPIRiT' if method == 'espirit' else 'low-resolution'} sensitivity maps "
                    f"({calibration} calibration lines) and SENSE data consistency")
     return outputs, zfs, refs, notices
+
+
+def slice_kspace(volume: Volume, index: int, coils: str = cfg.ReconConfig.coils) -> np.ndarray:
+    """The k-space of slice ``index`` as a viewer shows and previews it: the coil k-space
+    ``(C, h, w)`` when the volume is reconstructed from its coils under ``coils``, else the
+    slice's ``(H, W)`` (:func:`backend.viewer.preview_slice` and ``log_kspace`` take both)."""
+    if uses_coils(volume.info.kind, cfg.ReconConfig(coils=coils)) and hasattr(volume, "coil_slice"):
+        return volume.coil_slice(index)[0]
+    return volume[index].kspace
+
+
+def reconstruct_slice(volume: Volume, index: int, config: cfg.ReconConfig, lines: np.ndarray,
+                      reconstructor=None) -> np.ndarray:
+    """One slice reconstructed as :func:`backend.recon.reconstruct_volume` would under the column
+    mask ``lines``: complex ``(h, w)`` on the output grid (the GUI's current-slice preview).
+    ``reconstructor``: what :func:`backend.recon.make_reconstructor` gives for ``config``."""
+    from .transforms import center_crop
+
+    m = np.asarray(lines, dtype=np.float32)
+    if uses_coils(volume.info.kind, config) and hasattr(volume, "coil_slice"):
+        k = volume.coil_slice(index)[0]
+        maps = coil_maps(k * m[None, None, :], method=config.coil_maps, calibration=calibration_lines(m > 0))
+        return multicoil_reconstructor(config, reconstructor)(k[None], m, maps[None])[0]
+    return center_crop(reconstructor(volume[index].kspace[None], m)[0], volume.info.output_shape)

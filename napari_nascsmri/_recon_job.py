@@ -59,16 +59,14 @@ def reconstruction_job(path, config, lines, index, whole, reference, data_range)
     from backend.io import open_volume
     from backend.recon import make_reconstructor, reconstruct_volume
     from backend.progress import Progress
-    from backend.transforms import center_crop
+    from backend.recon_coils import reconstruct_slice
     from backend.viewer import error_percent, per_slice_metrics
 
     yield Progress(0, 1, f"{config.model}: loading")
     recon = make_reconstructor(config)
     volume = open_volume(path, crop=config.crop)
     try:
-        sl = volume[index]
-        out = recon(sl.kspace[None], np.asarray(lines, dtype=np.float32))[0]
-        image = np.abs(center_crop(out, volume.info.output_shape)).astype(np.float32)
+        image = np.abs(reconstruct_slice(volume, index, config, lines, recon)).astype(np.float32)
         metrics = None
         if reference is not None and data_range:
             metrics = slice_metrics(reference[index], image, data_range)

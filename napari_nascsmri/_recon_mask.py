@@ -31,9 +31,12 @@ class MaskMixin:
         return int(min(max(step[-3] if len(step) >= 3 else 0, 0), n - 1))
 
     def kspace(self, index: int) -> np.ndarray:
-        """Centred complex k-space ``(H, W)`` of slice ``index`` (cached)."""
+        """Centred complex k-space of slice ``index`` (cached): ``(H, W)``, or ``(coils, h, w)``
+        for a multi-coil file reconstructed from its coils (:func:`backend.recon_coils.slice_kspace`)."""
+        from backend.recon_coils import slice_kspace
+
         if index not in self._kspace_cache:
-            self._kspace_cache[index] = self.volume[index].kspace
+            self._kspace_cache[index] = slice_kspace(self.volume, index)
         return self._kspace_cache[index]
 
     def config(self):

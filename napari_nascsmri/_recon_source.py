@@ -60,7 +60,7 @@ class SourceMixin:
             self.status.value = f"cannot open {os.path.basename(str(path))}"
             return False
         self.volume, self._source_layer = volume, layer
-        self._kspace_cache = {0: first.kspace}
+        self._kspace_cache = {} if volume.info.kind == "multicoil" else {0: first.kspace}
         self._file_mask = first.file_mask
         info = volume.info
         self.reference, self.data_range = self._reference_volume(layer, volume)
