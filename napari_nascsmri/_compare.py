@@ -172,32 +172,24 @@ class ComparePanel(Container):
 
     def export_metrics(self, path) -> str | None:
         """Write the metrics table to ``path`` (.csv / .json); errors become notifications."""
-        from backend.errors import InputError
         from backend.viewer import metrics_records, write_metrics
 
-        from ._shared import _notify
+        from ._shared import _notify, export_file
 
         owner = self.owner
         if not owner.metrics:
             _notify("warning", "napari-nascsmri: no metrics yet (they need a reference and a reconstruction)")
             return None
         source = os.path.basename(owner.volume.info.path) if owner.volume is not None else None
-        try:
-            out = write_metrics(path, metrics_records(owner.metrics, source))
-        except (InputError, OSError) as err:
-            _notify("error", f"napari-nascsmri: {err}")
-            return None
-        owner.status.value = f"metrics written to {os.path.basename(out)}"
-        return out
+        return export_file(lambda p: write_metrics(p, metrics_records(owner.metrics, source)), path, owner.status,
+                           "metrics")
 
     def _on_export_clicked(self, *_) -> None:
-        from ._shared import _notify
+        from ._shared import chosen_path
 
-        path = self.metrics_path.value
-        if not path or os.fspath(path) in ("", "."):
-            _notify("warning", "napari-nascsmri: choose a metrics file (.csv or .json) first")
-            return
-        self.export_metrics(path)
+        path = chosen_path(self.metrics_path.value, "a metrics file (.csv or .json)")
+        if path is not None:
+            self.export_metrics(path)
 
 
 class MetricsPlot(QWidget):

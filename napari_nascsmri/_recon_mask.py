@@ -229,19 +229,13 @@ class MaskMixin:
     # ===================================================================== export =============
     def export_mask(self, path) -> str | None:
         """Write the current (possibly edited) mask to ``path`` (.npy or .json)."""
-        from backend.errors import InputError
+        from ._shared import export_file
 
-        try:
-            out = self.editor.export(path)
-        except (InputError, OSError) as err:
-            _notify("error", f"napari-nascsmri: {err}")
-            return None
-        self.status.value = f"mask written to {os.path.basename(out)}"
-        return out
+        return export_file(self.editor.export, path, self.status, "mask")
 
     def _on_export_clicked(self, *_) -> None:
-        path = self.mask_path.value
-        if not path or os.fspath(path) in ("", "."):
-            _notify("warning", "napari-nascsmri: choose a mask file (.npy or .json) first")
-            return
-        self.export_mask(path)
+        from ._shared import chosen_path
+
+        path = chosen_path(self.mask_path.value, "a mask file (.npy or .json)")
+        if path is not None:
+            self.export_mask(path)
