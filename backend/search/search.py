@@ -30,9 +30,9 @@ from ..files import write_json
 from ..models import SPACES, Genotype
 from ..runfiles import ALPHAS, ALPHAS_IMAGE, CELL_IMAGE, GENOTYPE, SELECTION, SIGNAL_IMAGE
 from ..training.data import EpochBatches, SliceIndex, split_files
-from ..training.distributed import mean, teardown, unwrap, wrap
+from ..training.distributed import mean, unwrap, wrap
 from ..training.epochs import run_epochs
-from ..training.loop import config_dict, l1_loss, prepare_device, to_device, validate
+from ..training.loop import l1_loss, opened_run, to_device, validate
 from ..training.runs import RunEvent, RunFolder
 from .architect import make_architect
 from .plots import draw_alphas, draw_cell, draw_signal
@@ -134,67 +134,62 @@ class _SearchJob:
 
 
 def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[RunEvent, None, dict]:
-    device, dist = prepare_device(config.device)
-    # the data is checked before the run folder is made: a bad --data leaves nothing behind
-    try:
+    def read_data():
         w_files, a_files = split_files(dataset_files(config.data, "train"), config.seed)
-        w_index, a_index = SliceIndex(w_files), SliceIndex(a_files)
-        val_files = dataset_files(config.data, "val")[:VAL_VOLUMES]
-        run = RunFolder(out, "search", config_dict(config), resume, writer=dist.is_main)
-        with run.recording():
-            torch.manual_seed(config.seed)
-            model = SuperNet(config.space, config.nodes, config.channels, config.cells, config.cascades,
-                             config.alpha_init, config.method, config.partial_channels).to(device)
-            if config.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
-                                    weight_decay=config.w_weight_decay)
-            architect = make_architect(model, config)
-            start, history, stable = 0, [], 0
-            state = run.load_checkpoint() if resume else None
-            if state is not None:
-                model.load_state_dict(state["model"])
-                w_opt.load_state_dict(state["w_opt"])
-                architect.load_state_dict(state["a_opt"])
-                start, history, stable = state["epoch"] + 1, state["history"], state["stable"]
-            net = wrap(model, dist, device)
+        return SliceIndex(w_files), SliceIndex(a_files), dataset_files(config.data, "val")[:VAL_VOLUMES]
 
-            def batches(index, epoch, stream, steps=config.steps_per_epoch):
-                return EpochBatches(index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
-                                    crop=config.crop, accelerations=config.accelerations,
-                                    phase_prob=config.phase_prob, steps=steps,
-                                    rank=dist.rank, world=dist.world, stream=stream)
+    with opened_run("search", config, out, resume, read_data) as (run, device, dist, (w_index, a_index, val_files)):
+        torch.manual_seed(config.seed)
+        model = SuperNet(config.space, config.nodes, config.channels, config.cells, config.cascades,
+                         config.alpha_init, config.method, config.partial_channels).to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
+                                weight_decay=config.w_weight_decay)
+        architect = make_architect(model, config)
+        start, history, stable = 0, [], 0
+        state = run.load_checkpoint() if resume else None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            w_opt.load_state_dict(state["w_opt"])
+            architect.load_state_dict(state["a_opt"])
+            start, history, stable = state["epoch"] + 1, state["history"], state["stable"]
+        net = wrap(model, dist, device)
 
-            steps = min(len(batches(w_index, 0, 0)), len(batches(a_index, 0, 1)))
-            total = config.epochs * steps
-            yield run.emit(RunEvent("start", start * steps, total,
-                                    f"search space {config.space}, {config.nodes} nodes, {config.method}: "
-                                    f"epoch {start + 1}/{config.epochs}",
-                                    start, {"device": str(device), "world": dist.world, "resumed": state is not None,
-                                            "method": config.method}))
-            job = _SearchJob(config, run, model, net, w_opt, architect, steps, history, stable, device, dist,
-                             lambda epoch: zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1)), val_files)
-            yield from run_epochs(run, job, start, STEP_EVENT_EVERY)
-            genotype = job.genotype
-            stopped_early = job.finished() and len(history) < config.epochs
-            selection = {}
-            if config.select == "perturb" and history:
-                val_batches = [to_device(b, device, config.channels_last) for b in batches(a_index, 10**6, 2, steps=4)]
-                genotype, selection = perturb_select(model, val_batches, device, config.amp)
-            signal = history[-1] if history else {"no_signal": True, "no_signal_reason": "no epoch ran"}
-            if dist.is_main and history:
-                _write_results(run, config, genotype, history, selection)
-            summary = {"genotype": genotype.to_dict(), "epochs_run": len(history), "stopped_early": stopped_early,
-                       "out": str(run.path), "select": config.select, "no_signal": signal["no_signal"],
-                       "no_signal_reason": signal["no_signal_reason"]}
-            message = (f"search finished after {len(history)} epochs"
-                       + (" (genotype stable: early stop)" if stopped_early else "")
-                       + (f"; WARNING: the derived cell carries no signal: {signal['no_signal_reason']}"
-                          if signal["no_signal"] else ""))
-            yield run.emit(RunEvent("done", total, total, message, len(history) - 1, summary))
-            return summary
-    finally:
-        teardown(dist)
+        def batches(index, epoch, stream, steps=config.steps_per_epoch):
+            return EpochBatches(index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
+                                crop=config.crop, accelerations=config.accelerations,
+                                phase_prob=config.phase_prob, steps=steps,
+                                rank=dist.rank, world=dist.world, stream=stream)
+
+        steps = min(len(batches(w_index, 0, 0)), len(batches(a_index, 0, 1)))
+        total = config.epochs * steps
+        yield run.emit(RunEvent("start", start * steps, total,
+                                f"search space {config.space}, {config.nodes} nodes, {config.method}: "
+                                f"epoch {start + 1}/{config.epochs}",
+                                start, {"device": str(device), "world": dist.world, "resumed": state is not None,
+                                        "method": config.method}))
+        job = _SearchJob(config, run, model, net, w_opt, architect, steps, history, stable, device, dist,
+                         lambda epoch: zip(batches(w_index, epoch, 0), batches(a_index, epoch, 1)), val_files)
+        yield from run_epochs(run, job, start, STEP_EVENT_EVERY)
+        genotype = job.genotype
+        stopped_early = job.finished() and len(history) < config.epochs
+        selection = {}
+        if config.select == "perturb" and history:
+            val_batches = [to_device(b, device, config.channels_last) for b in batches(a_index, 10**6, 2, steps=4)]
+            genotype, selection = perturb_select(model, val_batches, device, config.amp)
+        signal = history[-1] if history else {"no_signal": True, "no_signal_reason": "no epoch ran"}
+        if dist.is_main and history:
+            _write_results(run, config, genotype, history, selection)
+        summary = {"genotype": genotype.to_dict(), "epochs_run": len(history), "stopped_early": stopped_early,
+                   "out": str(run.path), "select": config.select, "no_signal": signal["no_signal"],
+                   "no_signal_reason": signal["no_signal_reason"]}
+        message = (f"search finished after {len(history)} epochs"
+                   + (" (genotype stable: early stop)" if stopped_early else "")
+                   + (f"; WARNING: the derived cell carries no signal: {signal['no_signal_reason']}"
+                      if signal["no_signal"] else ""))
+        yield run.emit(RunEvent("done", total, total, message, len(history) - 1, summary))
+        return summary
 
 
 def reselect(run_dir: str, device: str = "cpu") -> tuple[Genotype, dict]:

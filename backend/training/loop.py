@@ -115,3 +115,24 @@ def validate(model: torch.nn.Module, files: Sequence[Path], accelerations: Seque
 
 def config_dict(config) -> dict:
     return asdict(config)
+
+
+@contextlib.contextmanager
+def opened_run(kind: str, config, out: str, resume: bool, read_data):
+    """What a search or a training runs inside: ``(run folder, device, dist, data)``.
+
+    The device (and ``torch.distributed`` under torchrun) is set up, ``read_data()`` checks and
+    indexes the data *before* the run folder is made (a bad ``--data`` leaves nothing behind),
+    the folder records how the job ends (:meth:`RunFolder.recording`), and the process group is
+    torn down whatever happens."""
+    from .distributed import teardown
+    from .runs import RunFolder
+
+    device, dist = prepare_device(config.device)
+    try:
+        data = read_data()
+        run = RunFolder(out, kind, config_dict(config), resume, writer=dist.is_main)
+        with run.recording():
+            yield run, device, dist, data
+    finally:
+        teardown(dist)

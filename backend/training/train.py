@@ -24,10 +24,10 @@ from ..runfiles import BEST_WEIGHTS, LAST_WEIGHTS
 from ..models.registry import build_from_config, model_config_of
 from ..models.training_plan import prepare_for_training
 from .data import EpochBatches, SliceIndex
-from .distributed import mean, teardown, wrap
+from .distributed import mean, wrap
 from .epochs import run_epochs
-from .loop import config_dict, prepare_device, to_device, training_loss, validate
-from .runs import RunEvent, RunFolder
+from .loop import config_dict, opened_run, to_device, training_loss, validate
+from .runs import RunEvent
 
 STEP_EVENT_EVERY = 10  # steps between step events written to events.jsonl
 
@@ -102,41 +102,36 @@ class _TrainJob:
 
 
 def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunEvent, None, dict]:
-    device, dist = prepare_device(config.device)
-    # the data is checked before the run folder is made: a bad --data leaves nothing behind
-    try:
-        train_index = SliceIndex(dataset_files(config.data, "train"))
-        val_files = dataset_files(config.data, "val")[: config.val_volumes]
-        run = RunFolder(out, "train", config_dict(config), resume, writer=dist.is_main)
-        with run.recording():
-            model = build_for_training(config).to(device)
-            if config.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-            start, history, best = 0, [], None
-            state = run.load_checkpoint() if resume else None
-            if state is not None:
-                model.load_state_dict(state["model"])
-                optimiser.load_state_dict(state["optimiser"])
-                start, history, best = state["epoch"] + 1, state["history"], state["best"]
-            # NasN on the CPU trains through its training plan (same parameters, same function)
-            net = wrap(prepare_for_training(model, device), dist, device)
-            def epoch_batches(epoch: int, rank: int = 0) -> EpochBatches:
-                return EpochBatches(train_index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
-                                    crop=config.crop, accelerations=config.accelerations,
-                                    phase_prob=config.phase_prob, steps=config.steps_per_epoch,
-                                    rank=rank, world=dist.world, augmentation=config.augmentation(),
-                                    aspects=config.aspects if config.augment else (1.0,),
-                                    mask_kinds=config.mask_kinds if config.augment else None)
+    def read_data():
+        return SliceIndex(dataset_files(config.data, "train")), dataset_files(config.data, "val")[: config.val_volumes]
 
-            job = _TrainJob(config, run, model, net, optimiser, epoch_batches, val_files, device, dist, history, best)
-            yield run.emit(RunEvent("start", start * job.steps, job.epochs * job.steps,
-                                    f"{config.model}: epoch {start + 1}/{config.epochs}",
-                                    start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
-            yield from run_epochs(run, job, start, STEP_EVENT_EVERY)
-            best, total = job.best, job.epochs * job.steps
-            summary = {"best": best, "epochs": config.epochs, "out": str(run.path)}
-            yield run.emit(RunEvent("done", total, total, "training finished", config.epochs - 1, summary))
-            return summary
-    finally:
-        teardown(dist)
+    with opened_run("train", config, out, resume, read_data) as (run, device, dist, (train_index, val_files)):
+        model = build_for_training(config).to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+        start, history, best = 0, [], None
+        state = run.load_checkpoint() if resume else None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            start, history, best = state["epoch"] + 1, state["history"], state["best"]
+        # NasN on the CPU trains through its training plan (same parameters, same function)
+        net = wrap(prepare_for_training(model, device), dist, device)
+        def epoch_batches(epoch: int, rank: int = 0) -> EpochBatches:
+            return EpochBatches(train_index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
+                                crop=config.crop, accelerations=config.accelerations,
+                                phase_prob=config.phase_prob, steps=config.steps_per_epoch,
+                                rank=rank, world=dist.world, augmentation=config.augmentation(),
+                                aspects=config.aspects if config.augment else (1.0,),
+                                mask_kinds=config.mask_kinds if config.augment else None)
+
+        job = _TrainJob(config, run, model, net, optimiser, epoch_batches, val_files, device, dist, history, best)
+        yield run.emit(RunEvent("start", start * job.steps, job.epochs * job.steps,
+                                f"{config.model}: epoch {start + 1}/{config.epochs}",
+                                start, {"device": str(device), "world": dist.world, "resumed": state is not None}))
+        yield from run_epochs(run, job, start, STEP_EVENT_EVERY)
+        best, total = job.best, job.epochs * job.steps
+        summary = {"best": best, "epochs": config.epochs, "out": str(run.path)}
+        yield run.emit(RunEvent("done", total, total, "training finished", config.epochs - 1, summary))
+        return summary
