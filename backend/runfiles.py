@@ -5,6 +5,8 @@ everything that reads one -- the GUI's job widgets, the benchmarks, the tests --
 this module (torch-free, so a viewer needs no model code):
 
 * file names: :data:`CONFIG` ... :data:`JOB_FILE`;
+* :class:`EpochRecord` (with a search's :class:`SearchEpoch`): one epoch as ``history.json`` and
+  the ``epoch`` events hold it, written and read through this one definition;
 * :func:`read_events` (complete lines of ``events.jsonl`` from a byte offset),
   :class:`EventFollower` (polls them), :class:`RunTrace` (folds them into progress, losses,
   validation PSNR, alphas, the derived genotype);
@@ -93,6 +95,76 @@ def config_from_run(cls, saved: dict):
     return cls(**values)
 
 
+#: Keys of an event line that are the event's, not its record's (:class:`backend.training.runs.RunEvent`).
+EVENT_KEYS = ("time", "kind", "done", "total", "epoch", "message")
+
+
+@dataclass(frozen=True)
+class SearchEpoch:
+    """What a search's epoch record adds (the alphas and their diagnostics,
+    :func:`backend.search.selection.diagnostics`); the defaults stand in for keys that runs made
+    before the diagnostics existed do not have."""
+
+    warmup: bool = False
+    stable_epochs: int = 0
+    alphas_in_sync: bool = True
+    genotype: dict | None = None
+    genotype_uncapped: dict | None = None
+    alphas: list | None = None      # edges x operations, softmax weights
+    edge_entropy: list = field(default_factory=list)   # nats per edge
+    edge_margin: list = field(default_factory=list)    # best - second operation per edge
+    chosen_margin: list = field(default_factory=list)  # the derived cell's edges
+    uniform_entropy: float | None = None               # log(#operations)
+    no_signal: bool = False
+    no_signal_reason: str = ""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One finished epoch of a search or a training: a line of ``history.json``, or the record of
+    an ``epoch`` event. ``losses``: the epoch means (training ``train_loss``; search ``loss_w``
+    and ``loss_alpha``, None in the warm-up); ``validation``: ``psnr`` and ``ssim`` (mean over
+    the accelerations) and ``psnr_<a>x`` / ``ssim_<a>x``; ``search``: a search's
+    :class:`SearchEpoch`; ``done``: the global step at the epoch's end (events only)."""
+
+    epoch: int
+    lr: float | None
+    seconds: float | None
+    losses: dict
+    validation: dict
+    search: SearchEpoch | None = None
+    done: int | None = None
+
+    LOSSES = ("train_loss", "loss_w", "loss_alpha")
+
+    @classmethod
+    def from_json(cls, data: dict, strict: bool = False) -> "EpochRecord":
+        """The record of a history line or an epoch event; ``strict``: a key no field claims is a
+        ``ValueError`` (the writers' test: the format has one definition, here)."""
+        from dataclasses import fields
+
+        search_keys = [f.name for f in fields(SearchEpoch)]
+        validation = {k: v for k, v in data.items() if k in ("psnr", "ssim") or k.startswith(("psnr_", "ssim_"))}
+        claimed = {*EVENT_KEYS, "lr", "seconds", *cls.LOSSES, *validation, *search_keys}
+        if strict and set(data) - claimed:
+            raise ValueError(f"epoch record keys without a field: {sorted(set(data) - claimed)}")
+        present = {k: data[k] for k in search_keys if k in data}
+        search = SearchEpoch(**present) if present else None
+        return cls(int(data["epoch"]), data.get("lr"), data.get("seconds"),
+                   {k: data[k] for k in cls.LOSSES if k in data}, validation, search, data.get("done"))
+
+    def to_json(self) -> dict:
+        """The history line (event keys apart, the inverse of :meth:`from_json`)."""
+        from dataclasses import asdict
+
+        out = {"epoch": self.epoch, **self.losses, "lr": self.lr, "seconds": self.seconds, **self.validation}
+        return {**out, **(asdict(self.search) if self.search is not None else {})}
+
+    def get(self, key: str) -> float | None:
+        """A loss or a validation value by its key (None when the record has none)."""
+        return self.losses.get(key, self.validation.get(key))
+
+
 class EventFollower:
     """Reads the new events of ``RUN/events.jsonl`` on every :meth:`poll` (byte offset kept)."""
 
@@ -119,7 +191,7 @@ class RunTrace:
     """What the events of one run say so far (folded by :meth:`feed`).
 
     ``steps``: ``{key: [(global step, value), ...]}`` from step events (loss_w/loss_alpha or
-    loss); ``epochs``: ``{epoch: record}`` from epoch events (the history, one record per
+    loss); ``epochs``: ``{epoch: EpochRecord}`` from epoch events (the history, one record per
     epoch, later records replace earlier ones after a resume); ``alphas``: the last epoch's
     ``edges x ops`` softmax weights (search); ``genotype``: the last derived genotype dict.
     """
@@ -167,22 +239,22 @@ class RunTrace:
                     self.steps.setdefault(key, []).append((self.done, float(event[key])))
         elif kind == "epoch":
             self.state = "running"
-            self.epochs[self.epoch] = event
-            if "alphas" in event:
-                self.alphas = event["alphas"]
-            if "genotype" in event:
-                self.genotype = event["genotype"]
+            record = EpochRecord.from_json(event)
+            self.epochs[self.epoch] = record
+            if record.search is not None and record.search.alphas is not None:
+                self.alphas = record.search.alphas
+            if record.search is not None and record.search.genotype is not None:
+                self.genotype = record.search.genotype
         elif kind == "stopped":  # SIGTERM / Ctrl-C: a clean stop, the last epoch is kept
             self.state = "stopped"
         elif kind == "done":
             self.state = "done"
-            self.summary = {k: v for k, v in event.items()
-                            if k not in ("time", "kind", "done", "total", "epoch", "message")}
+            self.summary = {k: v for k, v in event.items() if k not in EVENT_KEYS}
             if "genotype" in self.summary:
                 self.genotype = self.summary["genotype"]
 
     @property
-    def history(self) -> list[dict]:
+    def history(self) -> list[EpochRecord]:
         """Epoch records in epoch order."""
         return [self.epochs[e] for e in sorted(self.epochs)]
 
@@ -190,8 +262,8 @@ class RunTrace:
     def steps_per_epoch(self) -> int | None:
         """Steps per epoch, from an epoch event (``done`` at its end = (epoch + 1) * steps)."""
         for e, record in self.epochs.items():
-            if record.get("done"):
-                return max(1, int(record["done"]) // (e + 1))
+            if record.done:
+                return max(1, int(record.done) // (e + 1))
         return None
 
     def seconds_left(self) -> float | None:

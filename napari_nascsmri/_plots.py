@@ -54,7 +54,7 @@ class _Snapshot:
 
     def __init__(self, trace=None):
         self.steps = {} if trace is None else {k: list(v) for k, v in trace.steps.items()}
-        self.history = [] if trace is None else [dict(r) for r in trace.history]
+        self.history = [] if trace is None else list(trace.history)  # frozen EpochRecords
         self.steps_per_epoch = None if trace is None else trace.steps_per_epoch
         self.alphas = None if trace is None or trace.alphas is None else np.array(trace.alphas, dtype=float)
         self.genotype = None if trace is None else trace.genotype
@@ -70,7 +70,7 @@ def loss_chart(kind: str, snap: _Snapshot) -> LineChart:
             x, y = np.asarray(points, dtype=float).T
             chart.series.append(Series(x / scale, y, LOSS_COLOURS.get(key, "tab:gray"), width=0.8, alpha=0.45))
     for key in EPOCH_LOSS_KEYS.get(kind, ()):
-        pts = [(r["epoch"] + 1, r[key]) for r in snap.history if r.get(key) is not None]
+        pts = [(r.epoch + 1, r.get(key)) for r in snap.history if r.get(key) is not None]
         if pts:
             x, y = np.asarray(pts, dtype=float).T
             chart.series.append(Series(x, y, LOSS_COLOURS.get(key, LOSS_COLOURS["loss"]), style="dots",
@@ -81,7 +81,7 @@ def loss_chart(kind: str, snap: _Snapshot) -> LineChart:
 def psnr_chart(snap: _Snapshot) -> LineChart:
     chart = LineChart("validation PSNR (dB)", xlabel="epoch")
     for key, colour, label in PSNR_SERIES:
-        pts = [(r["epoch"] + 1, r[key]) for r in snap.history if r.get(key) is not None]
+        pts = [(r.epoch + 1, r.get(key)) for r in snap.history if r.get(key) is not None]
         if pts:
             x, y = np.asarray(pts, dtype=float).T
             main = key == "psnr"

@@ -121,7 +121,8 @@ class SearchWidget(JobWidget):
 
     def _progress_note(self) -> str:
         history = self.trace.history
-        return f"; genotype stable for {history[-1].get('stable_epochs', 0)} epoch(s)" if history else ""
+        search = history[-1].search if history else None
+        return f"; genotype stable for {search.stable_epochs} epoch(s)" if search is not None else ""
 
     def _done_text(self) -> str:
         return f"search: done ({self.trace.message}); genotype in {self.run_dir / GENOTYPE}"
@@ -130,8 +131,10 @@ class SearchWidget(JobWidget):
 def signal_text(trace) -> str:
     """The last epoch's edge diagnostics (``edge_margin``/``chosen_margin``/``edge_entropy``,
     ``no_signal``/``no_signal_reason``) in words; "-" before the first epoch."""
+    from dataclasses import asdict
+
     history = trace.history
-    last = dict(history[-1]) if history else {}
+    last = asdict(history[-1].search) if history and history[-1].search is not None else {}
     last.update({k: trace.summary[k] for k in ("no_signal", "no_signal_reason") if k in trace.summary})
     chosen = last.get("chosen_margin") or []
     entropy = last.get("edge_entropy") or []

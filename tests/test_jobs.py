@@ -124,7 +124,7 @@ def test_search_runs_live_and_adds_its_genotype(make_napari_viewer, sample_file,
     # the Train widget of the same viewer now trains NasN with the found cell
     assert (train.model.value, train.genotype.value) == ("nasn", str(genotype))
     assert widget.plots.drawn["epochs"] == 3 and widget.plots.drawn["cell"] == str(out / "cell.png")
-    assert [r["epoch"] for r in widget.trace.history] == [0, 1, 2]
+    assert [r.epoch for r in widget.trace.history] == [0, 1, 2]
     assert "done" in widget.status.value and widget.progress.value == widget.progress.max
     qtbot.wait(300)  # let the canvas draw
     shot = viewer.screenshot(canvas_only=False, flash=False)
@@ -166,7 +166,7 @@ def test_stop_keeps_the_checkpoint_and_resume_finishes(make_napari_viewer, tiny_
     assert widget.trace.state == "done" and errors_since(start) == []
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(8))
-    assert [r["epoch"] for r in widget.trace.history] == list(range(8))
+    assert [r.epoch for r in widget.trace.history] == list(range(8))
     assert widget.plots.drawn["epochs"] == 8
 
 
@@ -262,7 +262,7 @@ def test_run_trace_folds_events():
                   {"time": 203.0, "kind": "done", "done": 8, "total": 8, "epoch": 1, "best": {"psnr": 21.0}}]:
         trace.feed(event)
     assert trace.steps["loss"] == [(2, 0.5)]
-    assert [r["epoch"] for r in trace.history] == [0, 1] and trace.state == "done"
+    assert [r.epoch for r in trace.history] == [0, 1] and trace.state == "done"
     assert trace.summary == {"best": {"psnr": 21.0}} and trace.seconds_left() is None
     trace.feed({"time": 300.0, "kind": "error", "done": 0, "total": 0, "epoch": 0, "message": "boom"})
     assert trace.state == "error" and trace.error == "boom" and trace.total == 8

@@ -28,7 +28,7 @@ from ..config import SearchConfig
 from ..datasets import dataset_files
 from ..files import write_json
 from ..models import SPACES, Genotype
-from ..runfiles import ALPHAS, ALPHAS_IMAGE, CELL_IMAGE, GENOTYPE, SELECTION, SIGNAL_IMAGE
+from ..runfiles import ALPHAS, ALPHAS_IMAGE, CELL_IMAGE, GENOTYPE, SELECTION, SIGNAL_IMAGE, EpochRecord, SearchEpoch
 from ..training.data import EpochBatches, SliceIndex, split_files
 from ..training.distributed import mean, unwrap, wrap
 from ..training.epochs import run_epochs
@@ -112,11 +112,12 @@ class _SearchJob:
         val = validate(unwrap(self.net), self.val_files, c.accelerations, self.device) if dist.is_main else {}
         alpha_steps = sum(self.steps for h in self.history if not h["warmup"]) + (0 if warm else self.steps)
         diag = diagnostics(model.derivation_weights(), c.space, new, c.signal_margin, alpha_steps)
-        record = {"epoch": epoch, "loss_w": mean(sum(w_losses) / len(w_losses), dist),
-                  "loss_alpha": mean(sum(a_losses) / len(a_losses), dist) if a_losses else None, "lr": self.lr,
-                  "seconds": time.time() - started, "stable_epochs": self.stable, "alphas_in_sync": in_sync, **val,
-                  "warmup": warm, "genotype": new.to_dict(),
-                  "genotype_uncapped": model.genotype(None).to_dict(), "alphas": model.op_weights().tolist(), **diag}
+        losses = {"loss_w": mean(sum(w_losses) / len(w_losses), dist),
+                  "loss_alpha": mean(sum(a_losses) / len(a_losses), dist) if a_losses else None}
+        state = SearchEpoch(warmup=warm, stable_epochs=self.stable, alphas_in_sync=in_sync, genotype=new.to_dict(),
+                            genotype_uncapped=model.genotype(None).to_dict(), alphas=model.op_weights().tolist(),
+                            **diag)
+        record = EpochRecord(epoch, self.lr, time.time() - started, losses, val, state).to_json()
         self.history.append(record)
         if dist.is_main:
             _write_results(self.run, c, new, self.history)

@@ -27,6 +27,7 @@ from .data import EpochBatches, SliceIndex
 from .distributed import mean, wrap
 from .epochs import run_epochs
 from .loop import config_dict, opened_run, to_device, training_loss, validate
+from ..runfiles import EpochRecord
 from .runs import RunEvent
 
 STEP_EVENT_EVERY = 10  # steps between step events written to events.jsonl
@@ -84,7 +85,7 @@ class _TrainJob:
         c, dist, model = self.config, self.dist, self.model
         train_loss = mean(sum(s["loss"] for s in steps) / len(steps), dist)
         val = validate(model, self.val_files, c.accelerations, self.device) if dist.is_main else {}
-        record = {"epoch": epoch, "train_loss": train_loss, "lr": self.lr, "seconds": time.time() - started, **val}
+        record = EpochRecord(epoch, self.lr, time.time() - started, {"train_loss": train_loss}, val).to_json()
         self.history.append(record)
         if dist.is_main:
             meta = {**self.meta_base, "epoch": epoch, "validation": val}
