@@ -5,8 +5,9 @@ everything that reads one -- the GUI's job widgets, the benchmarks, the tests --
 this module (torch-free, so a viewer needs no model code):
 
 * file names: :data:`CONFIG` ... :data:`JOB_FILE`;
-* :class:`EpochRecord` (with a search's :class:`SearchEpoch`): one epoch as ``history.json`` and
-  the ``epoch`` events hold it, written and read through this one definition;
+* :class:`StepRecord` and :class:`EpochRecord` (with a search's :class:`SearchEpoch`): one step
+  as its ``step`` event holds it, one epoch as ``history.json`` and the ``epoch`` events hold
+  it, written and read through this one definition;
 * :func:`read_events` (complete lines of ``events.jsonl`` from a byte offset),
   :class:`EventFollower` (polls them), :class:`RunTrace` (folds them into progress, losses,
   validation PSNR, alphas, the derived genotype);
@@ -97,6 +98,31 @@ def config_from_run(cls, saved: dict):
 
 #: Keys of an event line that are the event's, not its record's (:class:`backend.training.runs.RunEvent`).
 EVENT_KEYS = ("time", "kind", "done", "total", "epoch", "message")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One optimisation step as its ``step`` event holds it: ``losses`` (training ``loss``;
+    search ``loss_w`` and ``loss_alpha``, None in the warm-up), the learning rate, and (events
+    only) the global step and epoch."""
+
+    losses: dict
+    lr: float | None
+    done: int | None = None
+    epoch: int | None = None
+
+    LOSSES = ("loss", "loss_w", "loss_alpha")
+
+    @classmethod
+    def from_json(cls, data: dict, strict: bool = False) -> "StepRecord":
+        """The record of a step event (``strict``: a key no field claims is a ``ValueError``)."""
+        if strict and set(data) - {*EVENT_KEYS, "lr", *cls.LOSSES}:
+            raise ValueError(f"step record keys without a field: {sorted(set(data) - {*EVENT_KEYS, 'lr', *cls.LOSSES})}")
+        return cls({k: data[k] for k in cls.LOSSES if k in data}, data.get("lr"), data.get("done"), data.get("epoch"))
+
+    def to_json(self) -> dict:
+        """The step event's data (what the job's ``step`` returns)."""
+        return {**self.losses, "lr": self.lr}
 
 
 @dataclass(frozen=True)
@@ -211,8 +237,6 @@ class RunTrace:
     _t0: float | None = None  # start of the current session (its start event)
     _d0: int = 0
 
-    STEP_KEYS = ("loss_w", "loss_alpha", "loss")
-
     def feed(self, event: dict) -> None:
         kind = event.get("kind")
         t = event.get("time")
@@ -234,9 +258,9 @@ class RunTrace:
             self.epochs = {e: r for e, r in self.epochs.items() if e < self.epoch}
         elif kind == "step":
             self.state = "running"
-            for key in self.STEP_KEYS:
-                if event.get(key) is not None:  # the search's warm-up has no alpha loss
-                    self.steps.setdefault(key, []).append((self.done, float(event[key])))
+            for key, value in StepRecord.from_json(event).losses.items():
+                if value is not None:  # the search's warm-up has no alpha loss
+                    self.steps.setdefault(key, []).append((self.done, float(value)))
         elif kind == "epoch":
             self.state = "running"
             record = EpochRecord.from_json(event)

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from backend.progress import run
-from backend.runfiles import EVENT_KEYS, EpochRecord, RunTrace, read_events
+from backend.runfiles import EVENT_KEYS, EpochRecord, RunTrace, StepRecord, read_events
 from backend.search.search import search
 from backend.training.train import train
 
@@ -23,7 +23,8 @@ def test_written_records_parse_strictly_and_round_trip(tiny_dataset, tmp_path, k
     out = tmp_path / kind
     job = search(_tiny(tiny_dataset, epochs=2), str(out)) if kind == "search" else \
         train(_tiny_config(tiny_dataset, epochs=2), str(out))
-    run(job)
+    yielded = []
+    run(job, yielded.append)
     history = json.loads((out / "history.json").read_text())
     records = [EpochRecord.from_json(line, strict=True) for line in history]
     assert [r.epoch for r in records] == [0, 1]
@@ -42,6 +43,10 @@ def test_written_records_parse_strictly_and_round_trip(tiny_dataset, tmp_path, k
         assert {k: v for k, v in event.items() if k not in EVENT_KEYS} == {k: v for k, v in line.items() if k != "epoch"}
         assert event["epoch"] == line["epoch"]
     assert trace.history == [EpochRecord.from_json(e) for e in epochs]
+    # every step event (not only the ones written to events.jsonl)
+    steps = [StepRecord.from_json(e.to_json(), strict=True) for e in yielded if e.kind == "step"]
+    assert steps and all(s.lr is not None and s.done > 0 for s in steps)
+    assert set(steps[-1].losses) == ({"loss_w", "loss_alpha"} if kind == "search" else {"loss"})
     if kind == "search":
         assert trace.genotype == history[-1]["genotype"] or trace.state == "done"
         assert records[-1].search.chosen_margin == history[-1]["chosen_margin"]

@@ -28,7 +28,7 @@ from ..config import SearchConfig
 from ..datasets import dataset_files
 from ..files import write_json
 from ..models import SPACES, Genotype
-from ..runfiles import ALPHAS, ALPHAS_IMAGE, CELL_IMAGE, GENOTYPE, SELECTION, SIGNAL_IMAGE, EpochRecord, SearchEpoch
+from ..runfiles import ALPHAS, ALPHAS_IMAGE, CELL_IMAGE, GENOTYPE, SELECTION, SIGNAL_IMAGE, EpochRecord, SearchEpoch, StepRecord
 from ..training.data import EpochBatches, SliceIndex, split_files
 from ..training.distributed import mean, unwrap, wrap
 from ..training.epochs import run_epochs
@@ -99,7 +99,7 @@ class _SearchJob:
         if not self.warm:  # during the warm-up only the weights learn
             loss_a = self.architect.step(self.net, to_device(ba, device, c.channels_last), device, self.w_opt)
         message = f"epoch {epoch + 1}/{c.epochs} w {loss_w:.4f}" + ("" if loss_a is None else f" a {loss_a:.4f}")
-        return {"loss_w": loss_w, "loss_alpha": loss_a, "lr": self.lr}, message
+        return StepRecord({"loss_w": loss_w, "loss_alpha": loss_a}, self.lr).to_json(), message
 
     def end_epoch(self, epoch: int, steps: list[dict], started: float) -> tuple[dict, str]:
         c, model, dist, warm = self.config, self.model, self.dist, self.warm

@@ -27,7 +27,7 @@ from .data import EpochBatches, SliceIndex
 from .distributed import mean, wrap
 from .epochs import run_epochs
 from .loop import config_dict, opened_run, to_device, training_loss, validate
-from ..runfiles import EpochRecord
+from ..runfiles import EpochRecord, StepRecord
 from .runs import RunEvent
 
 STEP_EVENT_EVERY = 10  # steps between step events written to events.jsonl
@@ -79,7 +79,7 @@ class _TrainJob:
         loss.backward()
         self.optimiser.step()
         value = float(loss.detach())
-        return {"loss": value, "lr": self.lr}, f"epoch {epoch + 1}/{c.epochs} loss {value:.4f}"
+        return StepRecord({"loss": value}, self.lr).to_json(), f"epoch {epoch + 1}/{c.epochs} loss {value:.4f}"
 
     def end_epoch(self, epoch: int, steps: list[dict], started: float) -> tuple[dict, str]:
         c, dist, model = self.config, self.dist, self.model
