@@ -76,28 +76,69 @@ def grid_of(viewer: napari.viewer.Viewer):
     return grid if grid is not None else viewer.grid
 
 
-def arrange(viewer: napari.viewer.Viewer, rows: Sequence[Sequence[str]], grid: bool) -> None:
-    """Put the named layers last in the layer list, row after row, and lay them out as a grid.
+def grid_layout(rows: Sequence[Sequence[str]], canvas_hw: Sequence[float]) -> tuple[list[str], int]:
+    """The cell order and the number of columns that give the largest square cells on a canvas
+    of ``canvas_hw`` pixels, keeping every reconstruction next to its ``|error|`` map.
+
+    ``rows``: the images row, then (with a reference) the row of the mask and the error maps of
+    the same length, then the rest (k-space). Candidates: the rows as grid rows (each error map
+    under its image), and, with an image and an error row, the rows turned into columns (each
+    error map right of its image: a narrow canvas beside docked widgets). Without an error row
+    the images may wrap onto any number of columns. Ties keep the rows as rows.
+    """
+    rows = [list(r) for r in rows if r]
+    if not rows:
+        return [], 1
+    height, width = (max(float(v), 1.0) for v in canvas_hw)
+    flat = [n for r in rows for n in r]
+
+    def cell(columns: int) -> float:
+        return min(width / columns, height / -(-len(flat) // columns))
+
+    options = [(flat, len(rows[0]))]
+    if len(rows) > 1 and len(rows[1]) == len(rows[0]) > 1:
+        pairs = [n for pair in zip(rows[0], rows[1]) for n in pair]
+        options.append((pairs + [n for r in rows[2:] for n in r], 2))
+    elif len(rows) == 1 or len(rows[1]) != len(rows[0]):
+        options += [(flat, c) for c in range(1, len(flat) + 1)]
+    return max(options, key=lambda o: (round(cell(o[1]), 6), o is options[0]))
+
+
+def reorder(layers, order: Sequence[str]) -> None:
+    """Put ``layers`` (a napari LayerList) in the order of the names ``order`` by single moves,
+    left to right, only where a layer is not already in place. (napari 0.9's ``move_multiple``
+    scrambles interleaved sources, e.g. indices [0, 4, 1, 5, ...] of all layers; it moves one
+    layer at a time too, so this costs no more scene updates.)"""
+    for i, name in enumerate(order):
+        j = next(k for k, layer in enumerate(layers) if layer.name == name)
+        if j != i:
+            layers.move(j, i)
+
+
+def arrange(viewer: napari.viewer.Viewer, rows: Sequence[Sequence[str]], grid: bool) -> tuple[str, ...]:
+    """Put the named layers last in the layer list and lay them out as a grid.
 
     With ``grid``, napari's grid mode shows one layer per cell in list order; when the viewer
-    holds no other visible layer, the grid gets as many columns as the longest row so that the
-    rows line up (each |error| map under its reconstruction).
+    holds no other visible layer, the order and the columns are :func:`grid_layout`'s for the
+    canvas' size (each |error| map next to its reconstruction, cells as large as the canvas
+    allows); otherwise napari chooses the grid. Returns the layout (the cell order, then the
+    number of columns as a string) so that the caller can tell a new layout from the old one.
     """
-    names = [n for row in rows for n in row if n in viewer.layers]
+    present = [[n for n in row if n in viewer.layers] for row in rows]
+    model = grid_of(viewer)
+    size = getattr(getattr(viewer, "canvas", None), "size", None) or (800, 600)
+    names, columns = grid_layout(present, size)
     current = [layer.name for layer in viewer.layers]
     if current[len(current) - len(names):] != names:
-        # one reorder (one scene-graph update) instead of one per layer: each update re-lays
-        # out every grid cell and overlay, ~0.1-0.2 s apiece with a dozen layers
-        viewer.layers.move_multiple([current.index(n) for n in names], len(current))
-    model = grid_of(viewer)
+        reorder(viewer.layers, [n for n in current if n not in names] + names)
     others = [layer for layer in viewer.layers if layer.name not in names and layer.visible]
-    width = max((sum(n in viewer.layers for n in row) for row in rows), default=1)
     if grid:
-        shape = (-1, width) if not others and width > 1 else (-1, -1)
+        shape = (-1, columns) if not others else (-1, -1)
         if tuple(model.shape) != shape:
             model.shape = shape
     if model.enabled != bool(grid):
         model.enabled = bool(grid)
+    return (*names, str(columns))
 
 
 class LinkedContrast:

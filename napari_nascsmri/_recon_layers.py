@@ -82,6 +82,11 @@ class LayersMixin:
             if self._batch_depth == 0 and self._arrange_pending:
                 self._arrange()
 
+    def _on_canvas_resized(self, *_) -> None:
+        """A resized canvas may fit the grid better turned (:func:`grid_layout`)."""
+        if self.volume is not None and self.side_by_side.value and not self._batch_depth:
+            self._arrange()
+
     def _arrange(self, *_) -> None:
         """Order and grid: [reference, zero-filled, models] / [mask, |error| ...] / [k-space]."""
         if self._batch_depth:
@@ -100,10 +105,10 @@ class LayersMixin:
             rows = [images, [self._name("mask")] + errors, [self._name("k-space")]]
         else:  # no reference, no error maps: the mask joins the images' row
             rows = [[self._name("mask")] + images, [self._name("k-space")]]
-        arrange(self.viewer, rows, self.side_by_side.value)
+        cells = arrange(self.viewer, rows, self.side_by_side.value)
         if ref:
             show_name(self._source_layer)
-        layout = (tuple(n for row in rows for n in row if n in self.viewer.layers), self.side_by_side.value)
+        layout = (cells, self.side_by_side.value)
         if layout != self._layout:
             self._layout = layout
             self.viewer.reset_view()

@@ -134,7 +134,8 @@ class SourceMixin:
             self.worker.quit()
         for emitter, cb in ((self.viewer.dims.events.current_step, self._on_slice_changed),
                             (self.viewer.layers.events.inserted, self._refresh_sources),
-                            (self.viewer.layers.events.removed, self._refresh_sources)):
+                            (self.viewer.layers.events.removed, self._refresh_sources),
+                            (self.viewer.canvas.events.size, self._on_canvas_resized)):
             try:
                 emitter.disconnect(cb)
             except Exception:  # viewer already gone

@@ -229,6 +229,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self.viewer.mouse_drag_callbacks.append(self._viewer_drag)
         self.viewer.layers.events.inserted.connect(self._refresh_sources)
         self.viewer.layers.events.removed.connect(self._refresh_sources)
+        self.viewer.canvas.events.size.connect(self._on_canvas_resized)
         self.native.destroyed.connect(lambda *_: self._disconnect())
 
         self._update_weight_widgets()
