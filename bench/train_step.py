@@ -11,7 +11,7 @@ initialisation, seed 0, the shipped genotype): NasN through its CPU training pla
 search supernet of the ``cpu`` preset (16 channels, 2 cells, 64x64 crops) for one weight step
 and one alpha step. Also checks that the plan's gradients equal the reference module's.
 
-Writes ``bench/results/train_step_<cpu slug>.json`` (the machine in the file name and inside,
+Writes ``bench/results/train_step_<cpu slug>[_<N>thread].json`` (the machine in the file name and inside,
 so results of different CPUs stay side by side) and prints a table. Run it with nothing else
 using the CPU.
 """
@@ -153,7 +153,9 @@ def main(argv=None) -> dict:
               "rounds": args.rounds, "warmup": args.warmup, "gradient_rel_diff_plan_vs_reference": agreement,
               "note": "supernet step = one SGD weight step + one Adam alpha step at the search cpu preset",
               "rows": rows}
-    out = args.out or RESULTS / f"train_step_{machine['slug']}.json"
+    # results of other thread counts sit beside the default run's (one file per CPU and count)
+    suffix = f"_{args.threads}thread" if args.threads else ""
+    out = args.out or RESULTS / f"train_step_{machine['slug']}{suffix}.json"
     write_json(out, report)
     print(f"\n{machine['cpu']} ({machine['family_model_stepping']}, {' '.join(machine['isa'])}), "
           f"{machine['torch_threads']} threads, torch {machine['torch']}; batch {args.batch}, {args.crop}x{args.crop}")
