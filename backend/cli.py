@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default=None, help="cpu: small crops and epochs for 2 CPU cores; ship: the shipped weights' budget; paper: the authors' schedule (default cpu)")
     p.add_argument("--loss", choices=cfg.LOSSES, default=None, help="l1 (the paper's, default), ssim (1 - SSIM, fastMRI's window) or l1+ssim")
     p.add_argument("--no-augment", action="store_true", help="only the first round's augmentation (random square crops, smooth phase) instead of flips, contrast, field of view, linear phase, raw path, noise and rectangular grids")
+    p.add_argument("--coils", type=_int_range(0, 64), default=None, metavar="N",
+                   help="0: single-coil training (default); N >= 2: every sample through N simulated coils with "
+                        "low-resolution maps and the SENSE data consistency, validation on 8-coil volumes")
     _add_run_args(p)
     p.set_defaults(func=commands.cmd_train)
 

@@ -203,7 +203,8 @@ def _job_flags(args, kind: str) -> dict:
              "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop}
     if kind == "train":
         return {**flags, "model": args.model, "genotype": args.genotype, "blocks": args.blocks,
-                "loss": args.loss, "augment": False if args.no_augment else None}
+                "loss": args.loss, "augment": False if args.no_augment else None,
+                "coils": getattr(args, "coils", None)}
     return {**flags, "space": args.space, "nodes": args.nodes, "channels": args.channels, "cells": args.cells,
             "patience": args.patience, "warmup_epochs": args.warmup_epochs, "method": args.method,
             "select": args.select}

@@ -197,6 +197,11 @@ class TrainConfig:
         aspects: grid shapes, as columns / rows at the crop's area, drawn per batch
             ((1.0,) = square crops only).
         mask_kinds: mask functions drawn per sample (keys of :data:`backend.masks.MASK_FUNCS`).
+        coils: 0 (default) trains single-coil; N >= 2 shows every sample through N simulated
+            coils (:func:`backend.training.data.coil_sample`: the benchmark's sensitivity model,
+            noise per coil at an SNR drawn from ``coil_snr_db``, low-resolution maps from the
+            mask's centre) with the SENSE data consistency in every cascade, and validates on
+            8-coil versions of the validation volumes (:mod:`backend.models.multicoil`).
         val_volumes: validation volumes evaluated per epoch (None = all).
         seed, device, channels_last, amp (bf16 autocast on CUDA).
     """
@@ -231,6 +236,8 @@ class TrainConfig:
     aug_noise_snr_db: tuple = (15.0, 45.0)
     aspects: tuple = (0.75, 1.0, 1.33)
     mask_kinds: tuple = ("random", "equispaced")
+    coils: int = 0
+    coil_snr_db: tuple = (30.0, 45.0)
     val_volumes: int | None = 4
     seed: int = 0
     device: str = "auto"
@@ -242,7 +249,9 @@ class TrainConfig:
         from .errors import MAX_SEED, check_device, check_fields
 
         check_fields(self, {**_run_ranges(MAX_SEED), "blocks": (1, 64, True, True), "lr": (1e-12, 1e3, False, False),
-                            "val_volumes": (1, 1_000_000, True, True)})
+                            "val_volumes": (1, 1_000_000, True, True), "coils": (0, 64, True, False)})
+        if self.coils == 1:
+            raise ValueError("coils: 0 trains single-coil; a multi-coil training needs at least 2 coils")
         check_device(self.device)
         _check_mask_kinds("mask_kinds", self.mask_kinds)
 

@@ -83,7 +83,7 @@ class DataConsistency(nn.Module):
 COVERAGE_EPS = 1e-6
 
 
-def _coil_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def coil_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A column mask ``(W,)`` or ``(B, W)`` as ``(B or 1, 1, 1, W)`` for coil k-space ``(B, C, H, W)``."""
     mask = mask.to(device=like.device, dtype=like.real.dtype)
     return mask.view(1, 1, 1, -1) if mask.dim() == 1 else mask.view(mask.shape[0], 1, 1, -1)
@@ -99,7 +99,7 @@ def coil_combine(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
 
 def sense_normal(image: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """``A^H A x`` for ``A = M F S`` (``(B, H, W)`` complex images)."""
-    return (maps.conj() * ifft2c(_coil_mask(mask, maps) * fft2c(maps * image[:, None]))).sum(1)
+    return (maps.conj() * ifft2c(coil_mask(mask, maps) * fft2c(maps * image[:, None]))).sum(1)
 
 
 def sense_cg_consistency(image: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
@@ -113,7 +113,7 @@ def sense_cg_consistency(image: torch.Tensor, k0: torch.Tensor, mask: torch.Tens
     ``A^H A`` is the projection on the sampled lines and the solution is the single-coil
     :func:`data_consistency` with ``lambda = 1 / mu``; ``mu -> 0`` is the noise-free form. Pixels
     no coil reaches (``sum |S|^2 = 0``) keep ``z``."""
-    rhs = (maps.conj() * ifft2c(k0 - _coil_mask(mask, k0) * fft2c(maps * image[:, None]))).sum(1)
+    rhs = (maps.conj() * ifft2c(k0 - coil_mask(mask, k0) * fft2c(maps * image[:, None]))).sum(1)
     d = torch.zeros_like(image)
     r = rhs.clone()
     p = r.clone()

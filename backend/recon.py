@@ -26,7 +26,7 @@ from .io import Volume, VolumeInfo, open_volume
 from .masks import Mask, load_mask_file, make_mask, seed_from_filename
 from .metrics import VolumeMetrics, evaluate_volume
 from .progress import Progress
-from .recon_coils import reconstruct_multicoil, uses_coils
+from .recon_coils import coil_fallback, reconstruct_multicoil, uses_coils
 from .transforms import center_crop, network_inputs
 from .tv import tv_reconstruct
 
@@ -204,12 +204,16 @@ def reconstruct_volume(
     volume = source if isinstance(source, Volume) else open_volume(source, crop=config.crop)
     try:
         info = volume.info
+        notices = list(info.notices)
         if uses_coils(info.kind, config) and hasattr(volume, "coil_slice"):
             mask, seed = volume_mask(info, config)
-            if reconstructor is None and config.model in cfg.network_model_names():
-                reconstructor = make_reconstructor(config)
-            parts = yield from reconstruct_multicoil(volume, config, mask, reconstructor)
-            return _result(info, config, mask, seed, *parts)
+            fallback = coil_fallback(config, mask.lines)
+            if fallback is None:
+                if reconstructor is None and config.model in cfg.network_model_names():
+                    reconstructor = make_reconstructor(config)
+                parts = yield from reconstruct_multicoil(volume, config, mask, reconstructor)
+                return _result(info, config, mask, seed, *parts)
+            notices.append(fallback)
         recon = reconstructor or make_reconstructor(config)
         first = volume[0]
         mask, seed = volume_mask(info, config, first.file_mask)
@@ -231,7 +235,7 @@ def reconstruct_volume(
                 if refs is not None:
                     refs[i] = slices[j].reference
             yield Progress(batch.stop, n, f"{config.model}: slice {batch.stop}/{n}")
-        return _result(info, config, mask, seed, outputs, zfs, refs, list(info.notices))
+        return _result(info, config, mask, seed, outputs, zfs, refs, notices)
     finally:
         if not isinstance(source, Volume):
             volume.close()
@@ -276,6 +280,7 @@ def write_reconstruction(path: str | os.PathLike, result: VolumeResult, config: 
         f.attrs["realised_acceleration"] = float(result.mask.realised_acceleration)
         f.attrs["mask_lines"] = result.mask.lines.astype(np.uint8)
         if result.info.kind == "multicoil":
-            f.attrs["coils"] = "multi" if uses_coils(result.info.kind, config) else "rss"
+            coils = uses_coils(result.info.kind, config) and coil_fallback(config, result.mask.lines) is None
+            f.attrs["coils"] = "multi" if coils else "rss"
         if config.seed is not None:
             f.attrs["seed"] = int(config.seed)

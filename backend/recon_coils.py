@@ -43,6 +43,19 @@ def uses_coils(kind: str, config: cfg.ReconConfig) -> bool:
     return kind == "multicoil" and config.coils != "rss"
 
 
+def coil_fallback(config: cfg.ReconConfig, lines: np.ndarray) -> str | None:
+    """With ``coils="auto"``, the notice that the mask's fully sampled centre is too narrow to
+    calibrate sensitivity maps (fewer than :data:`backend.coils.MIN_ESPIRIT_LINES` lines: the
+    root-sum-of-squares path is taken then); None when the coils are used."""
+    from .coils import MIN_ESPIRIT_LINES
+
+    n = calibration_lines(lines)
+    if config.coils == "auto" and n < MIN_ESPIRIT_LINES:
+        return (f"only {n} fully sampled centre line(s): too few to calibrate coil maps, so the coils are "
+                "combined by root-sum-of-squares (--coils multi uses them anyway)")
+    return None
+
+
 def multicoil_reconstructor(config: cfg.ReconConfig, network=None) -> MultiCoilReconstructor:
     """The multi-coil form of ``config.model``: the ``network`` reconstructor's ``multicoil``
     (:class:`backend.recon.NetworkReconstructor`) or the classical method's."""
@@ -100,7 +113,7 @@ def slice_kspace(volume: Volume, index: int, coils: str = cfg.ReconConfig.coils)
     slice's ``(H, W)`` (:func:`backend.viewer.preview_slice` and ``log_kspace`` take both)."""
     if uses_coils(volume.info.kind, cfg.ReconConfig(coils=coils)) and hasattr(volume, "coil_slice"):
         return volume.coil_slice(index)[0]
-    return volume[index].kspace
+    return volume[index].kspace  # (the GUI shows coil data whenever there is some to show)
 
 
 def reconstruct_slice(volume: Volume, index: int, config: cfg.ReconConfig, lines: np.ndarray,
@@ -111,7 +124,7 @@ def reconstruct_slice(volume: Volume, index: int, config: cfg.ReconConfig, lines
     from .transforms import center_crop
 
     m = np.asarray(lines, dtype=np.float32)
-    if uses_coils(volume.info.kind, config) and hasattr(volume, "coil_slice"):
+    if uses_coils(volume.info.kind, config) and hasattr(volume, "coil_slice") and coil_fallback(config, m > 0) is None:
         k = volume.coil_slice(index)[0]
         maps = coil_maps(k * m[None, None, :], method=config.coil_maps, calibration=calibration_lines(m > 0))
         return multicoil_reconstructor(config, reconstructor)(k[None], m, maps[None])[0]

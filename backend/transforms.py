@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dc import apply_mask, coil_combine, zero_filled
+from .dc import apply_mask, coil_combine, coil_mask, zero_filled
 from .fft import complex_to_channels, fft2c_np, ifft2c, ifft2c_np
 
 #: Magnitude peak of the normalised zero-filled image (paper 4.1: images scaled to [-6, 6]).
@@ -93,10 +93,10 @@ def network_inputs(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
 
 def multicoil_network_inputs(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`network_inputs` for coil k-space ``(B, C, H, W)`` with sensitivities ``maps``
+    """:func:`network_inputs` for coil k-space ``(B, C, H, W)`` (a mask ``(W,)`` or ``(B, W)``) with sensitivities ``maps``
     ``(B, C, H, W)``: the zero-filled image is the coil-combined one
     (:func:`backend.dc.coil_combine`), the measured k-space stays per coil."""
-    masked = kspace * mask.to(kspace.real.dtype).view(1, 1, 1, -1)
+    masked = kspace * coil_mask(mask, kspace)
     zf = coil_combine(ifft2c(masked), maps)
     scale = normalisation_scale(zf).view(-1, 1, 1)
     return complex_to_channels(zf * scale), masked * scale[:, None], scale

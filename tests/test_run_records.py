@@ -60,3 +60,24 @@ def test_an_unknown_key_is_refused_only_when_strict():
         EpochRecord.from_json(line, strict=True)
     record = EpochRecord.from_json(line)
     assert record.epoch == 3 and record.get("train_loss") == 0.5 and record.get("surprise") is None
+
+
+def test_resume_accepts_fields_newer_than_the_run_at_their_default(tiny_dataset, tmp_path):
+    """A run made before a config field existed (no key in its config.json) resumes while the
+    field keeps its default, and is refused, naming the field, when it does not."""
+    from dataclasses import replace
+
+    from backend.errors import InputError
+
+    out = tmp_path / "old"
+    config = _tiny_config(tiny_dataset, epochs=1)
+    run(train(config, str(out)))
+    saved = json.loads((out / "config.json").read_text())
+    for key in ("coils", "coil_snr_db"):  # as session 7's runs wrote it
+        del saved[key]
+    (out / "config.json").write_text(json.dumps(saved))
+    run(train(config, str(out), resume=True))  # accepted: nothing left to do
+    with pytest.raises(InputError, match="coils"):
+        run(train(replace(config, coils=4), str(out), resume=True))
+    with pytest.raises(InputError, match="epochs"):
+        run(train(replace(config, epochs=3, coils=0), str(out), resume=True))

@@ -177,7 +177,7 @@ class UNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, k0: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, maps: torch.Tensor | None = None) -> torch.Tensor:
         mean = x.mean(dim=(-2, -1), keepdim=True)
         std = x.std(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-6)
         x = (x - mean) / std

@@ -61,17 +61,25 @@ class UnrolledCascade(nn.Module):
         self.recon = nn.ModuleList(make_module() for _ in range(1 if share_weights else cascades))
         self.dc = DataConsistency(lam)
 
-    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor,
+                maps: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruct.
 
         Args:
             x: normalised zero-filled image ``(B, 2, H, W)`` (real, imaginary).
-            k0: measured centred k-space, complex ``(B, H, W)``, same scale as ``x``.
+            k0: measured centred k-space, complex ``(B, H, W)``, same scale as ``x``; with
+                ``maps``, the coil k-space ``(B, C, H, W)``.
             mask: 0/1 column mask ``(W,)`` or ``(B, W)``.
+            maps: coil sensitivities ``(B, C, H, W)``: the DC becomes the SENSE solve of
+                :mod:`backend.models.multicoil` (None: single coil).
 
         Returns:
-            ``(B, 2, H, W)``; its k-space equals ``k0`` on the sampled columns.
+            ``(B, 2, H, W)``; single coil: its k-space equals ``k0`` on the sampled columns.
         """
+        if maps is not None:
+            from .multicoil import run_multicoil
+
+            return run_multicoil(self, x, k0, mask, maps)
         for stage in range(self.cascades):
             x = self.dc(self.recon[stage % len(self.recon)](x), k0, mask)
         return x

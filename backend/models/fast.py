@@ -385,7 +385,12 @@ class FastCascade(nn.Module):
         self.dc = cascade.dc
         self.config = getattr(cascade, "config", None)
 
-    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor,
+                maps: torch.Tensor | None = None) -> torch.Tensor:
+        if maps is not None:  # coil k-space: the SENSE data consistency (backend.models.multicoil)
+            from .multicoil import run_multicoil
+
+            return run_multicoil(self, x, k0, mask, maps)
         x = x.contiguous(memory_format=torch.channels_last)
         for stage in range(self.cascades):
             x = self.dc(self.recon[stage % len(self.recon)](x), k0, mask)

@@ -146,10 +146,27 @@ class TrainingCascade(nn.Module):
         self.cascade = cascade
         self._plans = [TrainingNasNModule(m) for m in cascade.recon]  # plain list: no second registration
 
-    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        c = self.cascade
-        for stage in range(c.cascades):
-            x = c.dc(self._plans[stage % len(self._plans)](x), k0, mask)
+    @property
+    def recon(self) -> list:
+        """The stages' modules (the plans), as :func:`backend.models.multicoil.run_multicoil` reads them."""
+        return self._plans
+
+    @property
+    def cascades(self) -> int:
+        return self.cascade.cascades
+
+    @property
+    def dc(self) -> nn.Module:
+        return self.cascade.dc
+
+    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor,
+                maps: torch.Tensor | None = None) -> torch.Tensor:
+        if maps is not None:
+            from .multicoil import run_multicoil
+
+            return run_multicoil(self, x, k0, mask, maps)
+        for stage in range(self.cascades):
+            x = self.dc(self._plans[stage % len(self._plans)](x), k0, mask)
         return x
 
 

@@ -29,17 +29,20 @@ class Batch:
     """A batch in the normalised domain (``6 / max|zero-filled|`` per slice).
 
     Attributes:
-        x: zero-filled input ``(B, 2, H, W)``; k0: measured k-space, complex ``(B, H, W)``;
-        mask: ``(B, W)`` 0/1; target: fully sampled image ``(B, 2, H, W)``.
+        x: zero-filled input ``(B, 2, H, W)``; k0: measured k-space, complex ``(B, H, W)``
+        (multi-coil: ``(B, C, H, W)``); mask: ``(B, W)`` 0/1; target: fully sampled image
+        ``(B, 2, H, W)``; maps: coil sensitivities ``(B, C, H, W)`` (None: single coil).
     """
 
     x: torch.Tensor
     k0: torch.Tensor
     mask: torch.Tensor
     target: torch.Tensor
+    maps: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.x, self.k0, self.mask, self.target)))
+        return Batch(*(None if t is None else t.to(device, non_blocking=True)
+                       for t in (self.x, self.k0, self.mask, self.target, self.maps)))
 
 
 class SliceIndex:
@@ -116,8 +119,42 @@ def make_sample(
     return image.astype(np.complex64), kspace, mask.lines.astype(np.float32)
 
 
-def collate(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Batch:
-    """Stack samples and normalise each by ``6 / max|zero-filled|``."""
+def coil_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, coils: int,
+                snr_db: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sample ``image`` seen by ``coils`` coils: ``(target, coil k-space, mask, maps)``.
+
+    Sensitivities of the benchmark's model (:func:`backend.coils.simulated_sensitivities`),
+    complex Gaussian noise per coil at an SNR drawn from ``snr_db`` (dB of the coil k-space's
+    RMS), maps by :func:`backend.coils.lowres_maps` from the central
+    :data:`backend.coils.CALIBRATION_LINES` columns of the noisy coil data (an ACS region as a
+    scan that calibrates its coils has; the few centre lines of a 128-wide crop's 8x mask alone
+    give useless maps), and the target the fully sampled, noise-free coil images combined with
+    those maps (what the output is compared with; its magnitude is the image's where the maps
+    are exact)."""
+    from ..coils import CALIBRATION_LINES, lowres_maps, sense_combine, simulated_sensitivities
+
+    coil_images = simulated_sensitivities(image.shape, coils, rng) * image[None]
+    kspace = fft2c_np(coil_images)
+    rms = float(np.sqrt(np.mean(np.abs(kspace) ** 2))) or 1.0
+    sigma = rms * 10 ** (-rng.uniform(*snr_db) / 20) / np.sqrt(2)
+    kspace = (kspace + sigma * (rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape)))
+    maps = lowres_maps(kspace, CALIBRATION_LINES)
+    target = sense_combine(coil_images, maps)
+    return target.astype(np.complex64), kspace.astype(np.complex64), mask, maps.astype(np.complex64)
+
+
+def collate(samples: list[tuple[np.ndarray, ...]]) -> Batch:
+    """Stack samples and normalise each by ``6 / max|zero-filled|`` (multi-coil samples of
+    :func:`coil_sample`: the coil-combined zero-filled image, as
+    :func:`backend.transforms.multicoil_network_inputs` makes it at inference)."""
+    if len(samples[0]) == 4:
+        from ..transforms import multicoil_network_inputs
+
+        kspace, maps = (torch.from_numpy(np.stack([s[i] for s in samples])) for i in (1, 3))
+        mask = torch.from_numpy(np.stack([s[2] for s in samples]))
+        x, k0, scale = multicoil_network_inputs(kspace, mask, maps)
+        images = torch.from_numpy(np.stack([s[0] for s in samples]))
+        return Batch(x, k0, mask, complex_to_channels(images * scale), maps)
     images = torch.from_numpy(np.stack([s[0] for s in samples]))
     kspace = torch.from_numpy(np.stack([s[1] for s in samples]))
     mask = torch.from_numpy(np.stack([s[2] for s in samples]))
@@ -134,14 +171,17 @@ class EpochBatches:
     Args:
         index: the slices to draw from; seed/epoch: the RNG key; rank/world: this process's
         share (every ``world``-th batch of the shared order); steps: batches per epoch (None =
-        one pass over the slices, the last partial batch dropped).
+        one pass over the slices, the last partial batch dropped); coils: 0 for single-coil
+        batches, else every sample seen by this many simulated coils (:func:`coil_sample`).
     """
 
     def __init__(self, index: SliceIndex, *, seed: int, epoch: int, batch_size: int, crop: int | None,
                  accelerations: Sequence[float], phase_prob: float, steps: int | None = None,
                  rank: int = 0, world: int = 1, stream: int = 0, augmentation: Augmentation | None = None,
-                 aspects: Sequence[float] = (1.0,), mask_kinds: Sequence[str] | None = None):
+                 aspects: Sequence[float] = (1.0,), mask_kinds: Sequence[str] | None = None,
+                 coils: int = 0, coil_snr_db: Sequence[float] = (30.0, 45.0)):
         self.index, self.seed, self.epoch, self.batch_size = index, seed, epoch, batch_size
+        self.coils, self.coil_snr_db = coils, tuple(coil_snr_db)
         self.crop, self.accelerations, self.phase_prob = crop, accelerations, phase_prob
         self.augmentation, self.aspects, self.mask_kinds = augmentation, tuple(aspects), mask_kinds
         self.rank, self.world, self.stream = rank, world, stream
@@ -168,8 +208,11 @@ class EpochBatches:
             for pos in range(start, start + self.batch_size):
                 idx = int(order[pos])
                 rng = np.random.default_rng([self.seed, self.stream, self.epoch, step, pos])
-                samples.append(make_sample(self.index.image(idx), rng, grid, self.accelerations, self.phase_prob,
-                                           augmentation=self.augmentation, mask_kinds=self.mask_kinds))
+                sample = make_sample(self.index.image(idx), rng, grid, self.accelerations, self.phase_prob,
+                                     augmentation=self.augmentation, mask_kinds=self.mask_kinds)
+                if self.coils:  # drawn after the single-coil sample: its draws are unchanged
+                    sample = coil_sample(sample[0], sample[2], rng, self.coils, self.coil_snr_db)
+                samples.append(sample)
             yield collate(samples)
 
     def _grid(self, step: int) -> int | tuple[int, int] | None:

@@ -81,7 +81,8 @@ def training_loss(model: torch.nn.Module, batch: Batch, device: torch.device, am
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
     with autocast(device, amp):
-        out = model(batch.x, batch.k0, batch.mask)
+        out = model(batch.x, batch.k0, batch.mask) if batch.maps is None else \
+            model(batch.x, batch.k0, batch.mask, batch.maps)
     out = out.float()
     if loss == "l1":
         return F.l1_loss(out, batch.target)
@@ -94,7 +95,8 @@ def validate(model: torch.nn.Module, files: Sequence[Path], accelerations: Seque
              device: torch.device) -> dict[str, float]:
     """PSNR/SSIM on whole validation volumes with fixed per-volume masks (file-name seeds).
 
-    Uses the same reconstruction path and metric code as ``nascsmri reconstruct``. Returns
+    Uses the same reconstruction path and metric code as ``nascsmri reconstruct`` (multi-coil
+    files from their coils, with low-resolution maps: no BART per slice). Returns
     ``psnr_4x, ssim_4x, ...`` and their means over accelerations as ``psnr``/``ssim``.
     """
     was_training = model.training
@@ -102,7 +104,7 @@ def validate(model: torch.nn.Module, files: Sequence[Path], accelerations: Seque
     out: dict[str, float] = {}
     try:
         for acc in accelerations:
-            config = ReconConfig(acceleration=acc)
+            config = ReconConfig(acceleration=acc, coil_maps="lowres")
             rows = [run(reconstruct_volume(f, config, recon)).metrics for f in files]
             out[f"psnr_{acc:g}x"] = float(np.mean([r.psnr for r in rows]))
             out[f"ssim_{acc:g}x"] = float(np.mean([r.ssim for r in rows]))
@@ -131,7 +133,8 @@ def opened_run(kind: str, config, out: str, resume: bool, read_data):
     device, dist = prepare_device(config.device)
     try:
         data = read_data()
-        run = RunFolder(out, kind, config_dict(config), resume, writer=dist.is_main)
+        run = RunFolder(out, kind, config_dict(config), resume, writer=dist.is_main,
+                        defaults=config_dict(type(config)()))
         with run.recording():
             yield run, device, dist, data
     finally:

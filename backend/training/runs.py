@@ -62,10 +62,13 @@ class RunFolder:
     Args:
         path: the folder; kind: ``search`` or ``train``; config: the run's configuration;
         resume: continue from ``checkpoint.pt``; without it, a folder holding a checkpoint is
-        refused (nothing is overwritten).
+        refused (nothing is overwritten). A resume with another configuration is refused;
+        ``defaults`` (the config's field defaults) lets fields newer than the run's
+        ``config.json`` pass when they hold their default.
     """
 
-    def __init__(self, path: str | os.PathLike, kind: str, config: dict, resume: bool, writer: bool = True):
+    def __init__(self, path: str | os.PathLike, kind: str, config: dict, resume: bool, writer: bool = True,
+                 defaults: dict | None = None):
         self.path = Path(path)
         self.kind = kind
         self.writer = writer
@@ -78,8 +81,12 @@ class RunFolder:
         if resume and (self.path / CONFIG).exists():
             saved = json.loads((self.path / CONFIG).read_text())
             saved.setdefault("kind", kind)  # runs made before config.json recorded its kind
+            # a field added to the config since the run began is absent from its config.json:
+            # it matches when this run leaves it at its default (what the run was made with)
+            defaults = _jsonable(defaults or {})
             diff = sorted(k for k in set(saved) | set(self.config)
-                          if k not in ("device",) and saved.get(k) != self.config.get(k))
+                          if k not in ("device",) and saved.get(k) != self.config.get(k)
+                          and not (k not in saved and k in defaults and self.config.get(k) == defaults[k]))
             if diff:
                 raise InputError(self.path / CONFIG, f"--resume with a different configuration ({', '.join(diff[:4])})")
         self._created = False

@@ -119,13 +119,19 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
             start, history, best = state["epoch"] + 1, state["history"], state["best"]
         # NasN on the CPU trains through its training plan (same parameters, same function)
         net = wrap(prepare_for_training(model, device), dist, device)
+        if config.coils and dist.is_main:  # validation on 8-coil versions of the volumes (the benchmark's)
+            from ..benchmark import build_cases
+
+            val_files = [path for _, path in build_cases(val_files, run.path / "val_coils", ["multicoil"])]
+
         def epoch_batches(epoch: int, rank: int = 0) -> EpochBatches:
             return EpochBatches(train_index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
                                 crop=config.crop, accelerations=config.accelerations,
                                 phase_prob=config.phase_prob, steps=config.steps_per_epoch,
                                 rank=rank, world=dist.world, augmentation=config.augmentation(),
                                 aspects=config.aspects if config.augment else (1.0,),
-                                mask_kinds=config.mask_kinds if config.augment else None)
+                                mask_kinds=config.mask_kinds if config.augment else None,
+                                coils=config.coils, coil_snr_db=config.coil_snr_db)
 
         job = _TrainJob(config, run, model, net, optimiser, epoch_batches, val_files, device, dist, history, best)
         yield run.emit(RunEvent("start", start * job.steps, job.epochs * job.steps,
