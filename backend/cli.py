@@ -136,6 +136,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_coils_arg(p, what: str) -> None:
+    p.add_argument("--coils", type=_int_range(0, 64), default=None, metavar="N",
+                   help=f"0: single-coil {what} (default); N >= 2: every sample through N simulated coils with "
+                        "low-resolution maps and the SENSE data consistency, validation on 8-coil volumes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="nascsmri",
@@ -207,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=cfg.SELECTIONS, default=None,
                    help="derive the cell by argmax of the weights (default) or by perturbation (the operation and "
                         "inputs whose removal costs the supernet most validation loss)")
+    _add_coils_arg(p, "search")
     _add_run_args(p)
     p.set_defaults(func=commands.cmd_search)
 
@@ -216,9 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(cfg.TRAIN_PRESETS), default=None, help="cpu: small crops and epochs for 2 CPU cores; ship: the shipped weights' budget; paper: the authors' schedule (default cpu)")
     p.add_argument("--loss", choices=cfg.LOSSES, default=None, help="l1 (the paper's, default), ssim (1 - SSIM, fastMRI's window) or l1+ssim")
     p.add_argument("--no-augment", action="store_true", help="only the first round's augmentation (random square crops, smooth phase) instead of flips, contrast, field of view, linear phase, raw path, noise and rectangular grids")
-    p.add_argument("--coils", type=_int_range(0, 64), default=None, metavar="N",
-                   help="0: single-coil training (default); N >= 2: every sample through N simulated coils with "
-                        "low-resolution maps and the SENSE data consistency, validation on 8-coil volumes")
+    _add_coils_arg(p, "training")
     _add_run_args(p)
     p.set_defaults(func=commands.cmd_train)
 

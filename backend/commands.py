@@ -200,11 +200,11 @@ def _check_architecture(config) -> None:
 def _job_flags(args, kind: str) -> dict:
     """The config fields a ``search`` / ``train`` command line sets (None: flag not given)."""
     flags = {"data": args.data, "preset": args.preset, "seed": args.seed, "device": args.device,
-             "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop}
+             "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "crop": args.crop,
+             "coils": getattr(args, "coils", None)}
     if kind == "train":
         return {**flags, "model": args.model, "genotype": args.genotype, "blocks": args.blocks,
-                "loss": args.loss, "augment": False if args.no_augment else None,
-                "coils": getattr(args, "coils", None)}
+                "loss": args.loss, "augment": False if args.no_augment else None}
     return {**flags, "space": args.space, "nodes": args.nodes, "channels": args.channels, "cells": args.cells,
             "patience": args.patience, "warmup_epochs": args.warmup_epochs, "method": args.method,
             "select": args.select}

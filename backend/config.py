@@ -41,6 +41,11 @@ def _check_mask_kinds(name: str, kinds) -> None:
                          else f"{name}: give at least one mask type of {sorted(MASK_FUNCS)}")
 
 
+def _check_coils(coils: int) -> None:
+    if coils == 1:
+        raise ValueError("coils: 0 means single-coil; simulated multi-coil data needs at least 2 coils")
+
+
 #: ``ReconConfig.coils``: how a multi-coil file is reconstructed.
 COIL_MODES = ("auto", "multi", "rss")
 
@@ -250,8 +255,7 @@ class TrainConfig:
 
         check_fields(self, {**_run_ranges(MAX_SEED), "blocks": (1, 64, True, True), "lr": (1e-12, 1e3, False, False),
                             "val_volumes": (1, 1_000_000, True, True), "coils": (0, 64, True, False)})
-        if self.coils == 1:
-            raise ValueError("coils: 0 trains single-coil; a multi-coil training needs at least 2 coils")
+        _check_coils(self.coils)
         check_device(self.device)
         _check_mask_kinds("mask_kinds", self.mask_kinds)
 
@@ -307,6 +311,8 @@ class SearchConfig:
             supernet most validation loss; per node, the two inputs likewise).
         signal_margin: an edge whose best and second operation weights differ by less than
             this carries no signal; the CLI and GUI warn when every chosen edge is below it.
+        coils, coil_snr_db: as :class:`TrainConfig`'s: 0 searches single-coil; N >= 2 shows
+            both halves' samples through N simulated coils with the SENSE DC in the supernet.
     """
 
     data: str = "data/brain"
@@ -341,6 +347,8 @@ class SearchConfig:
     beta_weight: float = 1.0
     select: str = "argmax"
     signal_margin: float = 0.02
+    coils: int = 0
+    coil_snr_db: tuple = (30.0, 45.0)
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
@@ -353,7 +361,8 @@ class SearchConfig:
         check_fields(self, {**_run_ranges(MAX_SEED), "nodes": (1, 16, True, False), "warmup_epochs": (0, 100_000, True, False),
                             "patience": (0, 100_000, True, True), "min_epochs": (0, 100_000, True, False),
                             "max_skip": (0, 64, True, True), "w_lr": (1e-12, 1e3, False, False),
-                            "alpha_lr": (0, 1e3, False, False)})
+                            "alpha_lr": (0, 1e3, False, False), "coils": (0, 64, True, False)})
+        _check_coils(self.coils)
         check_device(self.device)
 
 

@@ -186,3 +186,27 @@ def test_multicoil_training_learns_and_validates_from_the_coils(tiny_dataset, tm
     cases = sorted((out / "val_coils" / "multicoil").glob("*.h5"))
     assert cases and h5py.File(cases[0])["kspace"].ndim == 4  # validated on coil data
     assert summary["best"]["psnr"] == max(h["psnr"] for h in history)
+
+
+def test_multicoil_search_runs_the_supernet_with_the_sense_dc(tiny_dataset, tmp_path):
+    """``nascsmri search --coils 4``: the supernet sees coil batches (its SENSE forward equals a
+    cascade's with one unit coil, checked above for the models) and derives a cell."""
+    from backend.config import SearchConfig
+    from backend.search.search import search
+    from backend.search.supernet import SuperNet
+
+    torch.manual_seed(0)
+    net = SuperNet("A", 2, 4, 1, 2).double()
+    x, k0 = _random((1, 2, 16, 16), 10).real, _random((1, 16, 16), 11)
+    mask = (torch.arange(16) % 2 == 0).double()
+    k0 = k0 * mask
+    with torch.no_grad():
+        single = net(x, k0, mask)
+        net.dc.lam = 1e6  # noise-free vs mu = 1e-6: the same to rounding
+        multi = net(x, k0[:, None], mask, torch.ones(1, 1, 16, 16, dtype=torch.complex128))
+    torch.testing.assert_close(multi, single, rtol=1e-4, atol=1e-5)
+    config = SearchConfig(data=str(tiny_dataset), channels=4, cells=1, cascades=1, nodes=2, epochs=2,
+                          steps_per_epoch=2, crop=32, warmup_epochs=0, patience=None, min_epochs=0,
+                          device="cpu", coils=4)
+    summary = run(search(config, str(tmp_path / "s")))
+    assert summary["epochs_run"] == 2 and (tmp_path / "s" / "val_coils" / "multicoil").is_dir()

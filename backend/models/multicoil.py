@@ -34,10 +34,11 @@ def is_cascade(model: nn.Module) -> bool:
 
 
 def run_multicoil(model: nn.Module, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor,
-                  maps: torch.Tensor) -> torch.Tensor:
+                  maps: torch.Tensor, apply=None) -> torch.Tensor:
     """The network's output ``(B, 2, H, W)`` for the coil-combined zero-filled image ``x``, the
     measured coil k-space ``k0`` ``(B, C, H, W)`` (same scale as ``x``), the column ``mask`` and
-    the sensitivities ``maps`` ``(B, C, H, W)``."""
+    the sensitivities ``maps`` ``(B, C, H, W)``. ``apply(module, x)`` runs one stage's module
+    (default ``module(x)``; the search supernet passes its mixing weights)."""
     if not is_cascade(model):
         return model(x)
     lam = getattr(model.dc, "lam", None)
@@ -45,7 +46,8 @@ def run_multicoil(model: nn.Module, x: torch.Tensor, k0: torch.Tensor, mask: tor
     covered = ((maps.abs() ** 2).sum(1) > COVERAGE_EPS).to(x.dtype)
     x = x.contiguous(memory_format=torch.channels_last)
     for stage in range(model.cascades):
-        y = model.recon[stage % len(model.recon)](x)
+        module = model.recon[stage % len(model.recon)]
+        y = module(x) if apply is None else apply(module, x)
         z = sense_cg_consistency(channels_to_complex(y), k0, mask, maps, mu, SENSE_CG_ITERATIONS) * covered
         x = complex_to_channels(z).to(y.dtype).contiguous(memory_format=torch.channels_last)
     return x

@@ -157,11 +157,17 @@ def search(config: SearchConfig, out: str, resume: bool = False) -> Generator[Ru
             start, history, stable = state["epoch"] + 1, state["history"], state["stable"]
         net = wrap(model, dist, device)
 
+        if config.coils and dist.is_main:  # validation on 8-coil versions of the volumes (the benchmark's)
+            from ..benchmark import build_cases
+
+            val_files = [path for _, path in build_cases(val_files, run.path / "val_coils", ["multicoil"])]
+
         def batches(index, epoch, stream, steps=config.steps_per_epoch):
             return EpochBatches(index, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
                                 crop=config.crop, accelerations=config.accelerations,
                                 phase_prob=config.phase_prob, steps=steps,
-                                rank=dist.rank, world=dist.world, stream=stream)
+                                rank=dist.rank, world=dist.world, stream=stream,
+                                coils=config.coils, coil_snr_db=config.coil_snr_db)
 
         steps = min(len(batches(w_index, 0, 0)), len(batches(a_index, 0, 1)))
         total = config.epochs * steps
@@ -215,7 +221,7 @@ def reselect(run_dir: str, device: str = "cpu") -> tuple[Genotype, dict]:
     _, a_files = split_files(dataset_files(config.data, "train"), config.seed)
     val = EpochBatches(SliceIndex(a_files), seed=config.seed, epoch=10**6, batch_size=config.batch_size,
                        crop=config.crop, accelerations=config.accelerations, phase_prob=config.phase_prob, steps=4,
-                       rank=0, world=1, stream=2)
+                       rank=0, world=1, stream=2, coils=config.coils, coil_snr_db=config.coil_snr_db)
     batches = [to_device(b, dev, config.channels_last) for b in val]
     return perturb_select(model, batches, dev, config.amp)
 

@@ -138,8 +138,9 @@ class SearchModule(nn.Module):
 class SuperNet(nn.Module):
     """``cascades`` x [search module -> DC] with one shared alpha matrix.
 
-    ``forward(x (B,2,H,W), k0 complex (B,H,W), mask (W,) | (B,W)) -> (B,2,H,W)``, the same
-    signature as every registry model, so validation and reconstruction code is shared.
+    ``forward(x (B,2,H,W), k0 complex (B,H,W), mask (W,) | (B,W), maps=None) -> (B,2,H,W)``, the
+    same signature as every registry model (with ``maps``, coil k-space and the SENSE DC), so
+    validation and reconstruction code is shared.
     """
 
     def __init__(self, space: str = "A", nodes: int = 3, channels: int = 16, cells: int = 2,
@@ -187,8 +188,17 @@ class SuperNet(nn.Module):
         parts = [F.softmax(self.betas[o: o + i + 2], dim=0) for i, o in enumerate(edge_offsets(self.nodes))]
         return torch.cat(parts)
 
-    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def cascades(self) -> int:
+        return len(self.recon)
+
+    def forward(self, x: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor,
+                maps: torch.Tensor | None = None) -> torch.Tensor:
         weights, edges = self.mixing_weights(), self.edge_weights()
+        if maps is not None:  # coil k-space: the SENSE data consistency (backend.models.multicoil)
+            from ..models.multicoil import run_multicoil
+
+            return run_multicoil(self, x, k0, mask, maps, apply=lambda module, y: module(y, weights, edges))
         for module in self.recon:
             x = self.dc(module(x, weights, edges), k0, mask)
         return x
