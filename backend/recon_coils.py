@@ -129,3 +129,14 @@ def reconstruct_slice(volume: Volume, index: int, config: cfg.ReconConfig, lines
         maps = coil_maps(k * m[None, None, :], method=config.coil_maps, calibration=calibration_lines(m > 0))
         return multicoil_reconstructor(config, reconstructor)(k[None], m, maps[None])[0]
     return center_crop(reconstructor(volume[index].kspace[None], m)[0], volume.info.output_shape)
+
+
+def coil_views(volume: Volume, index: int, lines: np.ndarray, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """What a viewer shows of slice ``index``'s coils: the magnitudes of its coil images
+    ``(C, h, w)`` (the data as measured in full) and of the sensitivity maps ``(C, h, w)`` that a
+    reconstruction under the column mask ``lines`` would estimate (``method``: see
+    :func:`backend.coils.coil_maps`)."""
+    k = volume.coil_slice(index)[0]
+    m = np.asarray(lines, dtype=np.float32)
+    maps = coil_maps(k * m[None, None, :], method=method, calibration=calibration_lines(m > 0))
+    return np.abs(ifft2c_np(k)).astype(np.float32), np.abs(maps).astype(np.float32)

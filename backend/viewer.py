@@ -172,3 +172,17 @@ def line_profile(images: Mapping[str, np.ndarray], index: int, axis: str = "row"
             raise ValueError(f"{axis} {index} outside 0..{size - 1}")
         out[name] = np.asarray(image[index] if axis == "row" else image[:, index], dtype=np.float32)
     return out
+
+
+def mosaic(stack: np.ndarray, columns: int | None = None) -> np.ndarray:
+    """Tile ``(n, h, w)`` images into one ``(rows * h, columns * w)`` float32 image, row after row
+    (default: ``ceil(sqrt(n))`` columns); empty tiles are 0."""
+    stack = np.asarray(stack, dtype=np.float32)
+    n, h, w = stack.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = -(-n // columns)
+    out = np.zeros((rows * h, columns * w), np.float32)
+    for k in range(n):
+        r, c = divmod(k, columns)
+        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = stack[k]
+    return out

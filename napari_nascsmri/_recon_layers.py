@@ -88,7 +88,8 @@ class LayersMixin:
             self._arrange()
 
     def _arrange(self, *_) -> None:
-        """Order and grid: [reference, zero-filled, models] / [mask, |error| ...] / [k-space]."""
+        """Order and grid: [reference, zero-filled, models] / [mask, |error| ...] / [k-space] /
+        [coil images, coil maps]."""
         if self._batch_depth:
             self._arrange_pending = True
             return
@@ -101,10 +102,11 @@ class LayersMixin:
         ref = [source.name] if has_ref and source is not None and source in self.viewer.layers else []
         errors = [self._name(f"|error| {m}") for m in methods] if has_ref else []
         images = ref + [self._name(m) for m in methods]
+        coils = [self._name("coil images"), self._name("coil maps")]
         if has_ref:
-            rows = [images, [self._name("mask")] + errors, [self._name("k-space")]]
+            rows = [images, [self._name("mask")] + errors, [self._name("k-space")], coils]
         else:  # no reference, no error maps: the mask joins the images' row
-            rows = [[self._name("mask")] + images, [self._name("k-space")]]
+            rows = [[self._name("mask")] + images, [self._name("k-space")], coils]
         cells = arrange(self.viewer, rows, self.side_by_side.value)
         if ref:
             show_name(self._source_layer)

@@ -126,6 +126,7 @@ class MaskMixin:
         self._update_mask_layer()
         self.update_zero_filled()
         self._update_kspace_layer()
+        self._update_coil_layers()
         if self._stale:
             self.status.value = "mask changed: press Reconstruct to update " + ", ".join(sorted(self._stale))
 
@@ -177,6 +178,30 @@ class MaskMixin:
         if existing is None:
             self._arrange()
 
+    def _update_coil_layers(self, *_) -> None:
+        """The coil images and sensitivity maps of the current slice as two mosaics (multi-coil
+        files, ``show_coils``; :func:`backend.recon_coils.coil_views`)."""
+        names = (self._name("coil images"), self._name("coil maps"))
+        if not self.show_coils.value or self.volume is None or self.volume.info.kind != "multicoil" \
+                or not hasattr(self.volume, "coil_slice"):
+            for name in names:
+                if name in self.viewer.layers:
+                    self.viewer.layers.remove(name)
+            return
+        from backend.recon_coils import coil_views
+        from backend.viewer import display_window, mosaic
+
+        images, maps = coil_views(self.volume, self.current_slice, self.editor.lines)
+        new = False
+        for name, stack, role in ((names[0], images, "coil_images"), (names[1], maps, "coil_maps")):
+            tiles = mosaic(stack)
+            new |= find_layer(self.viewer, name) is None
+            upsert_image(self.viewer, name, tiles, contrast_limits=display_window(tiles, floor_zero=True),
+                         metadata={"nascsmri_role": role, "nascsmri_slice": self.current_slice,
+                                   "nascsmri_coils": int(stack.shape[0])})
+        if new:
+            self._arrange()
+
     # ===================================================================== zero-filled ========
     def zero_filled_slice(self, index: int) -> np.ndarray:
         """``|ifft2c(kspace * mask)|`` of one slice, centre-cropped to the output grid."""
@@ -224,6 +249,8 @@ class MaskMixin:
             self.update_zero_filled(i)
         if self.show_kspace.value:
             self._update_kspace_layer()
+        if self.show_coils.value:
+            self._update_coil_layers()
         self._render_table()
 
     # ===================================================================== export =============

@@ -80,6 +80,10 @@ class SourceMixin:
         for notice in info.notices:
             _notify("info", f"napari-nascsmri: {notice}")
         self.status.value = f"{os.path.basename(info.path)}: {len(volume)} slices, {info.kind}"
+        has_coils = info.kind == "multicoil" and hasattr(volume, "coil_slice")
+        self.show_coils.visible = has_coils
+        if has_coils and self.show_coils.value:
+            self._update_coil_layers()
         self.editor.forget()  # a new volume: no edits, no undo across volumes
         self.update_mask(warn=False)
         return True

@@ -133,6 +133,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self.seed_used.tooltip = "the seed the mask on display was drawn with"
         self.realised = Label(label="realised", value="-")
         self.show_kspace = CheckBox(text="show log-magnitude k-space", value=False, label="")
+        self.show_coils = CheckBox(text="show coil images and maps", value=False, label="", visible=False)
         self.side_by_side = CheckBox(text="side by side (grid mode)", value=True, label="")
         self.reset_mask = PushButton(text="Reset edits", label="",
                                      tooltip="redraw the mask from the settings above")
@@ -176,6 +177,8 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
             self.auto_seed: "seed the mask with the file name's code points, as fastMRI does per volume",
             self.realised: "W / sampled columns: the acceleration the mask really has",
             self.show_kspace: "add a log-magnitude view of the sampled k-space of the current slice",
+            self.show_coils: "multi-coil files: the current slice's coil images and the sensitivity maps "
+                             "estimated from the mask's centre, each as a mosaic",
             self.side_by_side: "grid mode: reference, reconstructions and |error| maps side by side",
             self.export_button: "write the mask on display (with hand edits) to the mask file",
             self.method: "zero-filled, total variation (TV) or a trained network",
@@ -195,6 +198,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self.extend([
             self.source, self.mask_type, self.acceleration, presets, self.auto_center,
             self.center_fraction, self.auto_seed, self.seed, self.seed_used, self.realised, self.show_kspace,
+            self.show_coils,
             self.side_by_side, edits, self.mask_path, self.export_button, self.method,
             self.weights, self.weights_file, self.device, buttons, self.progress, self.status,
             self.metrics_table,
@@ -215,6 +219,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self.preset_8x.changed.connect(lambda: setattr(self.acceleration, "value", ACCELERATIONS[1]))
         self.auto_seed.changed.connect(self._on_auto_seed)
         self.show_kspace.changed.connect(self._update_kspace_layer)
+        self.show_coils.changed.connect(self._update_coil_layers)
         self.side_by_side.changed.connect(self._arrange)
         self.reset_mask.changed.connect(lambda *_: self.update_mask(warn=False))
         self.undo_button.changed.connect(self.undo_mask)

@@ -50,3 +50,41 @@ def test_widget_reconstructs_a_multicoil_file_from_its_coils(make_napari_viewer,
     np.testing.assert_allclose(layer.data, cli.reconstruction, rtol=1e-4, atol=1e-4 * cli.reconstruction.max())
     assert any("SENSE data consistency" in n for n in widget.last_result.notices)
     assert widget.last_result.metrics.psnr == pytest.approx(cli.metrics.psnr, abs=1e-6)
+
+
+def test_coil_images_and_maps_as_layers(make_napari_viewer, multicoil_file, sample_file):  # noqa: F811
+    from backend.coils import calibration_lines, coil_maps
+    from backend.fft import ifft2c_np
+    from backend.io import open_volume
+    from napari_nascsmri._widget import ReconstructionWidget
+
+    viewer = make_napari_viewer()
+    [single] = viewer.open(str(sample_file), plugin="napari-nascsmri")
+    widget = ReconstructionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
+    assert widget.show_coils.native.isHidden()  # a single-coil file has no coils to show
+    [source] = viewer.open(str(multicoil_file), plugin="napari-nascsmri")
+    widget.source.value = source
+    assert not widget.show_coils.native.isHidden()
+    viewer.dims.set_current_step(0, 2)
+    widget.show_coils.value = True
+    images = viewer.layers[widget._name("coil images")]
+    maps = viewer.layers[widget._name("coil maps")]
+    assert images.metadata["nascsmri_coils"] == maps.metadata["nascsmri_coils"] == 8
+    with open_volume(multicoil_file) as volume:
+        k, _ = volume.coil_slice(2)
+    h, w = k.shape[-2:]
+    assert images.data.shape == maps.data.shape == (3 * h, 3 * w)  # 8 tiles on a 3 x 3 mosaic
+    np.testing.assert_allclose(images.data[h:2 * h, 2 * w:3 * w], np.abs(ifft2c_np(k[5])), rtol=1e-4, atol=1e-3)
+    lines = widget.editor.lines
+    expected = np.abs(coil_maps(k * lines[None, None, :], calibration=calibration_lines(lines)))
+    np.testing.assert_allclose(maps.data[:h, :w], expected[0], rtol=1e-4, atol=1e-4)
+    assert images.data[2 * h:, 2 * w:].max() == 0  # the ninth tile is empty
+    viewer.dims.set_current_step(0, 3)  # another slice: the mosaics follow
+    with open_volume(multicoil_file) as volume:
+        k3, _ = volume.coil_slice(3)
+    np.testing.assert_allclose(images.data[:h, :w], np.abs(ifft2c_np(k3[0])), rtol=1e-4, atol=1e-3)
+    widget.show_coils.value = False
+    assert widget._name("coil images") not in viewer.layers and widget._name("coil maps") not in viewer.layers
+    widget.source.value = single
+    assert widget.show_coils.native.isHidden()
