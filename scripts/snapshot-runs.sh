@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Copy the resumable state of the long background runs (issues #15, #16) from runs/ into
+# bench/results/*_inprogress/ so that a later session (a fresh machine) can resume them.
+#   scripts/snapshot-runs.sh            -> ship_nasn, ship_dccnn, search_vs_random (those that exist)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for m in nasn dccnn; do
+  src="runs/ship_$m"; dst="bench/results/ship_${m}_inprogress"
+  [ -d "$src" ] || continue
+  mkdir -p "$dst"
+  for f in best.json best.safetensors checkpoint.pt config.json events.jsonl history.json last.json last.safetensors; do
+    [ -f "$src/$f" ] && cp "$src/$f" "$dst/$f"
+  done
+  [ -f "runs/ship_$m.log" ] && tail -n 200 "runs/ship_$m.log" > "$dst/log_tail.txt"
+done
+if [ -d runs/search_vs_random ]; then
+  dst=bench/results/search_vs_random_inprogress
+  mkdir -p "$dst"
+  rm -rf "$dst/runs" && mkdir -p "$dst/runs"
+  # the cases are rebuilt from the data (a pure function of it): not copied
+  tar -C runs/search_vs_random --exclude=./cases --exclude='*/val_coils' -cf - . | tar -C "$dst/runs" -xf -
+  [ -f runs/search_vs_random.log ] && tail -n 200 runs/search_vs_random.log > "$dst/log_tail.txt"
+fi
+du -sh bench/results/*_inprogress 2>/dev/null
