@@ -152,19 +152,25 @@ def killed_at_random_moments(make_cmd, tmp_path, seed: int, kills: int = 3):
     return ref, killed
 
 
-@pytest.fixture
-def reconstruction_rig(make_napari_viewer, sample_file):
-    """A shown napari viewer (1400x900) with the shipped sample opened by the plugin's reader and
-    the Reconstruction widget docked, running its jobs synchronously: ``(viewer, widget, source)``."""
+def docked_viewer(make_napari_viewer, path, size=(1400, 900), run_sync=True):
+    """A shown napari viewer of ``size`` with ``path`` opened by the plugin's reader and the
+    Reconstruction widget docked (jobs synchronous unless ``run_sync`` is False):
+    ``(viewer, widget, source)``."""
     from napari_nascsmri._widget import ReconstructionWidget
 
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
-    [source] = viewer.open(str(sample_file), plugin="napari-nascsmri")
+    viewer.window._qt_window.resize(*size)
+    [source] = viewer.open(str(path), plugin="napari-nascsmri")
     widget = ReconstructionWidget(viewer)
-    widget.run_sync = True
+    widget.run_sync = run_sync
     viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
     return viewer, widget, source
+
+
+@pytest.fixture
+def reconstruction_rig(make_napari_viewer, sample_file):
+    """:func:`docked_viewer` of the shipped sample at 1400x900."""
+    return docked_viewer(make_napari_viewer, sample_file)
 
 
 @pytest.fixture

@@ -106,16 +106,11 @@ def test_docs_screenshots_with_the_shipped_weights(make_napari_viewer, sample_fi
     import imageio.v3 as iio
 
     from backend.models import shipped_weights
-    from napari_nascsmri._widget import ReconstructionWidget
+    from conftest import docked_viewer
 
     assert shipped_weights("dccnn").exists()
     docs = Path(__file__).resolve().parents[1] / "docs"
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    viewer.open(str(sample_file), plugin="napari-nascsmri")
-    widget = ReconstructionWidget(viewer)
-    widget.run_sync = True
-    viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
+    viewer, widget, _ = docked_viewer(make_napari_viewer, sample_file, (1600, 1000))
     viewer.dims.set_current_step(0, 4)
     widget.method.value = "dccnn"
     widget.weights.value = "shipped"

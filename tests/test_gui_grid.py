@@ -45,17 +45,12 @@ def test_three_methods_fill_a_docked_window_in_image_error_pairs(make_napari_vie
     import torch
 
     from backend.models import build_model, save_weights
+    from conftest import docked_viewer
     from napari_nascsmri._layers import grid_of
-    from napari_nascsmri._widget import ReconstructionWidget
 
     torch.manual_seed(0)
     weights = save_weights(build_model("dccnn", blocks=1, channels=4), tmp_path / "w.safetensors")
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    viewer.open(str(sample_file), plugin="napari-nascsmri")
-    widget = ReconstructionWidget(viewer)
-    widget.run_sync = True
-    viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
+    viewer, widget, _ = docked_viewer(make_napari_viewer, sample_file, (1600, 1000))
     qtbot.wait(200)
     widget.method.value = "nasn"
     widget.weights.value = "shipped"
