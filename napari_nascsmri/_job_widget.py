@@ -104,6 +104,9 @@ class JobWidget(JobRunMixin, Container):
                                        tooltip="'one pass': every training slice once per epoch")
         self.crop = SpinBox(label="crop", min=0, max=4096, value=0,
                             tooltip="square image-space training crop; 'full grid': no crop")
+        self.coils = SpinBox(label="coils", min=0, max=64, value=d.coils,
+                             tooltip="0: single-coil; N >= 2: every sample seen by N simulated coils, "
+                                     "with the SENSE data consistency (--coils N)")
         self.device = ComboBox(label="device", choices=_device_choices(),
                                tooltip="where the job runs (CUDA when torch sees a GPU)")
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=d.seed,
@@ -139,6 +142,8 @@ class JobWidget(JobRunMixin, Container):
         self.native.destroyed.connect(lambda *_: self._disconnect())
 
     def _finish_layout(self, widgets: list) -> None:
+        widgets = [w for w in widgets if w is not self.coils]
+        widgets.insert(widgets.index(self.device), self.coils)  # the shared fields in one place
         self.extend(widgets)
         self.native.layout().addWidget(self.plots)
         self._make_scrollable()
@@ -206,6 +211,7 @@ class JobWidget(JobRunMixin, Container):
         if config.device in self.device.choices:
             self.device.value = config.device
         self.seed.value = config.seed
+        self.coils.value = config.coils
 
     def config(self):
         """The job's configuration: the preset, then the values shown in the widget."""
@@ -214,7 +220,8 @@ class JobWidget(JobRunMixin, Container):
         data = _path_value(self.data)
         base = self._config_cls(data=str(data.resolve()) if data else self._config_cls().data,
                                 preset=self.preset.value, seed=self.seed.value,
-                                device=self.device.value, **self._own_fields())
+                                device=self.device.value, coils=self.coils.value,
+                                **self._own_fields())
         overrides = {"epochs": self.epochs.value, "steps_per_epoch": self.steps_per_epoch.value or None,
                      "crop": self.crop.value or None, **self._own_overrides()}
         return apply_preset(base, self._presets, overrides)

@@ -88,3 +88,22 @@ def test_coil_images_and_maps_as_layers(make_napari_viewer, multicoil_file, samp
     assert widget._name("coil images") not in viewer.layers and widget._name("coil maps") not in viewer.layers
     widget.source.value = single
     assert widget.show_coils.native.isHidden()
+
+
+def test_search_and_train_widgets_pass_the_coils_to_the_job(make_napari_viewer, tiny_dataset, tmp_path, job_env):
+    from backend.cli import build_parser
+    from backend.commands import job_config_from_args
+    from napari_nascsmri._search_widget import SearchWidget
+    from napari_nascsmri._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    for cls, kind in ((SearchWidget, "search"), (TrainWidget, "train")):
+        widget = cls(viewer)
+        widget.data.value = tiny_dataset
+        assert widget.coils.value == 0
+        widget.coils.value = 8
+        config = widget.config()
+        assert config.coils == 8
+        argv = widget.argv(config, tmp_path / kind)
+        rebuilt = job_config_from_args(build_parser().parse_args(argv[3:]), kind)
+        assert rebuilt.coils == 8 and rebuilt == config
