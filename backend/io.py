@@ -6,10 +6,11 @@ Supported inputs (see :func:`open_volume`):
   ``(slices, h, w)``, attrs, ``ismrmrd_header``. The paper's pipeline is applied per slice:
   IFFT -> centre crop of the complex image to the reference grid (or ``crop``, default 320) ->
   FFT. Outputs and metrics are on the reference's grid.
-* fastMRI multi-coil h5: ``kspace`` ``(slices, coils, H, W)``. Reconstruction here is
-  single-coil, so the coil images are combined by root-sum-of-squares (RSS), cropped, and the
-  RSS magnitude is treated like a magnitude image (zero phase -> simulated single-coil k-space).
-  A notice says so.
+* fastMRI multi-coil h5: ``kspace`` ``(slices, coils, H, W)``. :meth:`FastMRIVolume.coil_slice`
+  gives the coil k-space on the output grid (coil images cropped in image space), which
+  :mod:`backend.recon_coils` reconstructs from; the slices themselves (``volume[i]``) are the
+  root-sum-of-squares (RSS) image, cropped, treated like a magnitude image (zero phase ->
+  simulated single-coil k-space: ``--coils rss``). A notice says which.
 * fastMRI test files: undersampled ``kspace`` plus a bool ``mask`` ``(W,)``, no reference. The
   file's own mask is used (mask options are ignored with a notice); reconstruction runs on the
   native grid and the output is centre-cropped to ``crop``.
@@ -42,7 +43,7 @@ from .h5meta import read_attrs
 from .masks import strict_mask_lines
 from .shapes import MIN_SIDE, check_padding, check_size
 from .transforms import center_crop, crop_kspace_via_image, magnitude_to_kspace, pad_or_crop
-from .volume import Slice, Volume, VolumeInfo, check_finite
+from .volume import COIL_NOTICE, Slice, Volume, VolumeInfo, check_finite
 
 #: Default crop of raw fastMRI k-space when the file has no reference (the paper's 320x320).
 DEFAULT_CROP = 320
@@ -157,10 +158,7 @@ class FastMRIVolume(Volume):
             out = _crop_shape(crop, H, W, path)
         if ks.ndim == 4:
             self._mode = "multicoil"
-            notices.append(
-                f"multi-coil file ({coils} coils): reconstruction here is single-coil; coil "
-                "images are combined by root-sum-of-squares and simulated as single-coil k-space"
-            )
+            notices.append(f"multi-coil file ({coils} coils): {COIL_NOTICE}")
             return VolumeInfo(path, "multicoil", num_slices, out, out, ref_key is not None, attrs, notices)
         self._mode = "singlecoil"
         return VolumeInfo(path, "singlecoil", num_slices, out, out, ref_key is not None, attrs, notices)

@@ -14,9 +14,10 @@ What becomes of the data (:class:`IsmrmrdVolume`, the layout the rest of the cod
 * k-space ``(coils, readout, phase encode)``: readout along rows, phase encode along columns (the
   columns a mask selects, as fastMRI); readout oversampling (encoded x > reconstructed x) is
   removed in image space (inverse FFT along the readout, centre crop, FFT back);
-* reconstruction here is single-coil: the coil images are combined by root-sum-of-squares on the
-  reconstruction matrix and simulated as single-coil k-space, the RSS image is the reference
-  (as for fastMRI multi-coil files); a notice says so;
+* the coil k-space is reconstructed from (:meth:`IsmrmrdVolume.coil_slice`, as for fastMRI
+  multi-coil files), or with ``--coils rss`` the coil images combined by root-sum-of-squares on
+  the reconstruction matrix and simulated as single-coil k-space; the RSS image is the
+  reference; a notice says which;
 * only fully sampled Cartesian 2-D acquisitions are taken; anything else is an
   :class:`~backend.errors.InputError` naming the file.
 
@@ -37,7 +38,7 @@ from .fft import fft2c_np, ifft2c_np
 from .h5meta import MAX_HEADER_SIZE
 from .shapes import MAX_VOLUME_PIXELS, MIN_SIDE, check_size
 from .transforms import center_crop, magnitude_to_kspace
-from .volume import Slice, Volume, VolumeInfo, check_finite
+from .volume import COIL_NOTICE, Slice, Volume, VolumeInfo, check_finite
 
 #: ISMRMRD acquisition flags (bit ``n`` is ``1 << (n - 1)``) of lines that are not image data.
 SKIPPED_FLAGS = {19: "noise", 20: "calibration", 23: "navigator", 24: "phase correction", 27: "dummy scan",
@@ -173,8 +174,7 @@ class IsmrmrdVolume(Volume):
                 raise InputError(path, f"slice {s} lacks {missing} of its {lines} phase-encode lines: "
                                        "undersampled ISMRMRD data is not read yet (only fully sampled acquisitions)")
         oversampling = f", readout oversampling {readout / rec_x:g}x removed" if readout != rec_x else ""
-        notice = (f"ISMRMRD raw data ({coils} coils{oversampling}): reconstruction here is single-coil; coil "
-                  "images are combined by root-sum-of-squares and simulated as single-coil k-space")
+        notice = f"ISMRMRD raw data ({coils} coils{oversampling}): {COIL_NOTICE}"
         out = (rec_x, rec_y)
         self.info = VolumeInfo(path, "multicoil", slices, out, out, True, {"ismrmrd": header}, [notice])
 

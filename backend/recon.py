@@ -23,6 +23,7 @@ from .errors import InputError
 from .fft import channels_to_complex, ifft2c_np
 from .devices import resolve_device
 from .io import Volume, VolumeInfo, open_volume
+from .volume import COIL_NOTICE, RSS_NOTICE
 from .masks import Mask, load_mask_file, make_mask, seed_from_filename
 from .metrics import VolumeMetrics, evaluate_volume
 from .progress import Progress
@@ -214,6 +215,8 @@ def reconstruct_volume(
                 parts = yield from reconstruct_multicoil(volume, config, mask, reconstructor)
                 return _result(info, config, mask, seed, *parts)
             notices.append(fallback)
+        if info.kind == "multicoil":
+            notices = [n for n in notices if COIL_NOTICE not in n] + [RSS_NOTICE]
         recon = reconstructor or make_reconstructor(config)
         first = volume[0]
         mask, seed = volume_mask(info, config, first.file_mask)

@@ -100,7 +100,7 @@ def reconstruct_multicoil(volume: Volume, config: cfg.ReconConfig, mask: Mask, n
                 refs[i] = pairs[j][1]
         yield Progress(batch.stop, n, f"{config.model} (multi-coil): slice {batch.stop}/{n}")
     method = resolve_map_method(config.coil_maps, calibration)
-    notices = [m for m in info.notices if "root-sum-of-squares" not in m]
+    notices = list(info.notices)
     notices.append(f"multi-coil file ({coils} coils): reconstructed from the coil k-space with "
                    f"{'ESPIRiT' if method == 'espirit' else 'low-resolution'} sensitivity maps "
                    f"({calibration} calibration lines) and SENSE data consistency")

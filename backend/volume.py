@@ -43,6 +43,12 @@ class VolumeInfo:
     notices: list[str] = field(default_factory=list)
 
 
+#: The notice of a multi-coil file when it opens, and the one a root-sum-of-squares result carries.
+COIL_NOTICE = ("reconstructed from the coil k-space with estimated sensitivity maps (--coils rss: the coils "
+               "combined by root-sum-of-squares instead)")
+RSS_NOTICE = "the coils were combined by root-sum-of-squares and simulated as single-coil k-space"
+
+
 def check_finite(path, what: str, array: np.ndarray, index: int) -> None:
     if not np.all(np.isfinite(array)):
         raise InputError(path, f"{what} of slice {index} contains NaN or Inf values")
