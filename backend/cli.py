@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-coil files: 'multi' (and 'auto') reconstruct from the coil k-space with sensitivity maps and "
                         "SENSE data consistency; 'rss' combines the coils by root-sum-of-squares and simulates single-coil "
                         "k-space (default %(default)s)")
-    p.add_argument("--coil-maps", choices=("auto", "espirit", "lowres"), default=cfg.ReconConfig.coil_maps,
+    p.add_argument("--coil-maps", choices=cfg.COIL_MAP_METHODS, default=cfg.ReconConfig.coil_maps,
                    help="sensitivity maps: ESPIRiT (BART ecalib) or the low-resolution centre; auto = ESPIRiT when BART "
                         "is installed (default %(default)s)")
     p.add_argument("--out", required=True, help="output .h5")

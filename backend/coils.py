@@ -23,12 +23,12 @@ import tempfile
 
 import numpy as np
 
+from .config import COIL_MAP_METHODS
 from .fft import fft2c_np, ifft2c_np
 
 #: Fully sampled centre columns used to calibrate the maps (the paper's masks keep 8% at 4x and
 #: 4% at 8x: 29 and 15 of 368 columns; ``ecalib`` needs at least its kernel size, 6).
 CALIBRATION_LINES = 24
-COIL_MAP_METHODS = ("auto", "espirit", "lowres")
 #: Fewer calibration lines than this: ``auto`` takes the low-resolution maps (ESPIRiT's kernel
 #: needs a few lines more than its own size).
 MIN_ESPIRIT_LINES = 6

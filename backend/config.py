@@ -46,8 +46,10 @@ def _check_coils(coils: int) -> None:
         raise ValueError("coils: 0 means single-coil; simulated multi-coil data needs at least 2 coils")
 
 
-#: ``ReconConfig.coils``: how a multi-coil file is reconstructed.
+#: ``ReconConfig.coils``: how a multi-coil file is reconstructed; ``coil_maps``: how its maps are
+#: estimated (:func:`backend.coils.coil_maps`).
 COIL_MODES = ("auto", "multi", "rss")
+COIL_MAP_METHODS = ("auto", "espirit", "lowres")
 
 
 @dataclass
@@ -112,7 +114,7 @@ class ReconConfig:
             check_fields(self, {"crop": (8, 4096, True, True)})
         check_device(self.device)
         _check_mask_kinds("mask", [self.mask])
-        for name, choices in (("coils", COIL_MODES), ("coil_maps", ("auto", "espirit", "lowres"))):
+        for name, choices in (("coils", COIL_MODES), ("coil_maps", COIL_MAP_METHODS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(choices)}")
         if self.mask_lines is not None:

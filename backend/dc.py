@@ -97,9 +97,14 @@ def coil_combine(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > COVERAGE_EPS, combined / norm.clamp_min(COVERAGE_EPS), torch.zeros_like(combined))
 
 
+def coil_adjoint(kspace: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """``S^H F^-1 k``: coil k-space ``(B, C, H, W)`` (already masked) to one complex image ``(B, H, W)``."""
+    return (maps.conj() * ifft2c(kspace)).sum(1)
+
+
 def sense_normal(image: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """``A^H A x`` for ``A = M F S`` (``(B, H, W)`` complex images)."""
-    return (maps.conj() * ifft2c(coil_mask(mask, maps) * fft2c(maps * image[:, None]))).sum(1)
+    return coil_adjoint(coil_mask(mask, maps) * fft2c(maps * image[:, None]), maps)
 
 
 def sense_cg_consistency(image: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
@@ -113,7 +118,7 @@ def sense_cg_consistency(image: torch.Tensor, k0: torch.Tensor, mask: torch.Tens
     ``A^H A`` is the projection on the sampled lines and the solution is the single-coil
     :func:`data_consistency` with ``lambda = 1 / mu``; ``mu -> 0`` is the noise-free form. Pixels
     no coil reaches (``sum |S|^2 = 0``) keep ``z``."""
-    rhs = (maps.conj() * ifft2c(k0 - coil_mask(mask, k0) * fft2c(maps * image[:, None]))).sum(1)
+    rhs = coil_adjoint(k0 - coil_mask(mask, k0) * fft2c(maps * image[:, None]), maps)
     d = torch.zeros_like(image)
     r = rhs.clone()
     p = r.clone()

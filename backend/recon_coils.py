@@ -38,6 +38,13 @@ def rss(coil_images: np.ndarray) -> np.ndarray:
     return np.sqrt((np.abs(coil_images) ** 2).sum(-3))
 
 
+def slice_maps(coil_kspace: np.ndarray, lines: np.ndarray, method: str = "auto") -> np.ndarray:
+    """The sensitivity maps a reconstruction estimates for one slice's coil k-space ``(C, h, w)``
+    under the column mask ``lines``: calibrated on the undersampled data's fully sampled centre."""
+    m = np.asarray(lines, dtype=np.float32)
+    return coil_maps(coil_kspace * m[None, None, :], method=method, calibration=calibration_lines(m > 0))
+
+
 def uses_coils(kind: str, config: cfg.ReconConfig) -> bool:
     """True when a volume of ``kind`` is reconstructed from its coils under ``config``."""
     return kind == "multicoil" and config.coils != "rss"
@@ -89,8 +96,7 @@ def reconstruct_multicoil(volume: Volume, config: cfg.ReconConfig, mask: Mask, n
         pairs = [volume.coil_slice(i) for i in batch]
         kspace = np.stack([k for k, _ in pairs])
         coils = kspace.shape[1]
-        maps = np.stack([coil_maps(k * lines[None, None, :], method=config.coil_maps, calibration=calibration)
-                         for k in kspace])
+        maps = np.stack([slice_maps(k, lines, config.coil_maps) for k in kspace])
         images = recon(kspace, lines, maps)
         zf = rss(ifft2c_np(kspace * lines[None, None, None, :]))
         for j, i in enumerate(batch):
@@ -126,17 +132,13 @@ def reconstruct_slice(volume: Volume, index: int, config: cfg.ReconConfig, lines
     m = np.asarray(lines, dtype=np.float32)
     if uses_coils(volume.info.kind, config) and hasattr(volume, "coil_slice") and coil_fallback(config, m > 0) is None:
         k = volume.coil_slice(index)[0]
-        maps = coil_maps(k * m[None, None, :], method=config.coil_maps, calibration=calibration_lines(m > 0))
-        return multicoil_reconstructor(config, reconstructor)(k[None], m, maps[None])[0]
+        return multicoil_reconstructor(config, reconstructor)(k[None], m, slice_maps(k, m, config.coil_maps)[None])[0]
     return center_crop(reconstructor(volume[index].kspace[None], m)[0], volume.info.output_shape)
 
 
-def coil_views(volume: Volume, index: int, lines: np.ndarray, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """What a viewer shows of slice ``index``'s coils: the magnitudes of its coil images
-    ``(C, h, w)`` (the data as measured in full) and of the sensitivity maps ``(C, h, w)`` that a
-    reconstruction under the column mask ``lines`` would estimate (``method``: see
-    :func:`backend.coils.coil_maps`)."""
-    k = volume.coil_slice(index)[0]
-    m = np.asarray(lines, dtype=np.float32)
-    maps = coil_maps(k * m[None, None, :], method=method, calibration=calibration_lines(m > 0))
-    return np.abs(ifft2c_np(k)).astype(np.float32), np.abs(maps).astype(np.float32)
+def coil_views(coil_kspace: np.ndarray, lines: np.ndarray, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """What a viewer shows of one slice's coils ``(C, h, w)``: the magnitudes of its coil images
+    (the data as measured in full) and of the maps a reconstruction under ``lines`` would
+    estimate (:func:`slice_maps`; ESPIRiT runs BART, so call it off the GUI thread)."""
+    maps = slice_maps(coil_kspace, lines, method)
+    return np.abs(ifft2c_np(coil_kspace)).astype(np.float32), np.abs(maps).astype(np.float32)

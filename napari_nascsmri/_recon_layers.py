@@ -83,19 +83,20 @@ class LayersMixin:
                 self._arrange()
 
     def _on_canvas_resized(self, *_) -> None:
-        """A resized canvas may fit the grid better turned (:func:`grid_layout`)."""
-        if self.volume is not None and self.side_by_side.value and not self._batch_depth:
+        """A resized canvas may fit the grid better turned (:func:`grid_layout`): re-lay out only
+        then (a window drag sends many size events)."""
+        if self.volume is None or not self.side_by_side.value or self._batch_depth or not self._layout:
+            return
+        from ._layers import grid_layout
+
+        present = [[n for n in row if n in self.viewer.layers] for row in self._grid_rows()[0]]
+        names, columns = grid_layout(present, self.viewer.canvas.size)
+        if (*names, str(columns)) != self._layout[0]:
             self._arrange()
 
-    def _arrange(self, *_) -> None:
-        """Order and grid: [reference, zero-filled, models] / [mask, |error| ...] / [k-space] /
-        [coil images, coil maps]."""
-        if self._batch_depth:
-            self._arrange_pending = True
-            return
-        self._arrange_pending = False
-        if self.volume is None:
-            return
+    def _grid_rows(self) -> tuple[list[list[str]], list[str], list[str]]:
+        """The grid's rows (:func:`~napari_nascsmri._layers.arrange`), the images and the error maps:
+        [reference, zero-filled, models] / [mask, |error| ...] / [k-space] / [coil images, coil maps]."""
         methods = [ZERO_FILLED] + self._models
         source = self._source_layer
         has_ref = self.reference is not None
@@ -107,9 +108,21 @@ class LayersMixin:
             rows = [images, [self._name("mask")] + errors, [self._name("k-space")], coils]
         else:  # no reference, no error maps: the mask joins the images' row
             rows = [[self._name("mask")] + images, [self._name("k-space")], coils]
+        return rows, images, errors
+
+    def _arrange(self, *_) -> None:
+        """Order and grid of :meth:`_grid_rows`; names, linked contrast, compare view."""
+        if self._batch_depth:
+            self._arrange_pending = True
+            return
+        self._arrange_pending = False
+        if self.volume is None:
+            return
+        rows, images, errors = self._grid_rows()
         cells = arrange(self.viewer, rows, self.side_by_side.value)
-        if ref:
-            show_name(self._source_layer)
+        source = self._source_layer
+        if self.reference is not None and source is not None and source in self.viewer.layers:
+            show_name(source)
         layout = (cells, self.side_by_side.value)
         if layout != self._layout:
             self._layout = layout

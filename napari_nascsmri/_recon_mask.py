@@ -180,24 +180,44 @@ class MaskMixin:
 
     def _update_coil_layers(self, *_) -> None:
         """The coil images and sensitivity maps of the current slice as two mosaics (multi-coil
-        files, ``show_coils``; :func:`backend.recon_coils.coil_views`)."""
+        files, ``show_coils``; :func:`backend.recon_coils.coil_views`). The maps (BART's ESPIRiT
+        for the default ``auto``) are estimated in a worker thread (inline with ``run_sync``);
+        a result for a slice or mask no longer on display is dropped."""
         names = (self._name("coil images"), self._name("coil maps"))
         if not self.show_coils.value or self.volume is None or self.volume.info.kind != "multicoil" \
                 or not hasattr(self.volume, "coil_slice"):
+            self._coil_request = None
             for name in names:
                 if name in self.viewer.layers:
                     self.viewer.layers.remove(name)
             return
         from backend.recon_coils import coil_views
+
+        request = (self.current_slice, self.editor.lines.copy())
+        self._coil_request = request
+        kspace = self.kspace(request[0])  # the widget's cached coil k-space of the slice
+        if self.run_sync:
+            self._show_coil_views(request, coil_views(kspace, request[1]))
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(coil_views, kspace, request[1], _start_thread=False)
+        worker.returned.connect(lambda views: self._show_coil_views(request, views))
+        self._coil_worker = worker  # kept alive until it returns
+        worker.start()
+
+    def _show_coil_views(self, request, views) -> None:
+        if self._coil_request is not request or self.volume is None:
+            return  # superseded (another slice or mask, coils hidden, another volume)
         from backend.viewer import display_window, mosaic
 
-        images, maps = coil_views(self.volume, self.current_slice, self.editor.lines)
         new = False
-        for name, stack, role in ((names[0], images, "coil_images"), (names[1], maps, "coil_maps")):
+        for name, stack, role in ((self._name("coil images"), views[0], "coil_images"),
+                                  (self._name("coil maps"), views[1], "coil_maps")):
             tiles = mosaic(stack)
             new |= find_layer(self.viewer, name) is None
             upsert_image(self.viewer, name, tiles, contrast_limits=display_window(tiles, floor_zero=True),
-                         metadata={"nascsmri_role": role, "nascsmri_slice": self.current_slice,
+                         metadata={"nascsmri_role": role, "nascsmri_slice": request[0],
                                    "nascsmri_coils": int(stack.shape[0])})
         if new:
             self._arrange()

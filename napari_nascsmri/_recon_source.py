@@ -112,6 +112,7 @@ class SourceMixin:
 
     def _remove_own_layers(self) -> None:
         """Remove the layers this widget made for the volume loaded so far (a source switch)."""
+        self._coil_request = None  # coil views still on their way belong to that volume
         if self.volume is None:
             return
         suffix = self._name("")[1:]  # " [stem]" -> "[stem]"

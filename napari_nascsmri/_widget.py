@@ -92,6 +92,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self._layout: tuple = ()
         self._attempted = None  # the layer last passed to load_source (opened or not)
         self._kspace_cache: dict[int, np.ndarray] = {}
+        self._coil_request = self._coil_worker = None  # the coil views on their way (_update_coil_layers)
         self._zf_fresh: set[int] = set()
         self._stale: set[str] = set()
         self._models: list[str] = []

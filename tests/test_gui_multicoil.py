@@ -52,7 +52,7 @@ def test_widget_reconstructs_a_multicoil_file_from_its_coils(make_napari_viewer,
     assert widget.last_result.metrics.psnr == pytest.approx(cli.metrics.psnr, abs=1e-6)
 
 
-def test_coil_images_and_maps_as_layers(make_napari_viewer, multicoil_file, sample_file):  # noqa: F811
+def test_coil_images_and_maps_as_layers(make_napari_viewer, multicoil_file, sample_file, qtbot):  # noqa: F811
     from backend.coils import calibration_lines, coil_maps
     from backend.fft import ifft2c_np
     from backend.io import open_volume
@@ -67,7 +67,8 @@ def test_coil_images_and_maps_as_layers(make_napari_viewer, multicoil_file, samp
     widget.source.value = source
     assert not widget.show_coils.native.isHidden()
     viewer.dims.set_current_step(0, 2)
-    widget.show_coils.value = True
+    widget.show_coils.value = True  # the maps are estimated in a worker thread
+    qtbot.waitUntil(lambda: widget._name("coil maps") in viewer.layers, timeout=30_000)
     images = viewer.layers[widget._name("coil images")]
     maps = viewer.layers[widget._name("coil maps")]
     assert images.metadata["nascsmri_coils"] == maps.metadata["nascsmri_coils"] == 8
@@ -81,6 +82,7 @@ def test_coil_images_and_maps_as_layers(make_napari_viewer, multicoil_file, samp
     np.testing.assert_allclose(maps.data[:h, :w], expected[0], rtol=1e-4, atol=1e-4)
     assert images.data[2 * h:, 2 * w:].max() == 0  # the ninth tile is empty
     viewer.dims.set_current_step(0, 3)  # another slice: the mosaics follow
+    qtbot.waitUntil(lambda: images.metadata["nascsmri_slice"] == 3, timeout=30_000)
     with open_volume(multicoil_file) as volume:
         k3, _ = volume.coil_slice(3)
     np.testing.assert_allclose(images.data[:h, :w], np.abs(ifft2c_np(k3[0])), rtol=1e-4, atol=1e-3)
