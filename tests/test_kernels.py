@@ -1,9 +1,10 @@
 """The fused C kernel computes what PyTorch's convolutions compute (issue #8).
 
 Reference: ``F.conv2d`` (depthwise, "same" zero padding), ``torch.einsum`` for the 1x1 part,
-plain additions and ReLUs, in float64. Both builds are checked: the machine's native one (with
-its AVX-512 paths where the CPU has them) and one compiled with ``-mno-avx512f`` (the plain C
-loops every other machine runs).
+plain additions and ReLUs, in float64. Every build this CPU can run is checked: the machine's
+native one (its AVX-512 or AVX2 paths, whichever the CPU has), one compiled with
+``-mno-avx512f`` (the AVX2 paths on a CPU with AVX2) and one with AVX2 and AVX-512 switched off
+(the plain C loops other machines run).
 """
 
 from __future__ import annotations
@@ -22,12 +23,21 @@ CC = shutil.which("cc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 
 
-@pytest.fixture(scope="module", params=["native", "no-avx512"])
+BUILDS = {"native": (), "no-avx512": ("-mno-avx512f",), "plain": ("-mno-avx2", "-mno-fma", "-mno-avx512f")}
+
+
+def _cpu_flags() -> set[str]:
+    with open("/proc/cpuinfo") as f:
+        return set(next((line for line in f if line.startswith("flags")), "").split())
+
+
+@pytest.fixture(scope="module", params=list(BUILDS))
 def kernel(request, tmp_path_factory):
-    extra = () if request.param == "native" else ("-mno-avx512f",)
-    lib = FusedPointwise(build(CC, extra, tmp_path_factory.mktemp(request.param)))
-    if request.param == "no-avx512":
-        assert lib.vector_bits == 0
+    lib = FusedPointwise(build(CC, BUILDS[request.param], tmp_path_factory.mktemp(request.param)))
+    flags = _cpu_flags()
+    avx2 = 256 if {"avx2", "fma"} <= flags else 0
+    expected = {"native": 512 if "avx512f" in flags else avx2, "no-avx512": avx2, "plain": 0}
+    assert lib.vector_bits == expected[request.param]
     return lib
 
 
@@ -156,12 +166,16 @@ def test_switch_and_missing_compiler(monkeypatch):
         assert kernels.fused_pointwise() is None
 
 
-def test_auto_uses_the_kernel_only_with_avx512(monkeypatch, tmp_path):
-    monkeypatch.setattr(kernels, "_LOADED", {"kernel": FusedPointwise(build(CC, ("-mno-avx512f",), tmp_path))})
+def test_auto_uses_the_kernel_only_with_vector_paths(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernels, "_LOADED", {"kernel": FusedPointwise(build(CC, BUILDS["plain"], tmp_path))})
     monkeypatch.setenv("NASCSMRI_KERNELS", "auto")
     assert kernels.fused_pointwise() is None
     monkeypatch.setenv("NASCSMRI_KERNELS", "1")
     assert kernels.fused_pointwise() is not None
+    if {"avx2", "fma"} <= _cpu_flags():  # an AVX2 build is used by default
+        monkeypatch.setattr(kernels, "_LOADED", {"kernel": FusedPointwise(build(CC, BUILDS["no-avx512"], tmp_path))})
+        monkeypatch.setenv("NASCSMRI_KERNELS", "auto")
+        assert kernels.fused_pointwise().vector_bits == 256
 
 
 def test_build_is_cached_by_content(tmp_path):

@@ -36,7 +36,7 @@ which are strided and ran 5-10x slower than the same passes over dense tensors.
 The plan above still spends most of its time streaming 13 MB activations through memory: each
 depthwise output is written and read back once, each ReLU and skip addition is a pass of its
 own. Where the C kernel of :mod:`backend.models.kernels` is available (compiled on first use;
-by default on CPUs with AVX-512), a node whose operations end in depthwise -> pointwise is one
+by default on CPUs with AVX-512 or AVX2), a node whose operations end in depthwise -> pointwise is one
 kernel call: both depthwise convolutions (reading their inputs through the ReLU), the stacked
 pointwise GEMM, the skip edges and the raw and/or rectified output, in one pass over memory;
 likewise every 1x1 convolution that reads a cell's output (the next cells' preprocessing, the
