@@ -20,7 +20,8 @@ Supported inputs (see :func:`open_volume`):
   int8 included) is a valid magnitude volume, read as float32; negative values count by their
   magnitude.
 * ISMRMRD raw data (HDF5 with ``dataset/xml`` and ``dataset/data``): :mod:`backend.ismrmrd_raw`;
-  DICOM magnitude images: :mod:`backend.dicom`; NIfTI: :mod:`backend.nifti`.
+  Siemens twix raw data (``.dat``, VD/VE): :mod:`backend.twix`; DICOM magnitude images:
+  :mod:`backend.dicom`; NIfTI: :mod:`backend.nifti`.
 
 Shapes are checked from the file's declaration before anything is read: slices of at least
 8x8, at most :data:`backend.shapes.MAX_SLICE_PIXELS` per slice and
@@ -256,10 +257,14 @@ def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = No
         return MagnitudeVolume(data, os.fspath(p))
     if is_dicom(p):
         return _dicom_volume(p, load_dicom, DICOM_NOTICE)
+    if name.endswith(".dat"):
+        from .twix import TwixVolume
+
+        return TwixVolume(p)
     if h5py.is_hdf5(os.fspath(p)):
         raw = _open_ismrmrd(p)
         return raw if raw is not None else FastMRIVolume(p, crop=crop)
-    raise InputError(p, "unrecognised file type (expected fastMRI or ISMRMRD .h5, .nii/.nii.gz, .npy or DICOM)")
+    raise InputError(p, "unrecognised file type (expected fastMRI or ISMRMRD .h5, Siemens twix .dat, .nii/.nii.gz, .npy or DICOM)")
 
 
 def _open_ismrmrd(p: Path):

@@ -11,13 +11,9 @@ What becomes of the data (:class:`IsmrmrdVolume`, the layout the rest of the cod
 
 * lines flagged as noise, navigator, phase-correction, dummy scan or calibration-only are
   skipped; contrast 0 / repetition 0 only; repeated averages are averaged;
-* k-space ``(coils, readout, phase encode)``: readout along rows, phase encode along columns (the
-  columns a mask selects, as fastMRI); readout oversampling (encoded x > reconstructed x) is
-  removed in image space (inverse FFT along the readout, centre crop, FFT back);
-* the coil k-space is reconstructed from (:meth:`IsmrmrdVolume.coil_slice`, as for fastMRI
-  multi-coil files), or with ``--coils rss`` the coil images combined by root-sum-of-squares on
-  the reconstruction matrix and simulated as single-coil k-space; the RSS image is the
-  reference; a notice says which;
+* k-space, readout oversampling (encoded x > reconstructed x), the coil and RSS paths: as
+  :class:`backend.raw_volume.RawCoilVolume` (shared with the twix reader); a notice says which
+  path a reconstruction took;
 * only fully sampled Cartesian 2-D acquisitions are taken; anything else is an
   :class:`~backend.errors.InputError` naming the file.
 
@@ -34,11 +30,10 @@ import h5py
 import numpy as np
 
 from .errors import InputError, short_reason
-from .fft import fft2c_np, ifft2c_np
 from .h5meta import MAX_HEADER_SIZE
+from .raw_volume import RawCoilVolume, missing_lines
 from .shapes import MAX_VOLUME_PIXELS, MIN_SIDE, check_size
-from .transforms import center_crop, magnitude_to_kspace
-from .volume import COIL_NOTICE, Slice, Volume, VolumeInfo, check_finite
+from .volume import COIL_NOTICE, VolumeInfo
 
 #: ISMRMRD acquisition flags (bit ``n`` is ``1 << (n - 1)``) of lines that are not image data.
 SKIPPED_FLAGS = {19: "noise", 20: "calibration", 23: "navigator", 24: "phase correction", 27: "dummy scan",
@@ -116,7 +111,7 @@ def read_header(f: h5py.File, path) -> dict:
     return header
 
 
-class IsmrmrdVolume(Volume):
+class IsmrmrdVolume(RawCoilVolume):
     """An ISMRMRD raw file, read one slice at a time (see the module docstring).
 
     Args:
@@ -168,50 +163,22 @@ class IsmrmrdVolume(Volume):
                                    f"{readout}x{lines} (or is below {MIN_SIDE}x{MIN_SIDE})")
         self._line = line
         self._rows = [np.flatnonzero(use & (slc == s)) for s in range(slices)]
-        for s, rows in enumerate(self._rows):
-            missing = lines - len(set(line[rows]))
-            if missing:
-                raise InputError(path, f"slice {s} lacks {missing} of its {lines} phase-encode lines: "
-                                       "undersampled ISMRMRD data is not read yet (only fully sampled acquisitions)")
+        missing_lines(path, self._rows, line, lines, "ISMRMRD")
         oversampling = f", readout oversampling {readout / rec_x:g}x removed" if readout != rec_x else ""
         notice = f"ISMRMRD raw data ({coils} coils{oversampling}): {COIL_NOTICE}"
         out = (rec_x, rec_y)
         self.info = VolumeInfo(path, "multicoil", slices, out, out, True, {"ismrmrd": header}, [notice])
 
-    def coil_kspace(self, index: int) -> np.ndarray:
-        """Slice ``index`` as complex64 ``(coils, readout, lines)`` on the reconstruction
-        matrix's readout (oversampling removed); repeated lines averaged."""
-        coils, readout, lines = self.coils, self.readout, self.lines
-        kspace = np.zeros((coils, readout, lines), np.complex64)
-        counts = np.zeros(lines, np.int32)
-        for row in self._rows[index]:
-            try:
-                values = np.asarray(self._data[int(row)]["data"], dtype=np.float32)
-            except Exception as err:  # noqa: BLE001 - h5py/HDF5 errors
-                raise InputError(self.path, f"cannot read acquisition {row} ({short_reason(err)})") from None
-            if values.size != 2 * coils * readout:
-                raise InputError(self.path, f"acquisition {row} holds {values.size // 2} samples, expected "
-                                            f"{coils} coils x {readout}")
-            kspace[:, :, self._line[row]] += values.view(np.complex64).reshape(coils, readout)
-            counts[self._line[row]] += 1
-        kspace /= counts[None, None, :]
-        check_finite(self.path, "k-space", kspace, index)
-        rec_x = self.info.output_shape[0]
-        if readout != rec_x:  # readout oversampling: crop the readout in image space
-            kspace = fft2c_np(center_crop(ifft2c_np(kspace), (rec_x, lines))).astype(np.complex64)
-        return kspace
-
-    def coil_slice(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Slice ``index`` as coil k-space ``(coils, h, w)`` on the output grid (coil images cropped
-        in image space) and its root-sum-of-squares reference."""
-        coil_images = center_crop(ifft2c_np(self.coil_kspace(index)), self.info.output_shape)
-        ref = np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=0)).astype(np.float32)
-        return fft2c_np(coil_images).astype(np.complex64), ref
-
-    def _read(self, index: int) -> Slice:
-        rss = np.sqrt(np.sum(np.abs(ifft2c_np(self.coil_kspace(index))) ** 2, axis=0))
-        ref = center_crop(rss, self.info.output_shape).astype(np.float32)
-        return Slice(magnitude_to_kspace(ref), ref, None)
+    def _samples(self, row: int) -> np.ndarray:
+        coils, readout = self.coils, self.readout
+        try:
+            values = np.asarray(self._data[row]["data"], dtype=np.float32)
+        except Exception as err:  # noqa: BLE001 - h5py/HDF5 errors
+            raise InputError(self.path, f"cannot read acquisition {row} ({short_reason(err)})") from None
+        if values.size != 2 * coils * readout:
+            raise InputError(self.path, f"acquisition {row} holds {values.size // 2} samples, expected "
+                                        f"{coils} coils x {readout}")
+        return values.view(np.complex64).reshape(coils, readout)
 
     def close(self) -> None:
         self._file.close()

@@ -1,7 +1,7 @@
 """What every reader yields: a :class:`Volume` of :class:`Slice` objects described by a :class:`VolumeInfo`.
 
 Readers: :mod:`backend.io` (fastMRI h5, magnitude volumes; :func:`backend.io.open_volume` picks
-one), :mod:`backend.ismrmrd_raw` (ISMRMRD raw data).
+one), :mod:`backend.ismrmrd_raw` (ISMRMRD raw data), :mod:`backend.twix` (Siemens twix raw data).
 """
 
 from __future__ import annotations

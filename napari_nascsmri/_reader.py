@@ -2,8 +2,8 @@
 
 ``get_reader`` does cheap checks and returns None for files it cannot take (never raises); it
 takes fastMRI h5 files (HDF5 with ``kspace``), ISMRMRD raw data (HDF5 with ``dataset/xml`` and
-``dataset/data``), damaged HDF5 files with the ``.h5`` extension,
-NIfTI files, and DICOM: a file (``.dcm`` or the ``DICM`` magic, whatever its name) or a folder
+``dataset/data``), damaged HDF5 files with the ``.h5`` extension, Siemens twix raw files
+(``.dat``), NIfTI files, and DICOM: a file (``.dcm`` or the ``DICM`` magic, whatever its name) or a folder
 holding one series (k-space is then simulated from the magnitudes; a notice says so). Problems found while reading become a napari notification through the raised
 InputError (the only exception the reader raises for a bad file).
 """
@@ -19,7 +19,7 @@ def _looks_supported(path: str) -> bool:
         from backend.dicom import is_dicom
 
         return is_dicom(path)
-    if name.endswith((".nii", ".nii.gz")):
+    if name.endswith((".nii", ".nii.gz", ".dat")):
         return os.path.isfile(path)
     if name.endswith(".h5"):
         if not os.path.isfile(path):  # a FIFO or device would block h5py.is_hdf5

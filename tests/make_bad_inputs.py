@@ -292,6 +292,7 @@ def make_corpus(outdir: str | os.PathLike) -> list[Case]:
           extra=["--mask-file", str(root / "mask_missing.npy")], reader=False)
 
     cases.extend(_ismrmrd_cases(root))
+    cases.extend(_twix_cases(root))
     cases.extend(_weights_cases(root, good))
     cases.extend(_genotype_cases(root))
     cases.extend(_evaluate_cases(root))
@@ -361,6 +362,57 @@ def _ismrmrd_cases(root: Path) -> list[Case]:
     raw("ismrmrd_xml_not_text", np.zeros((1,), np.float64), "is not a string")
     raw("ismrmrd_data_not_table", _ismrmrd_xml(), "not a table of acquisitions", data=np.zeros(10))
     raw("ismrmrd_lines_missing", _ismrmrd_xml(), "lacks 12 of its 16 phase-encode lines", note="4 of 16 lines acquired")
+    return cases
+
+
+# -- Siemens twix raw data ------------------------------------------------------------------
+def _twix_cases(root: Path) -> list[Case]:
+    """Siemens twix files the reader must refuse with one line; every length in them is checked
+    against the file before it is followed (twixtools' own reader loops forever on a
+    zero-length sync block)."""
+    import ctypes
+
+    try:
+        from twixtools import mdh_def
+    except ImportError:  # the reader's own dependency; without it every .dat is refused anyway
+        return []
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from twix_files import write_twix
+
+    cases: list[Case] = []
+    coil_images = np.ones((1, 2, H, W), np.complex64) * np.arange(1, W + 1, dtype=np.float32)
+    good = root / "twix_good.dat"
+    if not good.exists():
+        write_twix(good, coil_images, adjustment=False, noise=False, shuffle=False)
+    data = good.read_bytes()
+    offset = int.from_bytes(data[16:24], "little")  # the first measurement's offset (entry 0)
+    first = offset + int.from_bytes(data[offset:offset + 4], "little")  # its first data block
+    header = ctypes.sizeof(mdh_def.Scan_header)
+
+    def twix(name, content: bytes, expect, note=""):
+        path = root / f"{name}.dat"
+        path.write_bytes(content)
+        cases.append(Case(name, ["reconstruct", str(path)], expect, path.name, str(path), False, note))
+
+    def patched(field_name: str, value: int) -> bytes:
+        mdh = mdh_def.Scan_header.from_buffer_copy(data[first:first + header])
+        setattr(mdh, field_name, value)
+        return data[:first] + bytes(mdh) + data[first + header:]
+
+    twix("twix_text", b"not a twix file\n" * 700, "not a Siemens VD/VE twix file")
+    twix("twix_truncated", data[: len(data) // 2], "outside the file", note="half of a good file")
+    twix("twix_header_too_long", data[:offset] + (1 << 30).to_bytes(4, "little") + data[offset + 4:],
+         "measurement header of", note="a 1 GiB protocol header declared")
+    twix("twix_too_many_coils", patched("UsedChannels", 60000), "coils x", note="60,000 coils declared")
+    sync = mdh_def.Scan_header.from_buffer_copy(data[first:first + header])
+    mdh_def.add_flag(sync, "SYNCDATA")
+    sync.FlagsAndDMALength = 0
+    twix("twix_zero_length_block", data[:first] + bytes(sync) + data[first + header:], "declares 0 bytes",
+         note="a sync block of length 0 (an endless loop for a naive walk)")
+    only_noise = root / "twix_only_noise.dat"
+    write_twix(only_noise, coil_images[:, :, :, :1], adjustment=False, noise=True, skip_line=0, shuffle=False)
+    cases.append(Case("twix_only_noise", ["reconstruct", str(only_noise)], "no image line", only_noise.name,
+                      str(only_noise), False, "a noise line and nothing else"))
     return cases
 
 

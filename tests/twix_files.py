@@ -1,0 +1,84 @@
+"""Siemens twix (VD/VE) files for the tests, written with ``twixtools.write_twix`` (the format's
+Python implementation, independent of the reader in :mod:`backend.twix`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def protocol_header(base: int, lines: int, partitions: int = 1, yaps: bool = True) -> np.ndarray:
+    """A measurement header as scanners write it: ``hdr_len``, the buffer count, then named
+    text buffers (``Config``, ``Dicom``, ``Meas`` and the ASCCONV ``MeasYaps``), padded to 32 bytes."""
+    meas_yaps = ("### ASCCONV BEGIN object=MrProtDataImpl@MrProtocolData version=51130001 ###\n"
+                 f"sKSpace.lBaseResolution                  = {base}\n"
+                 f"sKSpace.lPhaseEncodingLines              = {lines}\n"
+                 f"sKSpace.ucDimension                      = {'0x4' if partitions > 1 else '0x2'}\n"
+                 f"sKSpace.lPartitions                      = {partitions}\n"
+                 'tProtocolName                            = ""nascsmri_test""\n'
+                 "### ASCCONV END ###\n")
+    buffers = {"Config": '<XProtocol> { <ParamString."tPatientName"> { "xx" } }',
+               "Dicom": '<XProtocol> { <ParamString."SoftwareVersions"> { "syngo MR E11" } }',
+               "Meas": '<XProtocol> { <ParamDouble."flReadoutOSFactor"> { <Precision> 6 2.000000 } }'}
+    if yaps:
+        buffers["MeasYaps"] = meas_yaps
+    body = b"".join(name.encode() + b"\x00" + len(text).to_bytes(4, "little") + text.encode("latin1")
+                    for name, text in buffers.items())
+    total = 8 + len(body)
+    total += (-total) % 32
+    data = total.to_bytes(4, "little") + len(buffers).to_bytes(4, "little") + body
+    return np.frombuffer(data.ljust(total, b"\x00"), dtype="S1")
+
+
+def line_block(data: np.ndarray, line: int, slc: int = 0, flags=(), average: int = 0, partition: int = 0):
+    """One measurement data block: ``data`` (coils, samples) of phase-encode ``line``."""
+    from twixtools.mdb import Mdb_local
+
+    mdb = Mdb_local(np.ascontiguousarray(data, dtype=np.complex64))
+    mdb.mdh.Counter.Lin, mdb.mdh.Counter.Sli = line, slc
+    mdb.mdh.Counter.Ave, mdb.mdh.Counter.Par = average, partition
+    mdb.mdh.CenterCol = data.shape[-1] // 2
+    for flag in flags:
+        mdb.add_flag(flag)
+    return mdb
+
+
+def write_twix(path, coil_images: np.ndarray, oversampling: int = 2, shuffle: bool = True, noise: bool = True,
+               adjustment: bool = True, repeat_line=None, skip_line=None, flags_of=None, partitions: int = 1,
+               yaps: bool = True) -> None:
+    """Write coil images (slices, coils, h, w) as a twix file: readout along ``h`` (oversampled
+    ``oversampling`` x, the object in the middle of the wider field of view), phase encode along
+    ``w``. With ``adjustment`` an adjustment measurement comes first (a noise line only), with
+    ``noise`` the imaging measurement starts with a noise line; ``repeat_line`` is acquired
+    twice (two averages), ``skip_line`` never; ``flags_of(line)`` gives extra flags per line."""
+    import twixtools
+
+    slices, coils, h, w = coil_images.shape
+    readout = h * oversampling
+    rng = np.random.default_rng(2)
+    blocks = []
+    if noise:
+        blocks.append(line_block(rng.normal(size=(coils, readout)) + 1j * rng.normal(size=(coils, readout)), 0,
+                                 flags=["NOISEADJSCAN"]))
+    lines = []
+    for s in range(slices):
+        padded = np.zeros((coils, readout, w), np.complex64)
+        top = (readout - h) // 2
+        padded[:, top:top + h] = coil_images[s]
+        kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(padded, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+        for line in range(w):
+            if line == skip_line:
+                continue
+            extra = list(flags_of(line)) if flags_of else []
+            lines.append(line_block(kspace[:, :, line], line, s, extra))
+            if line == repeat_line:
+                lines.append(line_block(kspace[:, :, line], line, s, extra, average=1))
+            if partitions > 1:
+                lines.append(line_block(kspace[:, :, line], line, s, extra, partition=1))
+    order = rng.permutation(len(lines)) if shuffle else range(len(lines))
+    blocks += [lines[k] for k in order]
+    scans = []
+    if adjustment:
+        scans.append({"hdr_str": protocol_header(h, w), "mdb": [line_block(np.ones((coils, readout)), 0,
+                                                                           flags=["NOISEADJSCAN"])]})
+    scans.append({"hdr_str": protocol_header(h, w, partitions, yaps), "mdb": blocks})
+    twixtools.write_twix(scans, str(path))
