@@ -101,11 +101,13 @@ BLOCKS = _int_range(1, 64)
 
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
     d = cfg.ReconConfig()
-    from .masks import MASK_FUNCS
+    from .masks import ALL_MASK_KINDS
 
-    p.add_argument("--mask", choices=sorted(MASK_FUNCS), default=d.mask,
-                   help="mask type: random, equispaced (fastMRI semantics) or gaussian (1-D variable density, "
-                        "exactly W/acceleration lines); default %(default)s")
+    p.add_argument("--mask", choices=ALL_MASK_KINDS, default=d.mask,
+                   help="mask type: random, equispaced (fastMRI semantics), gaussian (1-D variable density, "
+                        "exactly W/acceleration lines), or the 2-D patterns gaussian2d and poisson (variable-"
+                        "density Poisson disc; both phase-encode axes, as in 3-D acquisitions, centre square "
+                        "fully sampled); default %(default)s")
     p.add_argument("--acceleration", type=_float_range(1, 1e6), default=d.acceleration, help="nominal acceleration, e.g. 4 or 8 (1 to 1e6; default %(default)g)")
     p.add_argument("--center-fraction", type=_float_range(0, 1), default=None, help="fully sampled centre fraction, 0 to 1 (default 0.32/acceleration: 8%% at 4x, 4%% at 8x)")
     p.add_argument("--seed", type=SEED, default=None, help=f"mask seed, 0 to {MAX_SEED} (default: fastMRI per-volume seed from the file name)")

@@ -79,6 +79,7 @@ def cmd_reconstruct(args) -> int:
         "acceleration": result.mask.acceleration,
         "realised_acceleration": round(result.mask.realised_acceleration, 4),
         "slices": int(result.reconstruction.shape[0]),
+        "notices": list(result.notices),
     }
     if result.metrics is not None:
         summary.update(result.metrics.as_dict())

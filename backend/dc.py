@@ -28,7 +28,7 @@ def _as_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         mask = mask.view(1, 1, -1)
     elif mask.dim() == 2:  # (B, W)
         mask = mask.unsqueeze(1)
-    return mask
+    return mask  # (B or 1, H, W): a 2-D pattern per slice
 
 
 def apply_mask(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -84,8 +84,11 @@ COVERAGE_EPS = 1e-6
 
 
 def coil_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A column mask ``(W,)`` or ``(B, W)`` as ``(B or 1, 1, 1, W)`` for coil k-space ``(B, C, H, W)``."""
+    """A column mask ``(W,)`` or ``(B, W)`` as ``(B or 1, 1, 1, W)``, a 2-D pattern ``(B or 1,
+    H, W)`` as ``(B or 1, 1, H, W)``, for coil k-space ``(B, C, H, W)``."""
     mask = mask.to(device=like.device, dtype=like.real.dtype)
+    if mask.dim() == 3:
+        return mask.unsqueeze(1)
     return mask.view(1, 1, 1, -1) if mask.dim() == 1 else mask.view(mask.shape[0], 1, 1, -1)
 
 

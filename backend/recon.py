@@ -24,10 +24,10 @@ from .fft import channels_to_complex, ifft2c_np
 from .devices import resolve_device
 from .io import Volume, VolumeInfo, open_volume
 from .volume import COIL_NOTICE, RSS_NOTICE
-from .masks import Mask, load_mask_file, make_mask, seed_from_filename
+from .masks import Mask, load_mask_file, make_mask, sampling_grid, seed_from_filename
 from .metrics import VolumeMetrics, evaluate_volume
 from .progress import Progress
-from .recon_coils import coil_fallback, reconstruct_multicoil, uses_coils
+from .recon_coils import TWO_D_COILS_NOTICE, coil_fallback, reconstruct_multicoil, uses_coils
 from .transforms import center_crop, network_inputs
 from .tv import tv_reconstruct
 
@@ -79,7 +79,7 @@ def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray
     if not (math.isfinite(acc) and 1 <= acc <= MAX_ACCELERATION):
         raise InputError(None, f"acceleration must be a number from 1 to {MAX_ACCELERATION:g}, got {config.acceleration!r}")
     try:
-        mask = make_mask(config.mask, W, acc, config.center_fraction, seed=seed)
+        mask = make_mask(config.mask, W, acc, config.center_fraction, seed=seed, num_rows=info.grid[0])
     except ValueError as err:  # centre fraction out of range, unknown mask type
         raise InputError(None, str(err)) from None
     if not mask.lines.any():
@@ -88,13 +88,14 @@ def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray
     return mask, seed
 
 
-# -- reconstructors: complex k-space batch (B, H, W) + mask (W,) -> complex images (B, H, W) -----
+# -- reconstructors: complex k-space batch (B, H, W) + mask (W,) or 2-D pattern (H, W)
+# (:attr:`backend.masks.Mask.sampling`) -> complex images (B, H, W) ------------------------------
 Reconstructor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def zero_filled_reconstructor(config: cfg.ReconConfig) -> Reconstructor:
     def recon(kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return ifft2c_np(kspace * mask[None, None, :])
+        return ifft2c_np(kspace * sampling_grid(mask, kspace.shape[-2:]))
 
     return recon
 
@@ -129,10 +130,13 @@ class NetworkReconstructor:
     @torch.inference_mode()
     def __call__(self, kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
         k = torch.as_tensor(kspace, dtype=torch.complex64, device=self.device)
-        m = torch.as_tensor(mask, dtype=torch.float32, device=self.device)
+        m = torch.as_tensor(np.asarray(mask), dtype=torch.float32, device=self.device)
+        if m.dim() == 2:  # a 2-D pattern (H, W): one per slice, (1, H, W) for the DC layers
+            m = m[None]
         x, k0, scale = network_inputs(k, m)
         step = self.slices_per_call or k.shape[0]
-        out = torch.cat([self.model(x[i:i + step], k0[i:i + step], m.expand(len(x[i:i + step]), -1))
+        per_slice = (-1,) if m.dim() == 1 else tuple(m.shape[1:])
+        out = torch.cat([self.model(x[i:i + step], k0[i:i + step], m.expand(len(x[i:i + step]), *per_slice))
                          for i in range(0, k.shape[0], step)])
         return (channels_to_complex(out) / scale).cpu().numpy()
 
@@ -208,7 +212,7 @@ def reconstruct_volume(
         notices = list(info.notices)
         if uses_coils(info.kind, config) and hasattr(volume, "coil_slice"):
             mask, seed = volume_mask(info, config)
-            fallback = coil_fallback(config, mask.lines)
+            fallback = coil_fallback(config, mask.lines) if mask.pattern is None else TWO_D_COILS_NOTICE
             if fallback is None:
                 if reconstructor is None and config.model in cfg.network_model_names():
                     reconstructor = make_reconstructor(config)
@@ -220,7 +224,7 @@ def reconstruct_volume(
         recon = reconstructor or make_reconstructor(config)
         first = volume[0]
         mask, seed = volume_mask(info, config, first.file_mask)
-        lines = mask.lines.astype(np.float32)
+        lines = mask.sampling.astype(np.float32)
         n = len(volume)
         out_shape = info.output_shape
         outputs = np.zeros((n,) + out_shape, dtype=np.float32)
@@ -231,7 +235,7 @@ def reconstruct_volume(
             slices = [first if i == 0 else volume[i] for i in batch]
             kspace = np.stack([s.kspace for s in slices])
             images = recon(kspace, lines)
-            zf = ifft2c_np(kspace * lines[None, None, :])
+            zf = ifft2c_np(kspace * sampling_grid(lines, kspace.shape[-2:]))
             for j, i in enumerate(batch):
                 outputs[i] = np.abs(center_crop(images[j], out_shape))
                 zfs[i] = np.abs(center_crop(zf[j], out_shape))
@@ -282,8 +286,11 @@ def write_reconstruction(path: str | os.PathLike, result: VolumeResult, config: 
         f.attrs["acceleration"] = float(result.mask.acceleration)
         f.attrs["realised_acceleration"] = float(result.mask.realised_acceleration)
         f.attrs["mask_lines"] = result.mask.lines.astype(np.uint8)
+        if result.mask.pattern is not None:
+            f.create_dataset("mask_pattern", data=result.mask.pattern.astype(np.uint8), compression="gzip")
         if result.info.kind == "multicoil":
-            coils = uses_coils(result.info.kind, config) and coil_fallback(config, result.mask.lines) is None
+            coils = (uses_coils(result.info.kind, config) and result.mask.pattern is None
+                     and coil_fallback(config, result.mask.lines) is None)
             f.attrs["coils"] = "multi" if coils else "rss"
         if config.seed is not None:
             f.attrs["seed"] = int(config.seed)

@@ -50,6 +50,11 @@ def uses_coils(kind: str, config: cfg.ReconConfig) -> bool:
     return kind == "multicoil" and config.coils != "rss"
 
 
+#: Why a 2-D mask takes the root-sum-of-squares path on multi-coil data (for now).
+TWO_D_COILS_NOTICE = ("2-D masks are applied to the root-sum-of-squares image for now (the coil path, "
+                      "its maps and its data consistency take column masks)")
+
+
 def coil_fallback(config: cfg.ReconConfig, lines: np.ndarray) -> str | None:
     """With ``coils="auto"``, the notice that the mask's fully sampled centre is too narrow to
     calibrate sensitivity maps (fewer than :data:`backend.coils.MIN_ESPIRIT_LINES` lines: the

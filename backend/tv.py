@@ -29,6 +29,8 @@ import tempfile
 import numpy as np
 import torch
 
+from .masks import sampling_grid
+
 TV_WEIGHT = 0.01
 TV_ITERATIONS = 200
 ADMM_RHO = 1.0
@@ -84,13 +86,14 @@ def tv_bart(
 
     Args:
         kspace: complex ``(H, W)`` centred k-space (values outside the mask are ignored).
-        mask: bool ``(W,)`` sampled columns.
+        mask: bool ``(W,)`` sampled columns, or a 2-D pattern ``(H, W)``.
     Returns:
         complex64 ``(H, W)`` image in the input's intensity scale.
     """
     if not bart_available():
         raise RuntimeError("the 'bart' command is not installed (Debian package 'bart')")
-    kspace = np.asarray(kspace, dtype=np.complex64) * np.asarray(mask, dtype=np.float32)[None, :]
+    kspace = np.asarray(kspace, dtype=np.complex64)
+    kspace = kspace * sampling_grid(mask, kspace.shape)
     H, W = kspace.shape
     with tempfile.TemporaryDirectory(prefix="nascsmri-bart-") as tmp:
         ksp, sens, out = (os.path.join(tmp, n) for n in ("ksp", "sens", "out"))
@@ -130,7 +133,7 @@ def tv_torch(
     k = torch.as_tensor(np.asarray(kspace), dtype=torch.complex64, device=device)
     m = torch.as_tensor(np.asarray(mask), dtype=torch.float32, device=device)
     H, W = k.shape
-    m2 = m.view(1, W).expand(H, W)
+    m2 = m.expand(H, W) if m.dim() == 2 else m.view(1, W).expand(H, W)
     k = k * m2
     scale = bart_scaling(ifft2c_np(k.cpu().numpy()))
     k = k / scale

@@ -124,8 +124,8 @@ def test_gaussian_masks_have_exact_line_counts_and_a_density_falling_off_the_cen
 def test_unknown_mask_kinds_are_refused_by_the_configs():
     from backend.config import ReconConfig, TrainConfig
 
-    with pytest.raises(ValueError, match="unknown mask type 'poisson'"):
-        ReconConfig(mask="poisson")
+    with pytest.raises(ValueError, match="unknown mask type 'radial'"):
+        ReconConfig(mask="radial")
     with pytest.raises(ValueError, match="mask_kinds"):
         TrainConfig(mask_kinds=("random", "spiral"))
     assert TrainConfig(mask_kinds=("gaussian",)).mask_kinds == ("gaussian",)

@@ -19,7 +19,7 @@ import torch
 from ..errors import InputError
 from ..fft import complex_to_channels, fft2c_np, ifft2c_np
 from ..io import FastMRIVolume
-from ..masks import MASK_FUNCS
+from ..masks import MASK_2D_FUNCS, MASK_FUNCS, sampling_grid
 from ..transforms import NORMALISED_PEAK
 from .augment import Augmentation, augment, random_window, smooth_phase
 
@@ -30,7 +30,7 @@ class Batch:
 
     Attributes:
         x: zero-filled input ``(B, 2, H, W)``; k0: measured k-space, complex ``(B, H, W)``
-        (multi-coil: ``(B, C, H, W)``); mask: ``(B, W)`` 0/1; target: fully sampled image
+        (multi-coil: ``(B, C, H, W)``); mask: ``(B, W)`` 0/1 (``(B, H, W)`` with 2-D masks); target: fully sampled image
         ``(B, 2, H, W)``; maps: coil sensitivities ``(B, C, H, W)`` (None: single coil).
     """
 
@@ -115,8 +115,13 @@ def make_sample(
     acc = accelerations[int(rng.integers(len(accelerations)))]
     if mask_kinds:
         mask_kind = mask_kinds[int(rng.integers(len(mask_kinds)))]
-    mask = MASK_FUNCS[mask_kind]([acc])(image.shape[1], seed=int(rng.integers(2**31)))
-    return image.astype(np.complex64), kspace, mask.lines.astype(np.float32)
+    if mask_kind in MASK_2D_FUNCS:
+        sampling = MASK_2D_FUNCS[mask_kind]([acc])(image.shape, seed=int(rng.integers(2**31))).pattern
+    else:
+        sampling = MASK_FUNCS[mask_kind]([acc])(image.shape[1], seed=int(rng.integers(2**31))).lines
+    if mask_kinds and any(kind in MASK_2D_FUNCS for kind in mask_kinds):  # one mask shape per batch
+        sampling = sampling_grid(sampling, image.shape)
+    return image.astype(np.complex64), kspace, np.array(sampling, dtype=np.float32)
 
 
 def coil_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, coils: int,
@@ -158,7 +163,7 @@ def collate(samples: list[tuple[np.ndarray, ...]]) -> Batch:
     images = torch.from_numpy(np.stack([s[0] for s in samples]))
     kspace = torch.from_numpy(np.stack([s[1] for s in samples]))
     mask = torch.from_numpy(np.stack([s[2] for s in samples]))
-    k0 = kspace * mask[:, None, :]
+    k0 = kspace * (mask if mask.dim() == 3 else mask[:, None, :])  # 2-D patterns (B, H, W) or columns (B, W)
     zf = torch.from_numpy(ifft2c_np(k0.numpy()))
     peak = zf.abs().flatten(1).amax(1).clamp_min(1e-12)
     scale = (NORMALISED_PEAK / peak).view(-1, 1, 1)
