@@ -137,6 +137,29 @@ def test_multicoil_benchmark_smoke(tiny_dataset, tmp_path):
     assert "Paired X − TV (coils)" in (results / "results.md").read_text()
 
 
+def test_masks_2d_benchmark_smoke(tiny_dataset, tmp_path):
+    """Each mask runs every method on the same slices; the 2-D masks reach their acceleration,
+    the paired NasN - TV rows and the figure are written."""
+    import shutil as sh
+
+    data = tmp_path / "data"
+    sh.copytree(tiny_dataset, data)
+    sh.copytree(data / "val", data / "test")
+    out = tmp_path / "res"
+    proc = subprocess.run([sys.executable, "bench/masks_2d.py", "--data", str(data), "--out", str(out),
+                           "--accelerations", "4", "--masks", "random", "gaussian2d", "--methods", "tv", "nasn",
+                           "--max-files", "1"], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["mask"], r["method"]) for r in rows] == [("random", "tv"), ("random", "nasn"),
+                                                        ("gaussian2d", "tv"), ("gaussian2d", "nasn")]
+    assert len({r["slices"] for r in rows}) == 1
+    two_d = [r for r in rows if r["mask"] == "gaussian2d"]
+    assert all(abs(r["realised_acceleration"] - 4) < 0.05 for r in two_d)
+    assert two_d[1]["nasn_minus_tv"]["psnr"]["n"] == rows[0]["slices"]
+    assert (out / "masks_2d.png").stat().st_size > 10_000
+
+
 @pytest.mark.slow
 def test_search_vs_random_smoke(tiny_dataset, tmp_path):
     """Tiny budgets: one search, two random cells, DCCNN-3, all retrained and scored on the
