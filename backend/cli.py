@@ -101,7 +101,7 @@ BLOCKS = _int_range(1, 64)
 
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
     d = cfg.ReconConfig()
-    from .masks import ALL_MASK_KINDS
+    from .masks_2d import ALL_MASK_KINDS
 
     p.add_argument("--mask", choices=ALL_MASK_KINDS, default=d.mask,
                    help="mask type: random, equispaced (fastMRI semantics), gaussian (1-D variable density, "

@@ -33,7 +33,7 @@ def model_choices() -> tuple[str, ...]:
 
 
 def _check_mask_kinds(name: str, kinds, coils: int = 0) -> None:
-    from .masks import ALL_MASK_KINDS, MASK_2D_FUNCS
+    from .masks_2d import ALL_MASK_KINDS, MASK_2D_FUNCS
 
     bad = [k for k in kinds if k not in ALL_MASK_KINDS]
     if bad or not len(kinds):

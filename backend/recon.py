@@ -24,7 +24,8 @@ from .fft import channels_to_complex, ifft2c_np
 from .devices import resolve_device
 from .io import Volume, VolumeInfo, open_volume
 from .volume import COIL_NOTICE, RSS_NOTICE
-from .masks import Mask, load_mask_file, make_mask, sampling_grid, seed_from_filename
+from .masks import Mask, load_mask_file, sampling_grid, seed_from_filename
+from .masks_2d import make_sampling
 from .metrics import VolumeMetrics, evaluate_volume
 from .progress import Progress
 from .recon_coils import TWO_D_COILS_NOTICE, coil_fallback, reconstruct_multicoil, uses_coils
@@ -79,7 +80,7 @@ def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray
     if not (math.isfinite(acc) and 1 <= acc <= MAX_ACCELERATION):
         raise InputError(None, f"acceleration must be a number from 1 to {MAX_ACCELERATION:g}, got {config.acceleration!r}")
     try:
-        mask = make_mask(config.mask, W, acc, config.center_fraction, seed=seed, num_rows=info.grid[0])
+        mask = make_sampling(config.mask, info.grid, acc, config.center_fraction, seed=seed)
     except ValueError as err:  # centre fraction out of range, unknown mask type
         raise InputError(None, str(err)) from None
     if not mask.lines.any():

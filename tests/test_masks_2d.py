@@ -15,13 +15,13 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from backend.masks import MASK_2D_FUNCS, make_mask
+from backend.masks_2d import MASK_2D_FUNCS, make_sampling
 
 
 @pytest.mark.parametrize("kind", sorted(MASK_2D_FUNCS))
 @pytest.mark.parametrize("shape, acc", [((128, 160), 4), ((96, 96), 8), ((64, 200), 6)])
 def test_2d_masks_hit_the_acceleration_and_sample_the_centre(kind, shape, acc):
-    mask = make_mask(kind, shape[1], acc, seed=3, num_rows=shape[0])
+    mask = make_sampling(kind, (shape[0], shape[1]), acc, seed=3)
     H, W = shape
     assert mask.pattern.shape == shape and mask.pattern.dtype == bool
     assert mask.pattern.sum() == round(H * W / acc)  # exact up to rounding
@@ -31,9 +31,9 @@ def test_2d_masks_hit_the_acceleration_and_sample_the_centre(kind, shape, acc):
     top, left = (H - side + 1) // 2, (W - side + 1) // 2
     assert mask.pattern[top:top + side, left:left + side].all()
     np.testing.assert_array_equal(mask.lines, mask.pattern.any(axis=0))
-    again = make_mask(kind, W, acc, seed=3, num_rows=H)
+    again = make_sampling(kind, (H, W), acc, seed=3)
     np.testing.assert_array_equal(again.pattern, mask.pattern)  # seeded
-    other = make_mask(kind, W, acc, seed=4, num_rows=H)
+    other = make_sampling(kind, (H, W), acc, seed=4)
     assert (other.pattern != mask.pattern).sum() > 0.05 * mask.pattern.sum()
     # variable density: the ring near the centre is sampled more densely than the outer ring
     y = (np.arange(H) - H // 2) / (H / 2)
@@ -52,7 +52,7 @@ def test_poisson_disc_points_keep_their_distance(acc):
         distance = cKDTree(points).query(points, k=2)[0][:, 1]
         return (distance < 1.5).mean(), distance.mean()
 
-    pattern = make_mask("poisson", 160, acc, seed=5, num_rows=128).pattern
+    pattern = make_sampling("poisson", (128, 160), acc, seed=5).pattern
     H, W = pattern.shape
     y = (np.arange(H) - H // 2) / (H / 2)
     x = (np.arange(W) - W // 2) / (W / 2)
@@ -67,10 +67,10 @@ def test_poisson_disc_points_keep_their_distance(acc):
 
 
 def test_2d_masks_refuse_bad_arguments():
-    with pytest.raises(ValueError, match="give the number of rows"):
-        make_mask("poisson", 64, 4)
+    with pytest.raises(ValueError, match="unknown mask type 'spiral'"):
+        make_sampling("spiral", (64, 64), 4)
     with pytest.raises(ValueError, match="centre fraction"):
-        make_mask("gaussian2d", 64, 4, center_fraction=0.5, num_rows=64)
+        make_sampling("gaussian2d", (64, 64), 4, center_fraction=0.5)
 
 
 def test_data_consistency_with_a_2d_pattern_equals_numpy():
@@ -80,7 +80,7 @@ def test_data_consistency_with_a_2d_pattern_equals_numpy():
     rng = np.random.default_rng(0)
     image = (rng.normal(size=(2, 32, 40)) + 1j * rng.normal(size=(2, 32, 40))).astype(np.complex64)
     truth = (rng.normal(size=(2, 32, 40)) + 1j * rng.normal(size=(2, 32, 40))).astype(np.complex64)
-    pattern = make_mask("poisson", 40, 4, seed=1, num_rows=32).pattern.astype(np.float32)
+    pattern = make_sampling("poisson", (32, 40), 4, seed=1).pattern.astype(np.float32)
     k0 = fft2c_np(truth) * pattern
     for lam in (None, 0.5):
         out = data_consistency(torch.from_numpy(image), torch.from_numpy(k0), torch.from_numpy(pattern)[None], lam)
@@ -104,7 +104,7 @@ def test_reconstruct_with_a_poisson_mask(sample_file, tmp_path):
         pattern = f["mask_pattern"][()].astype(bool)
         H, W = volume.info.grid
         assert pattern.shape == (H, W)
-        np.testing.assert_array_equal(pattern, make_mask("poisson", W, 4, seed=7, num_rows=H).pattern)
+        np.testing.assert_array_equal(pattern, make_sampling("poisson", (H, W), 4, seed=7).pattern)
         assert f.attrs["realised_acceleration"] == pytest.approx(H * W / pattern.sum())
         k = volume[2].kspace
         image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k * pattern), norm="ortho"))

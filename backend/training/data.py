@@ -19,7 +19,8 @@ import torch
 from ..errors import InputError
 from ..fft import complex_to_channels, fft2c_np, ifft2c_np
 from ..io import FastMRIVolume
-from ..masks import MASK_2D_FUNCS, MASK_FUNCS, sampling_grid
+from ..masks import MASK_FUNCS, sampling_grid
+from ..masks_2d import MASK_2D_FUNCS
 from ..transforms import NORMALISED_PEAK
 from .augment import Augmentation, augment, random_window, smooth_phase
 
