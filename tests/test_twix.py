@@ -16,6 +16,7 @@ from backend.errors import InputError
 from backend.io import open_volume
 
 twixtools = pytest.importorskip("twixtools")
+from raw_checks import reconstructs_and_opens  # noqa: E402
 from twix_files import write_twix  # noqa: E402
 
 
@@ -66,25 +67,9 @@ def test_twix_lines_agree_with_twixtools_own_reader(tmp_path, coil_images):
 
 
 def test_reconstruct_and_napari_read_a_twix_file(tmp_path, coil_images):
-    import json
-
-    from backend.cli import main
-    from napari_nascsmri._reader import get_reader
-
     path = tmp_path / "meas.dat"
     write_twix(path, coil_images[:2, :2], shuffle=False)
-    before = path.read_bytes()
-    out, metrics = tmp_path / "zf.h5", tmp_path / "m.json"
-    assert main(["reconstruct", str(path), "--model", "zero-filled", "--out", str(out), "--json", str(metrics),
-                 "--quiet"]) == 0
-    assert 15 < json.loads(metrics.read_text())["psnr"] < 40
-    assert path.read_bytes() == before  # opened read-only, never touched
-    from napari.utils.notifications import notification_manager
-
-    start = len(notification_manager.records)
-    [(data, meta, kind)] = get_reader(str(path))(str(path))
-    assert kind == "image" and data.shape == (2, 224, 168)
-    assert any("meas.dat: Siemens twix raw data (2 coils" in str(n.message) for n in notification_manager.records[start:])
+    reconstructs_and_opens(path, tmp_path, (2, 224, 168), "meas.dat: Siemens twix raw data (2 coils")
 
 
 @pytest.mark.parametrize("change, problem", [
