@@ -130,12 +130,13 @@ def slice_kspace(volume: Volume, index: int, coils: str = cfg.ReconConfig.coils)
 def reconstruct_slice(volume: Volume, index: int, config: cfg.ReconConfig, lines: np.ndarray,
                       reconstructor=None) -> np.ndarray:
     """One slice reconstructed as :func:`backend.recon.reconstruct_volume` would under the column
-    mask ``lines``: complex ``(h, w)`` on the output grid (the GUI's current-slice preview).
+    mask ``lines`` (or 2-D pattern): complex ``(h, w)`` on the output grid (the GUI's current-slice preview).
     ``reconstructor``: what :func:`backend.recon.make_reconstructor` gives for ``config``."""
     from .transforms import center_crop
 
     m = np.asarray(lines, dtype=np.float32)
-    if uses_coils(volume.info.kind, config) and hasattr(volume, "coil_slice") and coil_fallback(config, m > 0) is None:
+    if m.ndim == 1 and uses_coils(volume.info.kind, config) and hasattr(volume, "coil_slice") \
+            and coil_fallback(config, m > 0) is None:  # (2-D patterns take the RSS path)
         k = volume.coil_slice(index)[0]
         return multicoil_reconstructor(config, reconstructor)(k[None], m, slice_maps(k, m, config.coil_maps)[None])[0]
     return center_crop(reconstructor(volume[index].kspace[None], m)[0], volume.info.output_shape)

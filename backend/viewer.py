@@ -27,12 +27,15 @@ def preview_slice(kspace: np.ndarray, lines: np.ndarray, output_shape: Sequence[
     """Zero-filled magnitude of one slice: ``|ifft2c(kspace * lines)|`` cropped to ``output_shape``.
 
     ``kspace`` is the centred complex ``(H, W)`` (or ``(coils, H, W)``: root-sum-of-squares)
-    k-space, ``lines`` the bool ``(W,)`` sampled columns. float32 ``output_shape``.
+    k-space, ``lines`` the bool ``(W,)`` sampled columns or a 2-D pattern ``(H, W)``. float32
+    ``output_shape``.
     """
     from backend.fft import ifft2c_np
+    from backend.masks import sampling_grid
     from backend.transforms import center_crop
 
-    image = ifft2c_np(np.asarray(kspace) * np.asarray(lines, dtype=bool)[None, :])
+    kspace = np.asarray(kspace)
+    image = ifft2c_np(kspace * sampling_grid(lines, kspace.shape[-2:]))
     magnitude = np.abs(image)
     if magnitude.ndim == 3:
         magnitude = np.sqrt((magnitude**2).sum(0))
@@ -68,11 +71,13 @@ def error_percent(image: np.ndarray, reference: np.ndarray, data_range: float) -
 
 
 def log_kspace(kspace: np.ndarray, lines: np.ndarray) -> np.ndarray:
-    """``log1p|k|`` of the sampled columns (unsampled ones 0), float32 ``(H, W)``."""
+    """``log1p|k|`` of the sampled columns or 2-D pattern (unsampled points 0), float32 ``(H, W)``."""
+    from backend.masks import sampling_grid
+
     k = np.asarray(kspace)
     if k.ndim == 3:
         k = np.sqrt((np.abs(k) ** 2).sum(0))
-    return np.log1p(np.abs(k) * np.asarray(lines, dtype=bool)[None, :]).astype(np.float32)
+    return np.log1p(np.abs(k) * (sampling_grid(lines, k.shape) > 0)).astype(np.float32)
 
 
 def slice_metrics(reference: np.ndarray, image: np.ndarray, data_range: float) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """The editable column mask of the reconstruction widget (no napari import here).
 
 :class:`MaskEditor` holds the sampled phase-encode columns ``lines`` (bool ``(W,)``, columns of
-*centred* k-space, as :mod:`backend.masks`), toggles/paints them, and exports them in exactly
+*centred* k-space, as :mod:`backend.masks`; a 2-D pattern (:mod:`backend.masks_2d`) is held in
+``pattern``, shown but not edited), toggles/paints them, and exports them in exactly
 the two formats :func:`backend.masks.load_mask_file` reads (so ``nascsmri reconstruct
 --mask-file FILE`` reuses an edited mask):
 
@@ -35,6 +36,7 @@ class MaskEditor:
 
     def __init__(self, on_change: Callable[[], None] | None = None):
         self.lines: np.ndarray | None = None
+        self.pattern: np.ndarray | None = None  # a 2-D mask (H, W): shown, not edited
         self.edited = False
         self.editable = True
         self.on_change = on_change
@@ -44,11 +46,14 @@ class MaskEditor:
         self._stroke_open = False
 
     # -- state ---------------------------------------------------------------------------------
-    def reset(self, lines: np.ndarray, editable: bool = True) -> bool:
-        """Start from a freshly drawn (or file) mask; clears the edited flag.
+    def reset(self, lines: np.ndarray, editable: bool = True, pattern: np.ndarray | None = None) -> bool:
+        """Start from a freshly drawn (or file) mask; clears the edited flag. ``pattern``: a 2-D
+        mask ``(H, W)`` (``lines`` its sampled columns), which is shown but not editable.
 
         Returns True when hand edits were discarded; they stay one :meth:`undo` away.
         """
+        self.pattern = None if pattern is None else np.asarray(pattern, dtype=bool).copy()
+        editable = editable and pattern is None
         new = np.asarray(lines, dtype=bool).copy()
         discarded = self.edited and self.lines is not None and not np.array_equal(new, self.lines)
         if discarded and editable:
@@ -106,17 +111,24 @@ class MaskEditor:
         self._stroke, self._stroke_open = None, False
 
     @property
+    def sampling(self) -> np.ndarray | None:
+        """What multiplies k-space: the 2-D pattern when there is one, else ``lines``."""
+        return self.lines if self.pattern is None else self.pattern
+
+    @property
     def num_sampled(self) -> int:
-        return 0 if self.lines is None else int(self.lines.sum())
+        return 0 if self.lines is None else int(self.sampling.sum())
 
     @property
     def realised_acceleration(self) -> float:
-        """``W / sampled columns`` (inf when nothing is sampled)."""
+        """``W / sampled columns`` (2-D: ``H W / sampled points``; inf when nothing is sampled)."""
         n = self.num_sampled
-        return float("inf") if n == 0 else self.lines.size / n
+        return float("inf") if n == 0 else self.sampling.size / n
 
     def as_image(self, height: int) -> np.ndarray:
-        """The mask as a 2-D float32 ``(height, W)`` image (1 on sampled columns)."""
+        """The mask as a 2-D float32 ``(height, W)`` image (1 on sampled columns or points)."""
+        if self.pattern is not None:
+            return self.pattern.astype(np.float32)
         return np.repeat(self.lines[None, :].astype(np.float32), height, axis=0)
 
     def set_range(self, start: int, stop: int, state: bool) -> bool:
@@ -161,6 +173,9 @@ class MaskEditor:
         path = os.fspath(path)
         if self.lines is None:
             raise InputError(path, "no mask to export: choose a source volume first")
+        if self.pattern is not None:
+            raise InputError(path, "2-D masks are not written to mask files (they hold columns); "
+                                   "'nascsmri reconstruct --mask KIND --seed N' redraws the same pattern")
         return write_mask_file(path, self.lines)
 
     # -- napari mouse interaction --------------------------------------------------------------

@@ -134,7 +134,7 @@ class JobMixin:
             config.mask_lines = tuple(int(v) for v in self.editor.lines)
         self._job_method = config.model
         self._job_config = config
-        self._job_lines = self.editor.lines.copy()
+        self._job_lines = self.editor.sampling.copy()
         kwargs = dict(path=self.volume.info.path, config=config, lines=self._job_lines,
                       index=self.current_slice, whole=whole_volume, reference=self.reference,
                       data_range=self.data_range)
@@ -264,7 +264,7 @@ class JobMixin:
         }
         slices = per_slice or {}
         # the mask may have been edited while the job ran: keep the live zero-filled view then
-        mask_moved_on = not np.array_equal(self.editor.lines, self._job_lines)
+        mask_moved_on = not np.array_equal(self.editor.sampling, self._job_lines)
         outputs = {} if mask_moved_on else {ZERO_FILLED: (result.zero_filled, result.zero_filled_metrics)}
         if method != ZERO_FILLED:
             outputs[method] = (result.reconstruction, result.metrics)

@@ -85,7 +85,7 @@ class MaskMixin:
             _notify("warning", f"napari-nascsmri: {err}")
             return
         self._show_seed(seed)
-        if self.editor.reset(mask.lines, editable=file_mask is None) and warn:
+        if self.editor.reset(mask.lines, editable=file_mask is None, pattern=mask.pattern) and warn:
             _notify("warning", "napari-nascsmri: the hand edits of the mask were replaced by the new "
                                "settings; Undo (in the widget) brings them back")
         self._on_mask_changed()
@@ -116,9 +116,9 @@ class MaskMixin:
     def _on_mask_changed(self) -> None:
         self.undo_button.enabled = self.editor.can_undo
         self.redo_button.enabled = self.editor.can_redo
-        lines = self.editor.lines
-        n, W = int(lines.sum()), lines.size
-        self.realised.value = f"{W / n:.2f}x ({n}/{W} lines)" + (" - edited" if self.editor.edited else "")
+        n, size = self.editor.num_sampled, self.editor.sampling.size
+        unit = "lines" if self.editor.pattern is None else "points, 2-D: not editable"
+        self.realised.value = f"{size / n:.2f}x ({n}/{size} {unit})" + (" - edited" if self.editor.edited else "")
         self._zf_fresh = set()
         if ZERO_FILLED in self.metrics:
             self.metrics[ZERO_FILLED]["volume"] = None
@@ -170,10 +170,13 @@ class MaskMixin:
             return
         from backend.viewer import display_window, log_kspace
 
-        image = log_kspace(self.kspace(self.current_slice), self.editor.lines)
+        from backend.masks import sampling_grid
+
+        image = log_kspace(self.kspace(self.current_slice), self.editor.sampling)
         existing = find_layer(self.viewer, name)
+        sampled = sampling_grid(self.editor.sampling, image.shape) > 0
         upsert_image(self.viewer, name, image, colormap="viridis",
-                     contrast_limits=display_window(image[:, self.editor.lines], (1.0, 99.9)),
+                     contrast_limits=display_window(image[sampled], (1.0, 99.9)),
                      metadata={"nascsmri_role": "kspace", "nascsmri_slice": self.current_slice})
         if existing is None:
             self._arrange()
@@ -185,7 +188,7 @@ class MaskMixin:
         a result for a slice or mask no longer on display is dropped."""
         names = (self._name("coil images"), self._name("coil maps"))
         if not self.show_coils.value or self.volume is None or self.volume.info.kind != "multicoil" \
-                or not hasattr(self.volume, "coil_slice"):
+                or not hasattr(self.volume, "coil_slice") or self.editor.pattern is not None:  # 2-D: RSS path
             self._coil_request = None
             for name in names:
                 if name in self.viewer.layers:
@@ -227,7 +230,7 @@ class MaskMixin:
         """``|ifft2c(kspace * mask)|`` of one slice, centre-cropped to the output grid."""
         from backend.viewer import preview_slice
 
-        return preview_slice(self.kspace(index), self.editor.lines, self.volume.info.output_shape)
+        return preview_slice(self.kspace(index), self.editor.sampling, self.volume.info.output_shape)
 
     def update_zero_filled(self, index: int | None = None) -> None:
         """Recompute the zero-filled view of slice ``index`` (default: the current one) now."""

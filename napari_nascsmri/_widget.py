@@ -75,7 +75,8 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
 
     def __init__(self, viewer: napari.viewer.Viewer):
         from backend.config import ACCELERATIONS, CLASSICAL_MODELS, network_model_names
-        from backend.masks import MASK_FUNCS, default_center_fraction
+        from backend.masks import default_center_fraction
+        from backend.masks_2d import ALL_MASK_KINDS
         from backend.devices import resolve_device
 
         super().__init__(labels=True)
@@ -115,7 +116,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         # -- source and mask ------------------------------------------------------------------
         self.source = ComboBox(label="source", choices=self._source_choices,
                                tooltip="an image layer opened by napari-nascsmri's reader")
-        self.mask_type = ComboBox(label="mask", choices=list(MASK_FUNCS), value="random")
+        self.mask_type = ComboBox(label="mask", choices=ALL_MASK_KINDS, value="random")
         self.acceleration = SpinBox(label="acceleration", min=2, max=64, value=ACCELERATIONS[0],
                                     tooltip="nominal acceleration (any integer >= 2)")
         self.preset_4x = PushButton(text=f"{ACCELERATIONS[0]}x")
@@ -170,7 +171,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self.metrics_table = Label(label="metrics", value="-")
         self._table_rows: dict[str, dict[str, str]] = {}
         _tooltips({
-            self.mask_type: "undersampling pattern of the phase-encode columns (fastMRI's masks)",
+            self.mask_type: "undersampling pattern: phase-encode columns (random, equispaced: fastMRI's; gaussian) or a 2-D pattern of both phase-encode axes (gaussian2d, poisson: shown, not editable)",
             self.preset_4x: f"{ACCELERATIONS[0]}x with the default centre fraction",
             self.preset_8x: f"{ACCELERATIONS[1]}x with the default centre fraction",
             self.auto_center: "centre fraction 0.32 / acceleration (fastMRI's 0.08 at 4x, 0.04 at 8x)",

@@ -333,3 +333,44 @@ def test_background_worker_progress_and_cancel(rig, tiny_weights, qtbot):
     qtbot.waitUntil(lambda: not widget.running, timeout=5000)
     assert widget.last_result is None
     assert widget.status.value.endswith("cancelled") and widget.run_button.enabled
+
+
+def test_2d_masks_are_shown_previewed_and_reconstructed_as_the_cli_does(rig, tmp_path):
+    """A 2-D pattern (issue #21): the mask layer is the pattern, the zero-filled view is numpy's
+    inverse FFT under it, clicks do not edit it, export refuses it with a reason, and the whole
+    volume is reconstructed with exactly the pattern the CLI draws for the same settings."""
+    import h5py
+
+    from backend.cli import main
+    from backend.fft import ifft2c_np
+    from backend.masks_2d import make_sampling
+
+    viewer, widget, source = rig
+    widget.auto_seed.value = False
+    widget.seed.value = 11
+    widget.mask_type.value = "poisson"
+    pattern = make_sampling("poisson", widget.volume.info.grid, 4, seed=11).pattern
+    np.testing.assert_array_equal(widget.editor.pattern, pattern)
+    np.testing.assert_array_equal(viewer.layers[widget._name("mask")].data, pattern.astype(np.float32))
+    assert "2-D: not editable" in widget.realised.value and widget.realised.value.startswith("4.00x")
+    zf = viewer.layers[widget._name("zero-filled")]
+    i = widget.current_slice
+    np.testing.assert_allclose(zf.data[i], np.abs(ifft2c_np(widget.volume[i].kspace * pattern)), atol=1e-6)
+    assert not widget.toggle_line(10) and not widget.editor.edited
+    widget.mask_path.value = tmp_path / "pattern.npy"
+    start = notification_count()
+    widget.export_button.clicked.emit()
+    assert not (tmp_path / "pattern.npy").exists()
+    assert any("2-D masks are not written" in str(n.message) for n in notifications_since(start))
+    widget.show_kspace.value = True
+    kspace = viewer.layers[widget._name("k-space")].data
+    assert (kspace[~pattern] == 0).all() and (kspace[pattern] > 0).mean() > 0.9
+
+    widget.method.value = "zero-filled"
+    widget.reconstruct()
+    np.testing.assert_array_equal(widget.last_result.mask.pattern, pattern)
+    out = tmp_path / "cli.h5"
+    assert main(["reconstruct", widget.volume.info.path, "--model", "zero-filled", "--mask", "poisson", "--seed", "11",
+                 "--out", str(out), "--quiet"]) == 0
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(f["reconstruction"][()], widget.last_result.reconstruction)
