@@ -257,6 +257,7 @@ def open_volume(path: str | os.PathLike, crop: int | tuple[int, int] | None = No
         return MagnitudeVolume(data, os.fspath(p))
     if is_dicom(p):
         return _dicom_volume(p, load_dicom, DICOM_NOTICE)
+    # Siemens twix files carry the .dat extension (no magic number identifies them)
     if name.endswith(".dat"):
         from .twix import TwixVolume
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -53,11 +52,6 @@ def _twixtools():
     except ImportError:
         return None
     return hdr_def, mdh_def, twixprot
-
-
-def is_twix(path: str | os.PathLike) -> bool:
-    """A ``.dat`` file (twix files carry that extension; no magic number identifies them)."""
-    return Path(path).suffix.lower() == ".dat"
 
 
 def _protocol(path, buffer: bytes, twixprot) -> dict:
