@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .masks import MASK_FUNCS, Mask, RandomMaskFunc, _temp_seed, center_block, make_mask
+from .masks import MASK_FUNCS, Mask, _temp_seed, center_block, default_center_fraction, make_mask
 
 #: Standard deviation of :class:`Gaussian2DMaskFunc`'s density, as a fraction of each half-axis.
 GAUSSIAN_2D_SIGMA = 0.35
@@ -27,16 +27,30 @@ class Mask2DFunc:
     column masks (:func:`_temp_seed`): the same seed gives the same pattern.
 
     Args:
-        accelerations, center_fractions, seed: as :class:`MaskFunc` (one acceleration is drawn
-            per call when several are given).
+        accelerations, center_fractions, seed: as :class:`backend.masks.MaskFunc` (one
+            acceleration is drawn per call when several are given); the centre square alone
+            must not exceed the acceleration's share (``cf^2 acc <= 1``).
     """
 
     name = "base2d"
 
     def __init__(self, accelerations: Sequence[float] = (4,), center_fractions: Sequence[float] | None = None,
                  seed=None):
-        self._columns = RandomMaskFunc(accelerations, center_fractions)  # the same argument checks
-        self.accelerations, self.center_fractions = self._columns.accelerations, self._columns.center_fractions
+        accelerations = [float(a) for a in accelerations]
+        if center_fractions is None:
+            center_fractions = [default_center_fraction(a) for a in accelerations]
+        center_fractions = [float(c) for c in center_fractions]
+        if not accelerations or len(accelerations) != len(center_fractions):
+            raise ValueError("give one centre fraction per acceleration")
+        for acc, cf in zip(accelerations, center_fractions):
+            if not acc >= 1:
+                raise ValueError(f"acceleration must be >= 1, got {acc}")
+            if not 0 <= cf <= 1:
+                raise ValueError(f"centre fraction must lie in [0, 1], got {cf}")
+            if cf * cf * acc > 1 + 1e-9:  # the centre square covers about cf^2 of the grid
+                raise ValueError(f"a centre square of {cf} of each side alone samples more than 1/{acc:g} "
+                                 "of k-space")
+        self.accelerations, self.center_fractions = accelerations, center_fractions
         self.rng = np.random.RandomState(seed)
 
     def __call__(self, shape: tuple[int, int], seed=None) -> Mask:

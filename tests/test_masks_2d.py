@@ -69,8 +69,12 @@ def test_poisson_disc_points_keep_their_distance(acc):
 def test_2d_masks_refuse_bad_arguments():
     with pytest.raises(ValueError, match="unknown mask type 'spiral'"):
         make_sampling("spiral", (64, 64), 4)
-    with pytest.raises(ValueError, match="centre fraction"):
-        make_sampling("gaussian2d", (64, 64), 4, center_fraction=0.5)
+    with pytest.raises(ValueError, match="centre square of 0.6 of each side"):
+        make_sampling("gaussian2d", (64, 64), 4, center_fraction=0.6)
+    # a square of 0.4 of each side covers 16% of the grid: allowed at 4x (a column block of
+    # 0.4 of the width would not be)
+    mask = make_sampling("poisson", (64, 64), 4, center_fraction=0.4)
+    assert mask.num_low_frequencies == 26 and mask.pattern[19:45, 19:45].all() and mask.pattern.sum() == 1024
 
 
 def test_data_consistency_with_a_2d_pattern_equals_numpy():
