@@ -101,6 +101,29 @@ def center_block(num_cols: int, num_low: int) -> np.ndarray:
     return mask
 
 
+def mask_arguments(accelerations: Sequence[float], center_fractions: Sequence[float] | None,
+                   square: bool = False) -> tuple[list[float], list[float]]:
+    """Checked ``(accelerations, centre fractions)`` of a mask function (``None`` fractions ->
+    :func:`default_center_fraction`); ``ValueError`` with a one-line reason. The fully sampled
+    centre alone must not exceed the acceleration's share of k-space: ``cf`` of the columns, or
+    with ``square`` (2-D masks) a square of ``cf`` of each side, about ``cf^2`` of the grid."""
+    accelerations = [float(a) for a in accelerations]
+    if center_fractions is None:
+        center_fractions = [default_center_fraction(a) for a in accelerations]
+    center_fractions = [float(c) for c in center_fractions]
+    if not accelerations or len(accelerations) != len(center_fractions):
+        raise ValueError("give one centre fraction per acceleration")
+    for acc, cf in zip(accelerations, center_fractions):
+        if not acc >= 1:
+            raise ValueError(f"acceleration must be >= 1, got {acc}")
+        if not 0 <= cf <= 1:
+            raise ValueError(f"centre fraction must lie in [0, 1], got {cf}")
+        if (cf * cf if square else cf) * acc > 1 + 1e-9:
+            what = f"a centre square of {cf} of each side" if square else f"centre fraction {cf}"
+            raise ValueError(f"{what} alone samples more than 1/{acc:g} of k-space")
+    return accelerations, center_fractions
+
+
 class MaskFunc:
     """Base class: pick (centre fraction, acceleration), build centre block + outer lines.
 
@@ -118,21 +141,7 @@ class MaskFunc:
         center_fractions: Sequence[float] | None = None,
         seed=None,
     ):
-        accelerations = [float(a) for a in accelerations]
-        if center_fractions is None:
-            center_fractions = [default_center_fraction(a) for a in accelerations]
-        center_fractions = [float(c) for c in center_fractions]
-        if not accelerations or len(accelerations) != len(center_fractions):
-            raise ValueError("give one centre fraction per acceleration")
-        for acc, cf in zip(accelerations, center_fractions):
-            if not acc >= 1:
-                raise ValueError(f"acceleration must be >= 1, got {acc}")
-            if not 0 <= cf <= 1:
-                raise ValueError(f"centre fraction must lie in [0, 1], got {cf}")
-            if cf * acc > 1 + 1e-9:
-                raise ValueError(
-                    f"centre fraction {cf} alone samples more than 1/{acc:g} of k-space"
-                )
+        accelerations, center_fractions = mask_arguments(accelerations, center_fractions)
         self.accelerations = accelerations
         self.center_fractions = center_fractions
         self.rng = np.random.RandomState(seed)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .masks import MASK_FUNCS, Mask, _temp_seed, center_block, default_center_fraction, make_mask
+from .masks import MASK_FUNCS, Mask, _temp_seed, center_block, make_mask, mask_arguments
 
 #: Standard deviation of :class:`Gaussian2DMaskFunc`'s density, as a fraction of each half-axis.
 GAUSSIAN_2D_SIGMA = 0.35
@@ -36,20 +36,7 @@ class Mask2DFunc:
 
     def __init__(self, accelerations: Sequence[float] = (4,), center_fractions: Sequence[float] | None = None,
                  seed=None):
-        accelerations = [float(a) for a in accelerations]
-        if center_fractions is None:
-            center_fractions = [default_center_fraction(a) for a in accelerations]
-        center_fractions = [float(c) for c in center_fractions]
-        if not accelerations or len(accelerations) != len(center_fractions):
-            raise ValueError("give one centre fraction per acceleration")
-        for acc, cf in zip(accelerations, center_fractions):
-            if not acc >= 1:
-                raise ValueError(f"acceleration must be >= 1, got {acc}")
-            if not 0 <= cf <= 1:
-                raise ValueError(f"centre fraction must lie in [0, 1], got {cf}")
-            if cf * cf * acc > 1 + 1e-9:  # the centre square covers about cf^2 of the grid
-                raise ValueError(f"a centre square of {cf} of each side alone samples more than 1/{acc:g} "
-                                 "of k-space")
+        accelerations, center_fractions = mask_arguments(accelerations, center_fractions, square=True)
         self.accelerations, self.center_fractions = accelerations, center_fractions
         self.rng = np.random.RandomState(seed)
 
