@@ -103,7 +103,6 @@ class TwixVolume(RawCoilVolume):
         if parts is None:
             raise InputError(path, "reading Siemens twix files needs the twixtools package (pip install twixtools)")
         hdr_def, mdh_def, twixprot = parts
-        self._mdh_def = mdh_def
         try:
             self._file = open(path, "rb")
         except OSError as err:
@@ -127,7 +126,7 @@ class TwixVolume(RawCoilVolume):
         offset, length = int(entry["off_"]), int(entry["len_"])
         if length == 0 and second == 1:
             length = size - offset
-        if not (head and hdr_def.MultiRaidFileHeader.itemsize <= offset < size and 0 < length <= size - offset):
+        if not (hdr_def.MultiRaidFileHeader.itemsize <= offset < size and 0 < length <= size - offset):
             raise InputError(path, f"twix measurement {second} lies outside the file "
                                    f"(offset {offset}, length {length}, file {size} bytes)")
         f.seek(offset)
