@@ -25,6 +25,7 @@ import numpy as np
 
 from .config import COIL_MAP_METHODS
 from .fft import fft2c_np, ifft2c_np
+from .masks import center_block, sampling_grid
 
 #: Fully sampled centre columns used to calibrate the maps (the paper's masks keep 8% at 4x and
 #: 4% at 8x: 29 and 15 of 368 columns; ``ecalib`` needs at least its kernel size, 6).
@@ -35,9 +36,17 @@ MIN_ESPIRIT_LINES = 6
 
 
 def calibration_lines(mask: np.ndarray) -> int:
-    """The fully sampled centre columns of a column mask: the run of sampled columns around
-    ``W // 2`` (what calibrates the maps of undersampled data)."""
+    """The fully sampled centre of a mask, what calibrates the maps of undersampled data: for a
+    column mask ``(W,)`` the run of sampled columns around ``W // 2``; for a 2-D pattern ``(H,
+    W)`` the side of the largest fully sampled centre square (placed as
+    :func:`backend.masks.center_block` places it, as :mod:`backend.masks_2d` draws it)."""
     lines = np.asarray(mask, dtype=bool)
+    if lines.ndim == 2:
+        H, W = lines.shape
+        side = 0
+        while side < min(H, W) and lines[np.ix_(center_block(H, side + 1), center_block(W, side + 1))].all():
+            side += 1
+        return side
     centre = lines.size // 2
     if not lines[centre]:
         return 0
@@ -50,12 +59,14 @@ def calibration_lines(mask: np.ndarray) -> int:
     return right - left + 1
 
 
-def espirit_maps(coil_kspace: np.ndarray, calibration: int = CALIBRATION_LINES) -> np.ndarray:
-    """ESPIRiT sensitivities ``(coils, H, W)`` by ``bart ecalib -m1 -r calibration -k kernel``;
+def espirit_maps(coil_kspace: np.ndarray, calibration: int = CALIBRATION_LINES, square: bool = False) -> np.ndarray:
+    """ESPIRiT sensitivities ``(coils, H, W)`` by ``bart ecalib -m1 -r calibration -k kernel``
+    (BART's calibration region is the centre ``calibration`` x ``calibration`` square, which the
+    column masks sample in full along the rows and the 2-D masks sample as their centre square);
     the kernel is BART's default 6 for 18 or more calibration lines, else ``calibration // 2``
     (at least 3): with the 9 lines of an 8x mask of 224 columns the default kernel left every
     map empty, measured here. Maps that still come out empty are replaced by
-    :func:`lowres_maps`."""
+    :func:`lowres_maps` (``square``: of a 2-D mask's centre square)."""
     from .tv import bart_available, read_cfl, run_bart, write_cfl
 
     if not bart_available():
@@ -71,23 +82,32 @@ def espirit_maps(coil_kspace: np.ndarray, calibration: int = CALIBRATION_LINES) 
         maps = read_cfl(sens).reshape(H, W, C)
     maps = np.ascontiguousarray(np.moveaxis(maps, -1, 0)).astype(np.complex64)
     if not np.abs(maps).max() > 1e-6:
-        return lowres_maps(coil_kspace, calibration)
+        return lowres_maps(coil_kspace, calibration, square)
     return maps
 
 
-def lowres_maps(coil_kspace: np.ndarray, calibration: int = CALIBRATION_LINES) -> np.ndarray:
+def lowres_maps(coil_kspace: np.ndarray, calibration: int = CALIBRATION_LINES, square: bool = False) -> np.ndarray:
     """Low-resolution sensitivities: the coil images of the Hann-windowed ``calibration`` centre
-    columns divided by their root-sum-of-squares (zero where that is below 1e-3 of its max)."""
+    columns (``square``: the centre ``calibration`` x ``calibration`` square, a 2-D mask's
+    calibration region) divided by their root-sum-of-squares (zero where that is below 1e-3 of
+    its max)."""
     k = np.asarray(coil_kspace, dtype=np.complex64)
-    W = k.shape[-1]
-    n = min(calibration, W)
-    window = np.zeros(W, np.float32)
-    start = (W - n + 1) // 2
-    window[start:start + n] = np.hanning(n + 2)[1:-1]
-    images = ifft2c_np(k * window[None, None, :])
+    window = _hann_centre(k.shape[-1], calibration)[None, :]
+    if square:
+        window = _hann_centre(k.shape[-2], calibration)[:, None] * window
+    images = ifft2c_np(k * window[None])
     rss = np.sqrt((np.abs(images) ** 2).sum(0))
     keep = rss > 1e-3 * rss.max()
     return np.where(keep[None], images / np.where(keep, rss, 1)[None], 0).astype(np.complex64)
+
+
+def _hann_centre(size: int, calibration: int) -> np.ndarray:
+    """A Hann window over the ``calibration`` centre points of ``size`` (0 elsewhere)."""
+    n = min(calibration, size)
+    window = np.zeros(size, np.float32)
+    start = (size - n + 1) // 2
+    window[start:start + n] = np.hanning(n + 2)[1:-1]
+    return window
 
 
 def resolve_map_method(method: str, calibration: int) -> str:
@@ -101,22 +121,25 @@ def resolve_map_method(method: str, calibration: int) -> str:
     return method
 
 
-def coil_maps(coil_kspace: np.ndarray, method: str = "auto", calibration: int = CALIBRATION_LINES) -> np.ndarray:
+def coil_maps(coil_kspace: np.ndarray, method: str = "auto", calibration: int = CALIBRATION_LINES,
+              square: bool = False) -> np.ndarray:
     """Sensitivity maps of one slice's coil k-space (``auto``: ESPIRiT when BART is installed and
-    at least :data:`MIN_ESPIRIT_LINES` calibration lines are there, else low-resolution maps)."""
+    at least :data:`MIN_ESPIRIT_LINES` calibration lines are there, else low-resolution maps);
+    ``square``: the calibration region is a 2-D mask's centre square of side ``calibration``."""
     if resolve_map_method(method, calibration) == "espirit":
-        return espirit_maps(coil_kspace, calibration)
-    return lowres_maps(coil_kspace, calibration)
+        return espirit_maps(coil_kspace, calibration, square)
+    return lowres_maps(coil_kspace, calibration, square)
 
 
 def sense_forward(image: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``M F (S x)``: the coil k-space ``(coils, H, W)`` a complex image ``(H, W)`` gives."""
-    return fft2c_np(maps * image[None]) * np.asarray(mask, dtype=np.float32)[None, None, :]
+    """``M F (S x)``: the coil k-space ``(coils, H, W)`` a complex image ``(H, W)`` gives; ``mask``
+    a column mask ``(W,)`` or a 2-D pattern ``(H, W)`` (as everywhere below)."""
+    return fft2c_np(maps * image[None]) * sampling_grid(mask, image.shape)[None]
 
 
 def sense_adjoint(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The adjoint of :func:`sense_forward`: ``sum_c conj(S_c) F^H (M k_c)``, ``(H, W)``."""
-    masked = kspace * np.asarray(mask, dtype=np.float32)[None, None, :]
+    masked = kspace * sampling_grid(mask, kspace.shape[-2:])[None]
     return (np.conj(maps) * ifft2c_np(masked)).sum(0)
 
 
@@ -134,7 +157,7 @@ def tv_multicoil(coil_kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray, we
 
     if not bart_available():
         raise RuntimeError("the 'bart' command is not installed (Debian package 'bart')")
-    k = np.asarray(coil_kspace, dtype=np.complex64) * np.asarray(mask, dtype=np.float32)[None, None, :]
+    k = np.asarray(coil_kspace, dtype=np.complex64) * sampling_grid(mask, coil_kspace.shape[-2:])[None]
     C, H, W = k.shape
     with tempfile.TemporaryDirectory(prefix="nascsmri-bart-") as tmp:
         ksp, sens, out = (os.path.join(tmp, n) for n in ("ksp", "sens", "out"))

@@ -32,16 +32,13 @@ def model_choices() -> tuple[str, ...]:
     return CLASSICAL_MODELS + network_model_names()
 
 
-def _check_mask_kinds(name: str, kinds, coils: int = 0) -> None:
-    from .masks_2d import ALL_MASK_KINDS, MASK_2D_FUNCS
+def _check_mask_kinds(name: str, kinds) -> None:
+    from .masks_2d import ALL_MASK_KINDS
 
     bad = [k for k in kinds if k not in ALL_MASK_KINDS]
     if bad or not len(kinds):
         raise ValueError(f"{name}: unknown mask type {bad[0]!r}; choose from {ALL_MASK_KINDS}" if bad
                          else f"{name}: give at least one mask type of {ALL_MASK_KINDS}")
-    if coils and any(k in MASK_2D_FUNCS for k in kinds):
-        raise ValueError(f"{name}: the 2-D masks ({', '.join(sorted(MASK_2D_FUNCS))}) are not available with "
-                         "simulated coils yet (the coil path takes column masks)")
 
 
 def _check_coils(coils: int) -> None:
@@ -64,7 +61,8 @@ class ReconConfig:
         weights: weights file for a network; None -> the weights shipped with the package.
         mask: one of :data:`backend.masks.ALL_MASK_KINDS`: ``random``, ``equispaced`` (fastMRI's),
             ``gaussian`` (1-D variable density), or the 2-D patterns ``gaussian2d`` and ``poisson``
-            (:class:`backend.masks.Mask2DFunc`; multi-coil files then take the RSS path).
+            (:class:`backend.masks.Mask2DFunc`; on multi-coil files the maps are calibrated on their
+            centre square).
         acceleration: nominal acceleration (4 or 8 in the paper).
         center_fraction: fully sampled centre fraction; None -> ``0.32 / acceleration``.
         seed: mask seed; None -> fastMRI's per-volume seed from the file name.
@@ -208,7 +206,7 @@ class TrainConfig:
         aspects: grid shapes, as columns / rows at the crop's area, drawn per batch
             ((1.0,) = square crops only).
         mask_kinds: mask functions drawn per sample (of :data:`backend.masks.ALL_MASK_KINDS`; with a
-            2-D kind among them every sample's mask is a full ``(H, W)`` pattern; not with ``coils``).
+            2-D kind among them every sample's mask is a full ``(H, W)`` pattern, with ``coils`` too).
         coils: 0 (default) trains single-coil; N >= 2 shows every sample through N simulated
             coils (:func:`backend.training.data.coil_sample`: the benchmark's sensitivity model,
             noise per coil at an SNR drawn from ``coil_snr_db``, low-resolution maps from the
@@ -264,7 +262,7 @@ class TrainConfig:
                             "val_volumes": (1, 1_000_000, True, True), "coils": (0, 64, True, False)})
         _check_coils(self.coils)
         check_device(self.device)
-        _check_mask_kinds("mask_kinds", self.mask_kinds, self.coils)
+        _check_mask_kinds("mask_kinds", self.mask_kinds)
 
     def augmentation(self):
         """The :class:`backend.training.augment.Augmentation` these fields describe (None when

@@ -28,7 +28,7 @@ from .masks import Mask, load_mask_file, sampling_grid, seed_from_filename
 from .masks_2d import make_sampling
 from .metrics import VolumeMetrics, evaluate_volume
 from .progress import Progress
-from .recon_coils import TWO_D_COILS_NOTICE, coil_fallback, reconstruct_multicoil, uses_coils
+from .recon_coils import coil_fallback, reconstruct_multicoil, uses_coils
 from .transforms import center_crop, network_inputs
 from .tv import tv_reconstruct
 
@@ -143,14 +143,16 @@ class NetworkReconstructor:
 
     @torch.inference_mode()
     def multicoil(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray) -> np.ndarray:
-        """Coil k-space ``(B, C, H, W)``, a column mask and sensitivities ``(B, C, H, W)`` ->
-        complex images ``(B, H, W)`` (:mod:`backend.models.multicoil`)."""
+        """Coil k-space ``(B, C, H, W)``, a column mask ``(W,)`` or 2-D pattern ``(H, W)`` and
+        sensitivities ``(B, C, H, W)`` -> complex images ``(B, H, W)`` (:mod:`backend.models.multicoil`)."""
         from .models.multicoil import run_multicoil
         from .transforms import multicoil_network_inputs
 
         k = torch.as_tensor(kspace, dtype=torch.complex64, device=self.device)
         s = torch.as_tensor(maps, dtype=torch.complex64, device=self.device)
         m = torch.as_tensor(mask, dtype=torch.float32, device=self.device)
+        if m.dim() == 2:  # a 2-D pattern (H, W), the same for every slice: (1, H, W)
+            m = m[None]
         x, k0, scale = multicoil_network_inputs(k, m, s)
         step = self.slices_per_call or k.shape[0]
         out = torch.cat([run_multicoil(self.model, x[i:i + step], k0[i:i + step], m, s[i:i + step])
@@ -213,7 +215,7 @@ def reconstruct_volume(
         notices = list(info.notices)
         if uses_coils(info.kind, config) and hasattr(volume, "coil_slice"):
             mask, seed = volume_mask(info, config)
-            fallback = coil_fallback(config, mask.lines) if mask.pattern is None else TWO_D_COILS_NOTICE
+            fallback = coil_fallback(config, mask.sampling)
             if fallback is None:
                 if reconstructor is None and config.model in cfg.network_model_names():
                     reconstructor = make_reconstructor(config)
@@ -290,8 +292,7 @@ def write_reconstruction(path: str | os.PathLike, result: VolumeResult, config: 
         if result.mask.pattern is not None:
             f.create_dataset("mask_pattern", data=result.mask.pattern.astype(np.uint8), compression="gzip")
         if result.info.kind == "multicoil":
-            coils = (uses_coils(result.info.kind, config) and result.mask.pattern is None
-                     and coil_fallback(config, result.mask.lines) is None)
+            coils = uses_coils(result.info.kind, config) and coil_fallback(config, result.mask.sampling) is None
             f.attrs["coils"] = "multi" if coils else "rss"
         if config.seed is not None:
             f.attrs["seed"] = int(config.seed)

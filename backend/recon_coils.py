@@ -25,11 +25,12 @@ from . import config as cfg
 from .coils import calibration_lines, coil_maps, resolve_map_method, tv_multicoil
 from .fft import ifft2c_np
 from .errors import InputError
-from .masks import Mask
+from .masks import Mask, sampling_grid
 from .progress import Progress
 from .volume import Volume
 
-#: ``(coil k-space (B, C, H, W), column mask (W,), maps (B, C, H, W)) -> complex images (B, H, W)``
+#: ``(coil k-space (B, C, H, W), column mask (W,) or 2-D pattern (H, W), maps (B, C, H, W)) ->
+#: complex images (B, H, W)``
 MultiCoilReconstructor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -40,9 +41,11 @@ def rss(coil_images: np.ndarray) -> np.ndarray:
 
 def slice_maps(coil_kspace: np.ndarray, lines: np.ndarray, method: str = "auto") -> np.ndarray:
     """The sensitivity maps a reconstruction estimates for one slice's coil k-space ``(C, h, w)``
-    under the column mask ``lines``: calibrated on the undersampled data's fully sampled centre."""
+    under the column mask or 2-D pattern ``lines`` (:attr:`backend.masks.Mask.sampling`):
+    calibrated on the undersampled data's fully sampled centre (columns, or the centre square)."""
     m = np.asarray(lines, dtype=np.float32)
-    return coil_maps(coil_kspace * m[None, None, :], method=method, calibration=calibration_lines(m > 0))
+    return coil_maps(coil_kspace * sampling_grid(m, coil_kspace.shape[-2:])[None], method=method,
+                     calibration=calibration_lines(m > 0), square=m.ndim == 2)
 
 
 def uses_coils(kind: str, config: cfg.ReconConfig) -> bool:
@@ -50,13 +53,9 @@ def uses_coils(kind: str, config: cfg.ReconConfig) -> bool:
     return kind == "multicoil" and config.coils != "rss"
 
 
-#: Why a 2-D mask takes the root-sum-of-squares path on multi-coil data (for now).
-TWO_D_COILS_NOTICE = ("2-D masks are applied to the root-sum-of-squares image for now (the coil path, "
-                      "its maps and its data consistency take column masks)")
-
-
 def coil_fallback(config: cfg.ReconConfig, lines: np.ndarray) -> str | None:
-    """With ``coils="auto"``, the notice that the mask's fully sampled centre is too narrow to
+    """With ``coils="auto"``, the notice that the fully sampled centre of the mask (columns, or
+    a 2-D pattern's centre square) is too narrow to
     calibrate sensitivity maps (fewer than :data:`backend.coils.MIN_ESPIRIT_LINES` lines: the
     root-sum-of-squares path is taken then); None when the coils are used."""
     from .coils import MIN_ESPIRIT_LINES
@@ -74,7 +73,7 @@ def multicoil_reconstructor(config: cfg.ReconConfig, network=None) -> MultiCoilR
     if network is not None and hasattr(network, "multicoil"):
         return network.multicoil
     if config.model == "zero-filled":
-        return lambda k, m, maps: rss(ifft2c_np(k * m[None, None, None, :])).astype(np.complex64)
+        return lambda k, m, maps: rss(ifft2c_np(k * sampling_grid(m, k.shape[-2:]))).astype(np.complex64)
     if config.model == "tv":
         return lambda k, m, maps: np.stack([tv_multicoil(k[i], m, maps[i], config.tv_weight, config.tv_iterations)
                                             for i in range(len(k))])
@@ -88,8 +87,8 @@ def reconstruct_multicoil(volume: Volume, config: cfg.ReconConfig, mask: Mask, n
     references or None, notices)``, float32 ``(slices, h, w)`` magnitudes."""
     info = volume.info
     recon = multicoil_reconstructor(config, network)
-    lines = mask.lines.astype(np.float32)
-    calibration = calibration_lines(mask.lines)
+    lines = mask.sampling.astype(np.float32)
+    calibration = calibration_lines(mask.sampling)
     n, out_shape = len(volume), info.output_shape
     outputs = np.zeros((n,) + out_shape, dtype=np.float32)
     zfs = np.zeros_like(outputs)
@@ -103,7 +102,7 @@ def reconstruct_multicoil(volume: Volume, config: cfg.ReconConfig, mask: Mask, n
         coils = kspace.shape[1]
         maps = np.stack([slice_maps(k, lines, config.coil_maps) for k in kspace])
         images = recon(kspace, lines, maps)
-        zf = rss(ifft2c_np(kspace * lines[None, None, None, :]))
+        zf = rss(ifft2c_np(kspace * sampling_grid(lines, kspace.shape[-2:])))
         for j, i in enumerate(batch):
             outputs[i] = np.abs(images[j])
             zfs[i] = zf[j]
@@ -114,8 +113,14 @@ def reconstruct_multicoil(volume: Volume, config: cfg.ReconConfig, mask: Mask, n
     notices = list(info.notices)
     notices.append(f"multi-coil file ({coils} coils): reconstructed from the coil k-space with "
                    f"{'ESPIRiT' if method == 'espirit' else 'low-resolution'} sensitivity maps "
-                   f"({calibration} calibration lines) and SENSE data consistency")
+                   f"({_calibration_text(mask, calibration)}) and SENSE data consistency")
     return outputs, zfs, refs, notices
+
+
+def _calibration_text(mask: Mask, calibration: int) -> str:
+    if mask.pattern is None:
+        return f"{calibration} calibration lines"
+    return f"the 2-D mask's {calibration}x{calibration} calibration square"
 
 
 def slice_kspace(volume: Volume, index: int, coils: str = cfg.ReconConfig.coils) -> np.ndarray:
@@ -135,8 +140,7 @@ def reconstruct_slice(volume: Volume, index: int, config: cfg.ReconConfig, lines
     from .transforms import center_crop
 
     m = np.asarray(lines, dtype=np.float32)
-    if m.ndim == 1 and uses_coils(volume.info.kind, config) and hasattr(volume, "coil_slice") \
-            and coil_fallback(config, m > 0) is None:  # (2-D patterns take the RSS path)
+    if uses_coils(volume.info.kind, config) and hasattr(volume, "coil_slice") and coil_fallback(config, m > 0) is None:
         k = volume.coil_slice(index)[0]
         return multicoil_reconstructor(config, reconstructor)(k[None], m, slice_maps(k, m, config.coil_maps)[None])[0]
     return center_crop(reconstructor(volume[index].kspace[None], m)[0], volume.info.output_shape)

@@ -93,7 +93,8 @@ def network_inputs(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
 
 def multicoil_network_inputs(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`network_inputs` for coil k-space ``(B, C, H, W)`` (a mask ``(W,)`` or ``(B, W)``) with sensitivities ``maps``
+    """:func:`network_inputs` for coil k-space ``(B, C, H, W)`` (a mask ``(W,)``, ``(B, W)`` or a
+    2-D ``(B or 1, H, W)``, :func:`backend.dc.coil_mask`) with sensitivities ``maps``
     ``(B, C, H, W)``: the zero-filled image is the coil-combined one
     (:func:`backend.dc.coil_combine`), the measured k-space stays per coil."""
     masked = kspace * coil_mask(mask, kspace)

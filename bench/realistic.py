@@ -51,34 +51,38 @@ class Cache:
         return self.data[key]
 
 
-def method_factory(method: str, weights: dict[str, str], tv_weight: float | None = None, coils: str = "multi"):
+def method_factory(method: str, weights: dict[str, str], tv_weight: float | None = None, coils: str = "multi",
+                   mask: str = "random"):
     """``make(acceleration) -> (ReconConfig, reconstructor)`` for one method; ``coils`` decides how
     the ``multicoil`` cases are reconstructed (``multi``: from the coils, what ``nascsmri
-    reconstruct`` does by default; ``rss``: the root-sum-of-squares single-coil emulation)."""
+    reconstruct`` does by default; ``rss``: the root-sum-of-squares single-coil emulation);
+    ``mask`` is the mask type (``ReconConfig.mask``)."""
     if method in NETWORKS:
         model, _ = load_network(method, weights.get(method))
         recon = NetworkReconstructor(model, resolve_device("auto"), "auto")
-        return lambda acc: (ReconConfig(model=method, acceleration=acc, coils=coils), recon)
+        return lambda acc: (ReconConfig(model=method, acceleration=acc, coils=coils, mask=mask), recon)
     name = "tv" if method.startswith("tv") else method
     extra = {} if tv_weight is None else {"tv_weight": tv_weight}
-    return lambda acc: (ReconConfig(model=name, acceleration=acc, coils=coils, **extra),
+    return lambda acc: (ReconConfig(model=name, acceleration=acc, coils=coils, mask=mask, **extra),
                         make_reconstructor(ReconConfig(model=name, acceleration=acc, **extra)))
 
 
-def cache_key(tag: str, category: str, name: str, acc: float, coils: str = "multi") -> str:
+def cache_key(tag: str, category: str, name: str, acc: float, coils: str = "multi", mask: str = "random") -> str:
     """The metric cache's key; multi-coil cases reconstructed from the coils carry ``|coils``
-    (keys without it are the root-sum-of-squares path, as all were before session 8)."""
-    return f"{tag}|{category}|{name}|{acc:g}" + ("|coils" if category == "multicoil" and coils != "rss" else "")
+    (keys without it are the root-sum-of-squares path, as all were before session 8), masks
+    other than the default ``random`` carry ``|mask=KIND``."""
+    return (f"{tag}|{category}|{name}|{acc:g}" + ("|coils" if category == "multicoil" and coils != "rss" else "")
+            + ("" if mask == "random" else f"|mask={mask}"))
 
 
 def run_method(cache: Cache, tag: str, make, cases: list[tuple[str, Path]], accelerations, log,
-               coils: str = "multi") -> dict:
+               coils: str = "multi", mask: str = "random") -> dict:
     """``{category: {acc: {"psnr": [...], "ssim": [...]}}}`` over all case files (slices
-    concatenated); ``coils`` must be the one ``make`` was built with."""
+    concatenated); ``coils`` and ``mask`` must be the ones ``make`` was built with."""
     out: dict = {}
     for category, path in cases:
         for acc in accelerations:
-            key = cache_key(tag, category, path.name, acc, coils)
+            key = cache_key(tag, category, path.name, acc, coils, mask)
             start = time.time()
             m = cache.get(key, lambda: B.evaluate(path, make, acc))
             if time.time() - start > 1:

@@ -188,7 +188,7 @@ class MaskMixin:
         a result for a slice or mask no longer on display is dropped."""
         names = (self._name("coil images"), self._name("coil maps"))
         if not self.show_coils.value or self.volume is None or self.volume.info.kind != "multicoil" \
-                or not hasattr(self.volume, "coil_slice") or self.editor.pattern is not None:  # 2-D: RSS path
+                or not hasattr(self.volume, "coil_slice"):
             self._coil_request = None
             for name in names:
                 if name in self.viewer.layers:
@@ -196,7 +196,7 @@ class MaskMixin:
             return
         from backend.recon_coils import coil_views
 
-        request = (self.current_slice, self.editor.lines.copy())
+        request = (self.current_slice, self.editor.sampling.copy())  # columns or a 2-D pattern
         self._coil_request = request
         kspace = self.kspace(request[0])  # the widget's cached coil k-space of the slice
         if self.run_sync:

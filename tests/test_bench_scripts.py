@@ -114,9 +114,11 @@ def test_realistic_benchmark_smoke(tiny_dataset, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("bart") is None, reason="BART is not installed")
-def test_multicoil_benchmark_smoke(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("mask", ["random", "poisson"])
+def test_multicoil_benchmark_smoke(tiny_dataset, tmp_path, mask):
     """The multi-coil cases are built, every method runs from the coils and by the RSS path on
-    the same slices, and the paired table against TV from the coils is written."""
+    the same slices (column masks or a 2-D pattern), and the paired table against TV from the
+    coils is written."""
     import shutil as sh
 
     data = tmp_path / "data"
@@ -124,10 +126,12 @@ def test_multicoil_benchmark_smoke(tiny_dataset, tmp_path):
     sh.copytree(data / "val", data / "test")
     results = tmp_path / "res"
     proc = subprocess.run([sys.executable, "bench/multicoil.py", "--data", str(data), "--out", str(tmp_path / "run"),
-                           "--results", str(results), "--max-slices", "1", "--methods", "zero-filled", "tv"],
+                           "--results", str(results), "--max-slices", "1", "--methods", "zero-filled", "tv",
+                           "--mask", mask],
                           capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((results / "results.json").read_text())
+    assert report["mask"] == mask
     row = report["table"]["4"]
     assert set(row) == {"zero-filled (coils)", "TV (coils)", "zero-filled (RSS path)", "TV (RSS path)"}
     assert "minus_tv_coils" not in row["TV (coils)"]

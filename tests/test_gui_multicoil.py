@@ -52,6 +52,51 @@ def test_widget_reconstructs_a_multicoil_file_from_its_coils(make_napari_viewer,
     assert widget.last_result.metrics.psnr == pytest.approx(cli.metrics.psnr, abs=1e-6)
 
 
+def test_a_2d_mask_on_a_multicoil_file_uses_the_coils(make_napari_viewer, multicoil_file, qtbot):  # noqa: F811
+    """A Poisson-disc pattern: the preview is the RSS of the zero-filled coil images under the
+    pattern, the reconstruction equals the CLI's (coil path), and the coil maps are calibrated
+    on the pattern's centre square."""
+    from backend.coils import calibration_lines, coil_maps
+    from backend.config import ReconConfig
+    from backend.fft import ifft2c_np
+    from backend.io import open_volume
+    from backend.progress import run
+    from backend.recon import reconstruct_volume
+    from napari_nascsmri._widget import ReconstructionWidget
+
+    viewer = make_napari_viewer()
+    viewer.open(str(multicoil_file), plugin="napari-nascsmri")
+    widget = ReconstructionWidget(viewer)
+    widget.run_sync = True
+    viewer.window.add_dock_widget(widget, name="Reconstruction", area="right")
+    widget.mask_type.value = "poisson"
+    pattern = widget.editor.pattern
+    assert pattern is not None and pattern.ndim == 2
+    viewer.dims.set_current_step(0, 1)
+    with open_volume(multicoil_file) as volume:
+        k, _ = volume.coil_slice(1)
+    expected = np.sqrt((np.abs(ifft2c_np(k * pattern[None])) ** 2).sum(0))
+    zf = viewer.layers[widget._name("zero-filled")]
+    np.testing.assert_allclose(zf.data[1], expected, rtol=1e-4, atol=1e-4 * expected.max())
+    widget.show_coils.value = True
+    maps = viewer.layers[widget._name("coil maps")]
+    h, w = k.shape[-2:]
+    want = np.abs(coil_maps(k * pattern[None], calibration=calibration_lines(pattern), square=True))
+    np.testing.assert_allclose(maps.data[:h, :w], want[0], rtol=1e-4, atol=1e-4)
+    widget.show_coils.value = False
+
+    widget.method.value = "nasn"
+    widget.weights.value = "shipped"
+    widget.reconstruct()
+    config = widget.config()
+    cli = run(reconstruct_volume(multicoil_file, ReconConfig(model="nasn", mask="poisson", acceleration=config.acceleration,
+                                                              seed=config.seed)))
+    np.testing.assert_array_equal(cli.mask.pattern, pattern)
+    layer = viewer.layers[widget._name("nasn")]
+    np.testing.assert_allclose(layer.data, cli.reconstruction, rtol=1e-4, atol=1e-4 * cli.reconstruction.max())
+    assert any("calibration square" in n for n in widget.last_result.notices)
+
+
 def test_coil_images_and_maps_as_layers(make_napari_viewer, multicoil_file, sample_file, qtbot):  # noqa: F811
     from backend.coils import calibration_lines, coil_maps
     from backend.fft import ifft2c_np

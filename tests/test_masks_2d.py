@@ -125,7 +125,8 @@ def test_reconstruct_with_a_poisson_mask(sample_file, tmp_path):
 
 def test_training_samples_with_2d_masks(sample_file):
     """With a 2-D kind among ``mask_kinds`` every sample's mask is an (H, W) pattern, batches
-    collate, and a model's training forward runs on them; the coil path refuses them."""
+    collate, and a model's training forward runs on them, single-coil and through simulated
+    coils (the SENSE data consistency through the pattern)."""
     from backend.config import TrainConfig
     from backend.models import build_model
     from backend.training.data import collate, make_sample
@@ -140,25 +141,39 @@ def test_training_samples_with_2d_masks(sample_file):
     model = build_model("dccnn", blocks=1, channels=4, cascades=1)
     out = model(batch.x, batch.k0, batch.mask)
     assert out.shape == batch.x.shape and torch.isfinite(out).all()
-    with pytest.raises(ValueError, match="not available with simulated coils"):
-        TrainConfig(coils=4, mask_kinds=["poisson"])
+    from backend.models.multicoil import run_multicoil
+    from backend.training.data import coil_sample
+
+    assert TrainConfig(coils=4, mask_kinds=["poisson"]).mask_kinds == ["poisson"]
+    coil_batch = collate([coil_sample(s[0], s[2], rng, 4, (30, 45)) for s in samples])
+    assert coil_batch.mask.shape == (4, 64, 64) and coil_batch.maps.shape == (4, 4, 64, 64)
+    # the measured coil k-space holds nothing outside each sample's pattern
+    np.testing.assert_allclose(coil_batch.k0.numpy(), (coil_batch.k0 * coil_batch.mask[:, None]).numpy())
+    out = run_multicoil(model, coil_batch.x, coil_batch.k0, coil_batch.mask, coil_batch.maps)
+    assert out.shape == coil_batch.x.shape and torch.isfinite(out).all()
 
 
-def test_multicoil_data_with_a_2d_mask_takes_the_rss_path(tmp_path, sample_file):
+def test_multicoil_data_with_a_2d_mask_is_reconstructed_from_its_coils(tmp_path, sample_file):
+    """A 4-coil twix file under a 2-D mask: by default the coil path (maps from the pattern's
+    centre square, said in the notices); ``--coils rss`` the root-sum-of-squares path."""
     pytest.importorskip("twixtools")
     from backend.cli import main
     from backend.coils import simulate_coils
-    from backend.recon_coils import TWO_D_COILS_NOTICE
+    from backend.volume import RSS_NOTICE
     from twix_files import write_twix
 
     with h5py.File(sample_file) as f:
         image = (f["reconstruction_esc"][3] / f["reconstruction_esc"][3].max()).astype(np.float32)
     path = tmp_path / "meas.dat"
     write_twix(path, simulate_coils(image, 4, seed=0)[None])
-    metrics = tmp_path / "m.json"
-    assert main(["reconstruct", str(path), "--mask", "gaussian2d", "--model", "zero-filled", "--out",
-                 str(tmp_path / "o.h5"), "--json", str(metrics), "--quiet"]) == 0
-    report = json.loads(metrics.read_text())
-    assert TWO_D_COILS_NOTICE in report["notices"] and 10 < report["psnr"] < 60
-    with h5py.File(tmp_path / "o.h5") as f:
-        assert f.attrs["coils"] == "rss" and f["mask_pattern"].shape == image.shape
+    reports = {}
+    for coils in ("auto", "rss"):
+        metrics = tmp_path / f"{coils}.json"
+        assert main(["reconstruct", str(path), "--mask", "gaussian2d", "--model", "zero-filled", "--coils", coils,
+                     "--out", str(tmp_path / f"{coils}.h5"), "--json", str(metrics), "--quiet"]) == 0
+        reports[coils] = json.loads(metrics.read_text())
+        with h5py.File(tmp_path / f"{coils}.h5") as f:
+            assert f.attrs["coils"] == ("multi" if coils == "auto" else "rss")
+            assert f["mask_pattern"].shape == image.shape
+    assert any("calibration square" in n for n in reports["auto"]["notices"])
+    assert RSS_NOTICE in reports["rss"]["notices"] and 10 < reports["rss"]["psnr"] < 60

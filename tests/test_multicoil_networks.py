@@ -116,11 +116,14 @@ def multicoil_file(sample_file, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("acceleration", [4, 8])
-def test_nasn_from_the_coils_beats_the_rss_path_and_zero_filling(multicoil_file, acceleration):
+@pytest.mark.parametrize("mask,acceleration", [("random", 4), ("random", 8), ("poisson", 4)])
+def test_nasn_from_the_coils_beats_the_rss_path_and_zero_filling(multicoil_file, mask, acceleration):
+    """Column masks and a 2-D Poisson-disc pattern (maps from its centre square, SENSE DC
+    through the pattern)."""
     scores = {}
     for model, coils in [("zero-filled", "multi"), ("nasn", "rss"), ("nasn", "multi")]:
-        result = run(reconstruct_volume(multicoil_file, ReconConfig(model=model, acceleration=acceleration, coils=coils)))
+        config = ReconConfig(model=model, mask=mask, acceleration=acceleration, coils=coils)
+        result = run(reconstruct_volume(multicoil_file, config))
         scores[model, coils] = (result.metrics.psnr, result.metrics.ssim)
         if coils == "multi":
             assert "SENSE data consistency" in result.notices[-1] and RSS_NOTICE not in result.notices

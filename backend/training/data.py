@@ -134,7 +134,8 @@ def coil_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, c
     RMS), maps by :func:`backend.coils.lowres_maps` from the central
     :data:`backend.coils.CALIBRATION_LINES` columns of the noisy coil data (an ACS region as a
     scan that calibrates its coils has; the few centre lines of a 128-wide crop's 8x mask alone
-    give useless maps), and the target the fully sampled, noise-free coil images combined with
+    give useless maps; under a 2-D ``mask`` the centre square of that side, as a 3-D scan's
+    calibration region), and the target the fully sampled, noise-free coil images combined with
     those maps (what the output is compared with; its magnitude is the image's where the maps
     are exact)."""
     from ..coils import CALIBRATION_LINES, lowres_maps, sense_combine, simulated_sensitivities
@@ -144,7 +145,7 @@ def coil_sample(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, c
     rms = float(np.sqrt(np.mean(np.abs(kspace) ** 2))) or 1.0
     sigma = rms * 10 ** (-rng.uniform(*snr_db) / 20) / np.sqrt(2)
     kspace = (kspace + sigma * (rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape)))
-    maps = lowres_maps(kspace, CALIBRATION_LINES)
+    maps = lowres_maps(kspace, CALIBRATION_LINES, square=np.ndim(mask) == 2)
     target = sense_combine(coil_images, maps)
     return target.astype(np.complex64), kspace.astype(np.complex64), mask, maps.astype(np.complex64)
 
