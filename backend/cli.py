@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="reconstruct an undersampled volume", description="Undersample a volume (fastMRI .h5, ISMRMRD raw .h5, Siemens twix .dat, DICOM, NIfTI or .npy) with a Cartesian mask (columns or a 2-D pattern) and reconstruct it. Writes a fastMRI submission h5 with dataset 'reconstruction' (float32 magnitudes, slices x H x W).")
     p.add_argument("input", help="fastMRI .h5 (single-coil, multi-coil or test file), ISMRMRD raw .h5, Siemens twix "
-                                 ".dat (VD/VE), DICOM (a file or a folder of one series), .nii/.nii.gz or .npy")
+                                 ".dat (VB, VD/VE), DICOM (a file or a folder of one series), .nii/.nii.gz or .npy")
     p.add_argument("--model", default="zero-filled", metavar="MODEL", help=f"one of: {', '.join(cfg.model_choices())} (default %(default)s)")
     p.add_argument("--weights", default=None, help="weights file for a network model (default: the shipped weights)")
     _add_mask_args(p)

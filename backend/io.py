@@ -20,7 +20,7 @@ Supported inputs (see :func:`open_volume`):
   int8 included) is a valid magnitude volume, read as float32; negative values count by their
   magnitude.
 * ISMRMRD raw data (HDF5 with ``dataset/xml`` and ``dataset/data``): :mod:`backend.ismrmrd_raw`;
-  Siemens twix raw data (``.dat``, VD/VE): :mod:`backend.twix`; DICOM magnitude images:
+  Siemens twix raw data (``.dat``, VB and VD/VE): :mod:`backend.twix`; DICOM magnitude images:
   :mod:`backend.dicom`; NIfTI: :mod:`backend.nifti`.
 
 Shapes are checked from the file's declaration before anything is read: slices of at least

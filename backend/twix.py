@@ -1,10 +1,15 @@
-"""Siemens twix raw data (``meas_*.dat``, software VD/VE): Cartesian multi-coil k-space.
+"""Siemens twix raw data (``meas_*.dat``, software VB and VD/VE): Cartesian multi-coil k-space.
 
 A VD/VE file starts with a multi-raid header listing its measurements (adjustment scans first,
 the imaging scan last). Each measurement is a protocol header (named text buffers: ``Config``,
 ``Meas``, ``MeasYaps`` -- the ASCCONV protocol -- and others) followed by measurement data
 blocks: one per acquired readout line, a 192-byte scan header (flags, counters, samples, coils)
-and per coil a 32-byte channel header and the complex64 samples.
+and per coil a 32-byte channel header and the complex64 samples. A VB file (software VB15-VB20)
+is one measurement without the multi-raid header: the protocol header from byte 0 (its first
+4 bytes its length), then per line and coil a 128-byte header (the line's flags and counters
+repeated for every coil) and the samples. The two are told apart as twixtools tells them:
+a VD/VE file's first two 32-bit words are below 10,000 and at most 64 (a multi-raid header);
+a VB file's are its header length (real ones are far above 10,000) and buffer count.
 
 The layout and the header definitions are those of the ``twixtools`` package (its ctypes
 structures and its protocol parser are used here); the walk over the blocks is this module's
@@ -19,7 +24,7 @@ averages averaged; readout oversampling (samples per line / ``sKSpace.lBaseResol
 removed in image space; reconstruction matrix = base resolution x the phase-encode lines.
 Only fully sampled 2-D Cartesian acquisitions are taken: 3-D (partitions), undersampled
 (parallel imaging, partial Fourier) and reflected (EPI) readouts are refused with an
-:class:`~backend.errors.InputError` naming the file, as are VB-line files (an older layout).
+:class:`~backend.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -94,8 +99,30 @@ def _int_field(protocol: dict, path, *keys: str, default=None):
     return int(node)
 
 
+def _measurement(path, head: bytes, size: int, hdr_def) -> tuple[str, int, int]:
+    """``(software line, offset, length)`` of the measurement to read: the last one of a VD/VE
+    multi-raid file, or the whole of a VB file."""
+    first, second = (int.from_bytes(head[i:i + 4], "little") for i in (0, 4)) if len(head) >= 8 else (0, 0)
+    if first < 10000 and 0 < second <= 64:
+        if len(head) < hdr_def.MultiRaidFileHeader.itemsize:
+            raise InputError(path, "twix multi-raid header is truncated")
+        raid = np.frombuffer(head, hdr_def.MultiRaidFileHeader, count=1)[0]
+        entry = raid["entry"][second - 1]  # the last measurement: the imaging scan
+        offset, length = int(entry["off_"]), int(entry["len_"])
+        if length == 0 and second == 1:
+            length = size - offset
+        if not (hdr_def.MultiRaidFileHeader.itemsize <= offset < size and 0 < length <= size - offset):
+            raise InputError(path, f"twix measurement {second} lies outside the file "
+                                   f"(offset {offset}, length {length}, file {size} bytes)")
+        return "VD/VE", offset, length
+    if 10000 <= first < size and 0 < second <= 64:
+        return "VB", 0, size
+    raise InputError(path, "not a Siemens twix file (neither a VD/VE multi-raid header nor a VB "
+                           "measurement header at its start)")
+
+
 class TwixVolume(RawCoilVolume):
-    """A Siemens VD/VE twix file, read one slice at a time (see the module docstring)."""
+    """A Siemens twix file (VB or VD/VE), read one slice at a time (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = path = os.fspath(path)
@@ -117,18 +144,7 @@ class TwixVolume(RawCoilVolume):
         path, f = self.path, self._file
         size = os.fstat(f.fileno()).st_size
         head = f.read(hdr_def.MultiRaidFileHeader.itemsize)
-        first, second = (int.from_bytes(head[i:i + 4], "little") for i in (0, 4)) if len(head) >= 8 else (0, 0)
-        if len(head) < hdr_def.MultiRaidFileHeader.itemsize or not (first < 10000 and 0 < second <= 64):
-            raise InputError(path, "not a Siemens VD/VE twix file (no multi-raid header; VB-line files "
-                                   "are not read)")
-        raid = np.frombuffer(head, hdr_def.MultiRaidFileHeader, count=1)[0]
-        entry = raid["entry"][second - 1]  # the last measurement: the imaging scan
-        offset, length = int(entry["off_"]), int(entry["len_"])
-        if length == 0 and second == 1:
-            length = size - offset
-        if not (hdr_def.MultiRaidFileHeader.itemsize <= offset < size and 0 < length <= size - offset):
-            raise InputError(path, f"twix measurement {second} lies outside the file "
-                                   f"(offset {offset}, length {length}, file {size} bytes)")
+        software, offset, length = _measurement(path, head, size, hdr_def)
         f.seek(offset)
         header_len = int.from_bytes(f.read(4), "little")
         if not 8 <= header_len <= min(MAX_HEADER, length):
@@ -141,20 +157,24 @@ class TwixVolume(RawCoilVolume):
         if dimension == 4 or partitions > 1:
             raise InputError(path, f"3-D twix acquisition ({partitions} partitions): only 2-D slices are read")
 
-        scan_size = ctypes.sizeof(mdh_def.Scan_header)
-        channel_size = ctypes.sizeof(mdh_def.Channel_header)
+        # VD/VE: one scan header, then per coil a channel header and the samples; VB: per coil
+        # a full line header and the samples (the first coil's header read as the line's)
+        header = mdh_def.Scan_header if software == "VD/VE" else mdh_def.VB17_header
+        header_size = ctypes.sizeof(header)
+        scan_size = header_size if software == "VD/VE" else 0
+        channel_size = ctypes.sizeof(mdh_def.Channel_header) if software == "VD/VE" else header_size
         end = offset + length
         pos = offset + header_len
         records = []  # (position, line, slice, coils, samples)
         reflected = 0
-        while pos + scan_size <= end:
+        while pos + header_size <= end:
             f.seek(pos)
-            mdh = mdh_def.Scan_header.from_buffer_copy(f.read(scan_size))
+            mdh = header.from_buffer_copy(f.read(header_size))
             if mdh_def.is_flag_set(mdh, "ACQEND"):
                 break
             if mdh_def.is_flag_set(mdh, "SYNCDATA"):
                 step = int(mdh_def.get_dma_len(mdh))
-                if step < scan_size:
+                if step < header_size:
                     raise InputError(path, f"twix block at byte {pos} declares {step} bytes")
                 pos += step
                 continue
@@ -199,9 +219,10 @@ class TwixVolume(RawCoilVolume):
         self._channel_size = channel_size
         self._scan_size = scan_size
         oversampling = f", readout oversampling {readout // base}x removed" if readout != base else ""
-        notice = f"Siemens twix raw data ({coils} coils{oversampling}): {COIL_NOTICE}"
+        notice = f"Siemens twix raw data ({software}, {coils} coils{oversampling}): {COIL_NOTICE}"
         out = (base, lines)
-        meta = {"twix": {"base_resolution": base, "lines": lines, "readout": readout, "coils": coils}}
+        meta = {"twix": {"software": software, "base_resolution": base, "lines": lines, "readout": readout,
+                         "coils": coils}}
         self.info = VolumeInfo(path, "multicoil", slices, out, out, True, meta, [notice])
 
     def _samples(self, row: int) -> np.ndarray:

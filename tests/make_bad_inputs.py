@@ -399,7 +399,7 @@ def _twix_cases(root: Path) -> list[Case]:
         setattr(mdh, field_name, value)
         return data[:first] + bytes(mdh) + data[first + header:]
 
-    twix("twix_text", b"not a twix file\n" * 700, "not a Siemens VD/VE twix file")
+    twix("twix_text", b"not a twix file\n" * 700, "not a Siemens twix file")
     twix("twix_truncated", data[: len(data) // 2], "outside the file", note="half of a good file")
     twix("twix_header_too_long", data[:offset] + (1 << 30).to_bytes(4, "little") + data[offset + 4:],
          "measurement header of", note="a 1 GiB protocol header declared")
@@ -409,6 +409,23 @@ def _twix_cases(root: Path) -> list[Case]:
     sync.FlagsAndDMALength = 0
     twix("twix_zero_length_block", data[:first] + bytes(sync) + data[first + header:], "declares 0 bytes",
          note="a sync block of length 0 (an endless loop for a naive walk)")
+    good_vb = root / "twix_good_vb.dat"
+    if not good_vb.exists():
+        write_twix(good_vb, coil_images, noise=False, shuffle=False, vb=True)
+    vb = good_vb.read_bytes()
+    vb_first = int.from_bytes(vb[:4], "little")  # VB: the header from byte 0, then the lines
+    vb_header = ctypes.sizeof(mdh_def.VB17_header)
+    line = mdh_def.VB17_header.from_buffer_copy(vb[vb_first:vb_first + vb_header])
+    line.UsedChannels = 60000
+    twix("twix_vb_too_many_coils", vb[:vb_first] + bytes(line) + vb[vb_first + vb_header:], "coils x",
+         note="a VB line declaring 60,000 coils")
+    line = mdh_def.VB17_header.from_buffer_copy(vb[vb_first:vb_first + vb_header])
+    mdh_def.add_flag(line, "SYNCDATA")
+    line.FlagsAndDMALength = 0
+    twix("twix_vb_zero_length_block", vb[:vb_first] + bytes(line) + vb[vb_first + vb_header:], "declares 0 bytes",
+         note="a VB sync block of length 0")
+    twix("twix_vb_header_past_end", vb[:vb_first - 100], "not a Siemens twix file",
+         note="a VB file cut inside its protocol header")
     only_noise = root / "twix_only_noise.dat"
     write_twix(only_noise, coil_images[:, :, :, :1], adjustment=False, noise=True, skip_line=0, shuffle=False)
     cases.append(Case("twix_only_noise", ["reconstruct", str(only_noise)], "no image line", only_noise.name,

@@ -1,5 +1,5 @@
-"""Siemens twix raw data (issue #21): VE files written with ``twixtools.write_twix`` from the real
-sample scan -- coils simulated by :func:`backend.coils.simulate_coils`, 2x readout
+"""Siemens twix raw data (issue #21): VE files written with ``twixtools.write_twix`` and VB files
+written from twixtools' VB line header (``tests/twix_files.py``), from the real sample scan -- coils simulated by :func:`backend.coils.simulate_coils`, 2x readout
 oversampling, an adjustment measurement before the imaging one, a noise line, shuffled lines and
 two averages of one line -- read back by :mod:`backend.twix`. Reference: the root-sum-of-squares
 of the simulated coil images, computed here with numpy, and what twixtools' own reader
@@ -32,14 +32,16 @@ def _images(kspace: np.ndarray) -> np.ndarray:
     return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
-def test_twix_file_reads_as_the_rss_of_its_coils(tmp_path, coil_images):
+@pytest.mark.parametrize("vb", [False, True], ids=["VE", "VB"])
+def test_twix_file_reads_as_the_rss_of_its_coils(tmp_path, coil_images, vb):
     path = tmp_path / "meas_MID00042_FID01234_t1.dat"
-    write_twix(path, coil_images, repeat_line=7)
+    write_twix(path, coil_images, repeat_line=7, vb=vb)
     rss = np.sqrt((np.abs(coil_images) ** 2).sum(axis=1))
     with open_volume(path) as volume:
         assert volume.info.kind == "multicoil" and volume.info.num_slices == 3
         assert volume.info.output_shape == (224, 168)
-        assert any("Siemens twix raw data (4 coils, readout oversampling 2x removed)" in n
+        software = "VB" if vb else "VD/VE"
+        assert any(f"Siemens twix raw data ({software}, 4 coils, readout oversampling 2x removed)" in n
                    for n in volume.info.notices)
         for s, sl in enumerate(volume):
             np.testing.assert_allclose(sl.reference, rss[s], atol=2e-5 * rss.max())
@@ -48,11 +50,12 @@ def test_twix_file_reads_as_the_rss_of_its_coils(tmp_path, coil_images):
         np.testing.assert_allclose(ref, rss[2], atol=2e-5 * rss.max())
 
 
-def test_twix_lines_agree_with_twixtools_own_reader(tmp_path, coil_images):
+@pytest.mark.parametrize("vb", [False, True], ids=["VE", "VB"])
+def test_twix_lines_agree_with_twixtools_own_reader(tmp_path, coil_images, vb):
     """twixtools' ``map_twix`` sorts the same file into (slice, line, coil, column): the oversampled
     k-space of slice 1 must be what the reader assembles before removing the oversampling."""
     path = tmp_path / "meas.dat"
-    write_twix(path, coil_images[:2], shuffle=True, noise=True)
+    write_twix(path, coil_images[:2], shuffle=True, noise=True, vb=vb)
     scans = twixtools.read_twix(str(path), parse_pmu=False, parse_geometry=False, verbose=False)
     mapped = twixtools.map_twix(scans, verbose=False)[-1]["image"]
     mapped.flags["remove_os"] = False
@@ -66,10 +69,12 @@ def test_twix_lines_agree_with_twixtools_own_reader(tmp_path, coil_images):
     np.testing.assert_allclose(ours, theirs[1].transpose(1, 2, 0), atol=1e-6 * np.abs(ours).max())
 
 
-def test_reconstruct_and_napari_read_a_twix_file(tmp_path, coil_images):
+@pytest.mark.parametrize("vb", [False, True], ids=["VE", "VB"])
+def test_reconstruct_and_napari_read_a_twix_file(tmp_path, coil_images, vb):
     path = tmp_path / "meas.dat"
-    write_twix(path, coil_images[:2, :2], shuffle=False)
-    reconstructs_and_opens(path, tmp_path, (2, 224, 168), "meas.dat: Siemens twix raw data (2 coils")
+    write_twix(path, coil_images[:2, :2], shuffle=False, vb=vb)
+    reconstructs_and_opens(path, tmp_path, (2, 224, 168),
+                           f"meas.dat: Siemens twix raw data ({'VB' if vb else 'VD/VE'}, 2 coils")
 
 
 @pytest.mark.parametrize("change, problem", [
@@ -78,9 +83,10 @@ def test_reconstruct_and_napari_read_a_twix_file(tmp_path, coil_images):
     (dict(flags_of=lambda line: ["REFLECT"] if line % 2 else []), "reflected readouts"),
     (dict(yaps=False), "no MeasYaps protocol"),
 ])
-def test_unsupported_twix_files_are_one_line_errors(tmp_path, coil_images, change, problem):
+@pytest.mark.parametrize("vb", [False, True], ids=["VE", "VB"])
+def test_unsupported_twix_files_are_one_line_errors(tmp_path, coil_images, change, problem, vb):
     path = tmp_path / "meas.dat"
-    write_twix(path, coil_images[:1, :2], **change)
+    write_twix(path, coil_images[:1, :2], vb=vb, **change)
     with pytest.raises(InputError, match=problem) as err:
         open_volume(path)
     assert str(path) in str(err.value)
@@ -92,10 +98,16 @@ def test_damaged_twix_files_are_one_line_errors(tmp_path, coil_images, capsys):
     good = tmp_path / "good.dat"
     write_twix(good, coil_images[:1, :2], adjustment=False)
     data = good.read_bytes()
+    write_twix(tmp_path / "good_vb.dat", coil_images[:1, :2], vb=True)
+    vb = (tmp_path / "good_vb.dat").read_bytes()
+    header = int.from_bytes(vb[:4], "little")
     cases = {"truncated.dat": data[: len(data) // 2], "text.dat": b"not a twix file at all\n" * 40,
-             "vb_style.dat": (50000).to_bytes(4, "little") + data[4:]}
-    expected = {"truncated.dat": "outside the file", "text.dat": "not a Siemens VD/VE twix file",
-                "vb_style.dat": "not a Siemens VD/VE twix file"}
+             "vd_as_vb.dat": (50000).to_bytes(4, "little") + data[4:],
+             "vb_truncated.dat": vb[: header + 1000], "vb_header_past_end.dat": vb[: header - 100],
+             "vb_line_garbage.dat": vb[:header] + b"\xff" * 4000}  # every flag set, ACQEND too
+    expected = {"truncated.dat": "outside the file", "text.dat": "not a Siemens twix file",
+                "vd_as_vb.dat": "twix", "vb_truncated.dat": "runs past the end of its measurement",
+                "vb_header_past_end.dat": "not a Siemens twix file", "vb_line_garbage.dat": "no image line"}
     for name, content in cases.items():
         path = tmp_path / name
         path.write_bytes(content)
