@@ -111,7 +111,7 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acceleration", type=_float_range(1, 1e6), default=d.acceleration, help="nominal acceleration, e.g. 4 or 8 (1 to 1e6; default %(default)g)")
     p.add_argument("--center-fraction", type=_float_range(0, 1), default=None, help="fully sampled centre fraction, 0 to 1 (default 0.32/acceleration: 8%% at 4x, 4%% at 8x)")
     p.add_argument("--seed", type=SEED, default=None, help=f"mask seed, 0 to {MAX_SEED} (default: fastMRI per-volume seed from the file name)")
-    p.add_argument("--mask-file", default=None, help="use a saved column mask (.npy or .json) instead of drawing one")
+    p.add_argument("--mask-file", default=None, help="use a saved column mask or 2-D pattern (.npy or .json, see backend.mask_files) instead of drawing one")
 
 
 def _add_architecture_args(p: argparse.ArgumentParser, required: bool = True) -> None:

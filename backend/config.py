@@ -66,7 +66,8 @@ class ReconConfig:
         acceleration: nominal acceleration (4 or 8 in the paper).
         center_fraction: fully sampled centre fraction; None -> ``0.32 / acceleration``.
         seed: mask seed; None -> fastMRI's per-volume seed from the file name.
-        mask_file: a saved column mask (``.npy`` or JSON) used instead of a drawn one.
+        mask_file: a saved column mask or 2-D pattern (``.npy`` or JSON, :mod:`backend.mask_files`)
+            used instead of a drawn one.
         mask_lines: a column mask given as 0/1 per phase-encode column (the GUI's edited mask),
             used instead of a drawn one or a file; checked against the volume's width.
         crop: reconstruction grid for raw k-space without reference (default 320).

@@ -24,7 +24,8 @@ from .fft import channels_to_complex, ifft2c_np
 from .devices import resolve_device
 from .io import Volume, VolumeInfo, open_volume
 from .volume import COIL_NOTICE, RSS_NOTICE
-from .masks import Mask, load_mask_file, sampling_grid, seed_from_filename
+from .mask_files import load_mask_file
+from .masks import Mask, sampling_grid, seed_from_filename
 from .masks_2d import make_sampling
 from .metrics import VolumeMetrics, evaluate_volume
 from .progress import Progress
@@ -56,8 +57,8 @@ MAX_ACCELERATION = 1e6
 def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray | None = None) -> tuple[Mask, object]:
     """The mask used for a whole volume and the seed it came from.
 
-    Test files bring their own mask; otherwise ``config.mask_lines`` or ``config.mask_file`` if
-    given, else a mask of
+    Test files bring their own mask; otherwise ``config.mask_lines`` or ``config.mask_file`` (a
+    column mask or a 2-D pattern, :mod:`backend.mask_files`) if given, else a mask of
     ``config.mask`` type with ``config.seed`` (default: fastMRI's per-volume seed from the name).
     """
     W = info.grid[1]
@@ -70,8 +71,12 @@ def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray
             raise InputError(info.path, f"the mask has {lines.size} columns, the data has {W}")
         return Mask(lines, 0, W / int(lines.sum())), None
     if config.mask_file:
-        lines = load_mask_file(config.mask_file, W)
-        return Mask(lines, 0, W / int(lines.sum())), None
+        mask = load_mask_file(config.mask_file, W, info.grid)
+        if mask.ndim == 2:  # a 2-D pattern over the k-space grid
+            from .coils import calibration_lines
+
+            return Mask(mask.any(0), calibration_lines(mask), mask.size / int(mask.sum()), mask), None
+        return Mask(mask, 0, W / int(mask.sum())), None
     seed = config.seed if config.seed is not None else seed_from_filename(info.path)
     try:
         acc = float(config.acceleration)

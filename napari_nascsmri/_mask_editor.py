@@ -2,12 +2,12 @@
 
 :class:`MaskEditor` holds the sampled phase-encode columns ``lines`` (bool ``(W,)``, columns of
 *centred* k-space, as :mod:`backend.masks`; a 2-D pattern (:mod:`backend.masks_2d`) is held in
-``pattern``, shown but not edited), toggles/paints them, and exports them in exactly
-the two formats :func:`backend.masks.load_mask_file` reads (so ``nascsmri reconstruct
---mask-file FILE`` reuses an edited mask):
+``pattern``, shown but not edited), toggles/paints them, and exports them -- or the pattern --
+in exactly the two formats :func:`backend.mask_files.load_mask_file` reads (so ``nascsmri
+reconstruct --mask-file FILE`` reuses an edited mask or a drawn pattern):
 
-* ``.npy``: a ``(W,)`` uint8 array of 0/1;
-* ``.json``: ``{"lines": [0, 1, ...]}``.
+* ``.npy``: a ``(W,)`` (or ``(H, W)``) uint8 array of 0/1;
+* ``.json``: ``{"lines": [0, 1, ...]}`` (or ``{"pattern": [[0, 1, ...], ...]}``).
 
 :meth:`MaskEditor.drag_callback` is a napari ``mouse_drag_callbacks`` generator for the mask
 layer (a 2-D ``H x W`` image): a press toggles the column under the cursor (column = data x
@@ -166,17 +166,15 @@ class MaskEditor:
 
     # -- files -----------------------------------------------------------------------------------
     def export(self, path: str | os.PathLike) -> str:
-        """Write the mask with :func:`backend.masks.write_mask_file` (``.npy`` or ``.json``)."""
+        """Write the mask (the 2-D pattern when there is one) with
+        :func:`backend.mask_files.write_mask_file` (``.npy`` or ``.json``)."""
         from backend.errors import InputError
-        from backend.masks import write_mask_file
+        from backend.mask_files import write_mask_file
 
         path = os.fspath(path)
         if self.lines is None:
             raise InputError(path, "no mask to export: choose a source volume first")
-        if self.pattern is not None:
-            raise InputError(path, "2-D masks are not written to mask files (they hold columns); "
-                                   "'nascsmri reconstruct --mask KIND --seed N' redraws the same pattern")
-        return write_mask_file(path, self.lines)
+        return write_mask_file(path, self.sampling)
 
     # -- napari mouse interaction --------------------------------------------------------------
     def column_at(self, layer, position) -> int | None:

@@ -290,6 +290,15 @@ def make_corpus(outdir: str | os.PathLike) -> list[Case]:
           extra=["--mask-file", str(root / "mask_zero.npy")], reader=False)
     recon("mask_file_missing", good, "no such file", names="mask_missing.npy",
           extra=["--mask-file", str(root / "mask_missing.npy")], reader=False)
+    np.save(root / "pattern_wrong_shape.npy", np.ones((H + 1, W), np.uint8))
+    recon("mask_file_pattern_wrong_shape", good, f"is a {H + 1}x{W} pattern, the data's k-space grid is {H}x{W} ",
+          names="pattern_wrong_shape.npy", extra=["--mask-file", str(root / "pattern_wrong_shape.npy")], reader=False)
+    (root / "pattern_values.json").write_text(json.dumps({"pattern": [[0, 2] * (W // 2)] * H}))
+    recon("mask_file_pattern_not_0_1", good, "must hold only 0 and 1", names="pattern_values.json",
+          extra=["--mask-file", str(root / "pattern_values.json")], reader=False)
+    (root / "pattern_ragged.json").write_text(json.dumps({"pattern": [[1] * W, [1] * (W - 1)] * (H // 2)}))
+    recon("mask_file_pattern_ragged", good, "rows of the pattern differ in length", names="pattern_ragged.json",
+          extra=["--mask-file", str(root / "pattern_ragged.json")], reader=False)
 
     cases.extend(_ismrmrd_cases(root))
     cases.extend(_twix_cases(root))
@@ -802,9 +811,11 @@ def _reliability_cases(root: Path, good: Path) -> list[Case]:
     npy_mask("mask_npy_negative", -3 * base, "only 0 and 1")
     npy_mask("mask_npy_quarter", np.where(base == 1, 0.25, 1.0), "only 0 and 1")
     npy_mask("mask_npy_two", 2 * base.astype(np.uint8), "only 0 and 1")
-    npy_mask("mask_npy_row", base[None].astype(bool), "shape (1, 16)")
-    npy_mask("mask_npy_column", base[:, None].astype(bool), "shape (16, 1)")
-    npy_mask("mask_npy_square", np.ones((4, 4), bool), "shape (4, 4)")
+    # 2-D arrays are read as 2-D patterns (of the wrong grid here), with a hint at column masks
+    npy_mask("mask_npy_row", base[None].astype(bool), "is a 1x16 pattern, the data's k-space grid is 16x16 "
+             "(a column mask is a 1-D array of 16)")
+    npy_mask("mask_npy_column", base[:, None].astype(bool), "is a 16x1 pattern")
+    npy_mask("mask_npy_square", np.ones((4, 4), bool), "is a 4x4 pattern")
     npy_mask("mask_npy_strings", np.array([str(v) for v in ones]), "data type")
     npy_mask("mask_npy_complex", base.astype(np.complex64), "data type")
     npy_mask("mask_npy_structured", np.zeros(W, dtype=[("a", "i4")]), "data type")

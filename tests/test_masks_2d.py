@@ -177,3 +177,43 @@ def test_multicoil_data_with_a_2d_mask_is_reconstructed_from_its_coils(tmp_path,
             assert f["mask_pattern"].shape == image.shape
     assert any("calibration square" in n for n in reports["auto"]["notices"])
     assert RSS_NOTICE in reports["rss"]["notices"] and 10 < reports["rss"]["psnr"] < 60
+
+
+def test_2d_patterns_round_trip_through_mask_files(tmp_path):
+    """A pattern written as .npy or JSON reads back exactly; a column mask stays a column mask;
+    a pattern where only a column mask fits, or of another grid, is a one-line error."""
+    from backend.errors import InputError
+    from backend.mask_files import load_mask_file, write_mask_file
+
+    pattern = make_sampling("poisson", (40, 32), 4, seed=5).pattern
+    for name in ("p.npy", "p.json"):
+        write_mask_file(tmp_path / name, pattern)
+        back = load_mask_file(tmp_path / name, 32, (40, 32))
+        assert back.dtype == bool and back.shape == (40, 32) and np.array_equal(back, pattern)
+    assert json.loads((tmp_path / "p.json").read_text())["pattern"][20][16] == 1  # the centre square
+    write_mask_file(tmp_path / "l.json", pattern.any(0))
+    assert load_mask_file(tmp_path / "l.json", 32, (40, 32)).shape == (32,)
+    with pytest.raises(InputError, match="a column mask is needed"):
+        load_mask_file(tmp_path / "p.npy", 32)
+    with pytest.raises(InputError, match="is a 40x32 pattern, the data's k-space grid is 40x30 "):
+        load_mask_file(tmp_path / "p.npy", 30, (40, 30))
+
+
+def test_reconstruct_from_a_pattern_file_equals_the_drawn_pattern(tmp_path, sample_file):
+    from backend.cli import main
+    from backend.mask_files import write_mask_file
+
+    with h5py.File(sample_file) as f:
+        grid = f["kspace"].shape[1:]
+    pattern = make_sampling("gaussian2d", grid, 8, seed=3).pattern
+    write_mask_file(tmp_path / "pattern.npy", pattern)
+    outs = {}
+    for name, flags in (("drawn", ["--mask", "gaussian2d", "--acceleration", "8", "--seed", "3"]),
+                        ("file", ["--mask-file", str(tmp_path / "pattern.npy")])):
+        outs[name] = tmp_path / f"{name}.h5"
+        assert main(["reconstruct", str(sample_file), "--model", "dccnn", *flags, "--out", str(outs[name]),
+                     "--quiet"]) == 0
+    with h5py.File(outs["drawn"]) as a, h5py.File(outs["file"]) as b:
+        np.testing.assert_array_equal(a["reconstruction"][()], b["reconstruction"][()])
+        np.testing.assert_array_equal(b["mask_pattern"][()].astype(bool), pattern)
+        assert b.attrs["realised_acceleration"] == pytest.approx(8.0, rel=0.01)

@@ -139,7 +139,7 @@ def test_zero_filled_follows_mask_settings(rig):
 
 
 def test_mask_editing_clicks_and_export(rig, tmp_path):
-    from backend.masks import load_mask_file
+    from backend.mask_files import load_mask_file
 
     viewer, widget, _ = rig
     zf = viewer.layers[widget._name("zero-filled")]
@@ -337,8 +337,9 @@ def test_background_worker_progress_and_cancel(rig, tiny_weights, qtbot):
 
 def test_2d_masks_are_shown_previewed_and_reconstructed_as_the_cli_does(rig, tmp_path):
     """A 2-D pattern (issue #21): the mask layer is the pattern, the zero-filled view is numpy's
-    inverse FFT under it, clicks do not edit it, export refuses it with a reason, and the whole
-    volume is reconstructed with exactly the pattern the CLI draws for the same settings."""
+    inverse FFT under it, clicks do not edit it, export writes it as a mask file, and the whole
+    volume is reconstructed with exactly the pattern the CLI draws for the same settings and
+    reads back from the exported file."""
     import h5py
 
     from backend.cli import main
@@ -357,11 +358,12 @@ def test_2d_masks_are_shown_previewed_and_reconstructed_as_the_cli_does(rig, tmp
     i = widget.current_slice
     np.testing.assert_allclose(zf.data[i], np.abs(ifft2c_np(widget.volume[i].kspace * pattern)), atol=1e-6)
     assert not widget.toggle_line(10) and not widget.editor.edited
-    widget.mask_path.value = tmp_path / "pattern.npy"
-    start = notification_count()
-    widget.export_button.clicked.emit()
-    assert not (tmp_path / "pattern.npy").exists()
-    assert any("2-D masks are not written" in str(n.message) for n in notifications_since(start))
+    from backend.mask_files import load_mask_file
+
+    for name in ("pattern.npy", "pattern.json"):
+        widget.mask_path.value = tmp_path / name
+        widget.export_button.clicked.emit()
+        np.testing.assert_array_equal(load_mask_file(tmp_path / name, 224, (224, 224)), pattern)
     widget.show_kspace.value = True
     kspace = viewer.layers[widget._name("k-space")].data
     assert (kspace[~pattern] == 0).all() and (kspace[pattern] > 0).mean() > 0.9
@@ -374,3 +376,9 @@ def test_2d_masks_are_shown_previewed_and_reconstructed_as_the_cli_does(rig, tmp
                  "--out", str(out), "--quiet"]) == 0
     with h5py.File(out) as f:
         np.testing.assert_array_equal(f["reconstruction"][()], widget.last_result.reconstruction)
+    from_file = tmp_path / "from_file.h5"  # the exported pattern: the same reconstruction
+    assert main(["reconstruct", widget.volume.info.path, "--model", "zero-filled", "--mask-file",
+                 str(tmp_path / "pattern.json"), "--out", str(from_file), "--quiet"]) == 0
+    with h5py.File(from_file) as f:
+        np.testing.assert_array_equal(f["reconstruction"][()], widget.last_result.reconstruction)
+        np.testing.assert_array_equal(f["mask_pattern"][()].astype(bool), pattern)
