@@ -121,3 +121,13 @@ def test_reconstruct_with_a_gaussian_mask_reports_its_exact_acceleration(sample_
     assert main(["reconstruct", str(sample_file), "--mask", "gaussian", "--acceleration", "4", "--seed", "2",
                  "--out", str(tmp_path / "o.h5"), "--json", str(js), "--quiet"]) == 0
     assert json.loads(js.read_text())["realised_acceleration"] == pytest.approx(224 / round(224 / 4), rel=1e-6)
+
+
+def test_data_prepare_help_names_every_source(capsys):
+    """The --sources help lists what backend.datasets.SOURCES holds (the two drifted apart once)."""
+    from backend.cli import main
+    from backend.datasets import SOURCES
+
+    assert main(["data", "prepare", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in SOURCES), text
