@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Resume the long background runs (issues #15, #16) on a fresh machine from the state that
+# scripts/snapshot-runs.sh committed under bench/results/*_inprogress/.
+#   scripts/resume-runs.sh [RUN ...]      RUN: nasn dccnn search loss (default: nasn search)
+# Each run starts in the background at nice 19 with one thread (logs in runs/*.log); a run
+# whose folder already exists in runs/ is resumed from it, not overwritten. Needs the data:
+#   nascsmri data prepare --out data/brain
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+[ -d data/brain ] || { echo "resume-runs: data/brain is missing: run '$BIN/nascsmri data prepare --out data/brain'" >&2; exit 2; }
+mkdir -p runs
+start() {  # name, command...: the command in the background, one thread, nice 19
+  local name=$1; shift
+  OMP_NUM_THREADS=1 nohup nice -n 19 "$@" > "runs/$name.log" 2>&1 &
+  echo "resume-runs: $name started (pid $!, log runs/$name.log)"
+}
+for run in "${@:-nasn search}"; do
+  for r in $run; do
+    case $r in
+      nasn|dccnn)
+        if [ ! -d "runs/ship_$r" ]; then
+          cp -r "bench/results/ship_${r}_inprogress" "runs/ship_$r" && rm -f "runs/ship_$r/RESUME.md"
+        fi
+        start "ship_$r" $BIN/nascsmri train --model "$r" --data data/brain --preset ship --loss l1+ssim \
+          --seed 0 --out "runs/ship_$r" --resume --quiet ;;
+      search)
+        [ -d runs/search_vs_random ] || cp -r bench/results/search_vs_random_inprogress/runs runs/search_vs_random
+        start search_vs_random $BIN/python -u bench/search_vs_random.py --data data/brain --out runs/search_vs_random ;;
+      loss)
+        [ -d runs/loss_compare ] || cp -r bench/results/loss_compare_inprogress runs/loss_compare
+        OMP_NUM_THREADS=1 nohup nice -n 19 runs/loss_compare/run.sh > runs/loss_compare/run.log 2>&1 &
+        echo "resume-runs: loss started (pid $!, log runs/loss_compare/run.log)" ;;
+      *) echo "resume-runs: unknown run '$r' (nasn dccnn search loss)" >&2; exit 2 ;;
+    esac
+  done
+done
