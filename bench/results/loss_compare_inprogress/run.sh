@@ -1,6 +1,6 @@
 #!/bin/bash
 # NasN at the cpu preset, one run per loss, same seed and data (issue #15, loss on validation)
-cd /work/main
+cd "$(dirname "$0")/../.."  # the repository root
 for loss in l1 ssim l1+ssim; do
   out=runs/loss_compare/nasn_$loss
   resume=""; [ -f $out/checkpoint.pt ] && resume="--resume"
