@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+for r in ${@:-nasn search}; do  # every name checked before anything starts
+  case $r in nasn|dccnn|search|loss) ;; *) echo "resume-runs: unknown run '$r' (nasn dccnn search loss)" >&2; exit 2 ;; esac
+done
 [ -d data/brain ] || { echo "resume-runs: data/brain is missing: run '$BIN/nascsmri data prepare --out data/brain'" >&2; exit 2; }
 mkdir -p runs
 start() {  # name, command...: the command in the background, one thread, nice 19
@@ -16,7 +19,7 @@ start() {  # name, command...: the command in the background, one thread, nice 1
   echo "resume-runs: $name started (pid $!, log runs/$name.log)"
 }
 for run in "${@:-nasn search}"; do
-  for r in $run; do
+  for r in $run; do  # ("nasn search" as one default word)
     case $r in
       nasn|dccnn)
         if [ ! -d "runs/ship_$r" ]; then

@@ -202,3 +202,9 @@ def test_search_vs_random_smoke(tiny_dataset, tmp_path):
     # a second call finds every stage done and recomputes nothing
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert again.returncode == 0 and json.loads((results / "results.json").read_text())["cells"] == report["cells"]
+
+
+def test_resume_runs_refuses_an_unknown_run_before_starting_anything():
+    proc = subprocess.run(["bash", "scripts/resume-runs.sh", "nasn", "bogus"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and "unknown run 'bogus'" in proc.stderr and "started" not in proc.stdout
