@@ -3,7 +3,7 @@
     python bench/search_vs_random.py --data data/brain [--out runs/search_vs_random]
         [--methods darts beta-darts] [--seeds 0 1] [--select argmax perturb] [--random 6] [--space A] [--nodes 3]
         [--search-preset cpu] [--train-preset cpu] [--flops-tolerance 0.10]
-        [--categories magnitude raw_phase ...] [--max-slices N]
+        [--categories magnitude raw_phase ...] [--max-slices N] [--interim]
 
 Protocol (Li & Talwalkar 2019; Yu et al. 2020): every method searches with every seed
 (``nascsmri search --preset SEARCH --method M --seed S``, argmax selection, **no skip cap**), and
@@ -23,7 +23,9 @@ its rank, the paired difference of every searched cell against the median random
 95% bootstrap interval, and the seed-to-seed spread of each method.
 
 Every stage is skipped when its result exists and resumes from its checkpoint when it was
-killed, so the run can continue across sessions. Writes ``RESULTS/results.json``,
+killed, so the run can continue across sessions. ``--interim`` only reports the cells that
+``OUT/scores.json`` holds so far (each distinct genotype once, under the name it was trained as),
+against the median of the random cells scored so far; nothing is searched, trained or scored. Writes ``RESULTS/results.json``,
 ``results.md`` and ``results.png`` (default ``bench/results/search_vs_random``).
 """
 
@@ -169,7 +171,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--search-set", type=json.loads, default={}, metavar="JSON",
                     help="SearchConfig fields over the preset, e.g. '{\"epochs\": 20}'")
     ap.add_argument("--train-set", type=json.loads, default={}, metavar="JSON", help="TrainConfig fields over the preset")
+    ap.add_argument("--interim", action="store_true",
+                    help="only report the cells scored so far (nothing is searched, trained or scored)")
     args = ap.parse_args(argv)
+    if args.interim:
+        return _interim(args)
     args.out.mkdir(parents=True, exist_ok=True)
     searched = {f"{m}_seed{s}": searched_cell(args, m, s) for m in args.methods for s in args.seeds}
     if "perturb" in args.select:
@@ -198,6 +204,35 @@ def main(argv=None) -> dict:
                          "trained_as": trained, **scores(args, cache, trained, w, "nasn", cases)}
     results["dccnn3"] = {"genotype": None, "gflops": model_info("dccnn")["gflops"],
                          **scores(args, cache, "dccnn3", trained_weights(args, "dccnn3", "dccnn", None), "dccnn", cases)}
+    return _report(args, results, list(searched), randoms, target, budget)
+
+
+def _interim(args) -> dict:
+    """The report over what is scored so far (``scores.json``), nothing searched or trained: the
+    cells named as they were trained, their genotypes from ``genotypes/``."""
+    cache = json.loads((args.out / "scores.json").read_text()) if (args.out / "scores.json").exists() else {}
+    results = {}
+    for name, score in cache.items():
+        gfile = args.out / "genotypes" / f"{name}.json"
+        genotype = Genotype.load(gfile) if gfile.exists() else None
+        if genotype is None and name != "dccnn3":
+            continue
+        results[name] = {"genotype": None if genotype is None else genotype.to_dict(),
+                         "gflops": gflops(genotype) if genotype is not None else model_info("dccnn")["gflops"],
+                         "trained_as": name, **score}
+    randoms = [n for n in results if n.startswith("random")]
+    if not randoms:
+        raise SystemExit("search_vs_random --interim: no random cell is scored yet")
+    searched = [n for n in results if not n.startswith("random") and n != "dccnn3"]
+    target = statistics.median(results[n]["gflops"] for n in randoms)
+    budget = f"interim: {len(randoms)} of the random cells scored"
+    return _report(args, results, searched, randoms, target, budget)
+
+
+def _report(args, results: dict, searched: list[str], randoms, target: float, budget: str) -> dict:
+    """Rank, means, paired differences against the median random cell, the seed spread; writes
+    ``results.json``, ``results.md`` and ``results.png`` under ``args.results``."""
+    cells = [*searched, *randoms]
     means = {n: (float(np.mean(r["psnr"])), float(np.mean(r["ssim"]))) for n, r in results.items()}
     random_names = sorted(randoms, key=lambda n: means[n][0])
     median_random = random_names[len(random_names) // 2]
@@ -210,8 +245,7 @@ def main(argv=None) -> dict:
                             "trained_as": results[n].get("trained_as", n),
                             "vs_median_random": {k: B.paired(results[n][k], results[median_random][k], seed=3)
                                                  for k in ("psnr", "ssim")}} for n in results},
-              "seed_spread_psnr": {m: statistics.pstdev([means[f"{m}_seed{s}"][0] for s in args.seeds])
-                                   for m in {n.rsplit("_seed", 1)[0] for n in searched if "_seed" in n}}}
+              "seed_spread_psnr": _seed_spread(means, searched, args.seeds)}
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / "results.json", report)
     lines = [f"Searched vs random cells (space {args.space}, {args.nodes} nodes; search {args.search_preset}, "
@@ -229,6 +263,16 @@ def main(argv=None) -> dict:
     _figure(report, args.results / "results.png")
     print("\n".join(lines))
     return report
+
+
+def _seed_spread(means: dict, searched: list[str], seeds) -> dict[str, float]:
+    """Per method, the std over seeds of the mean PSNR (methods with two or more seeds scored)."""
+    spread = {}
+    for method in sorted({n.rsplit("_seed", 1)[0] for n in searched if "_seed" in n}):
+        values = [means[k][0] for s in seeds if (k := f"{method}_seed{s}") in means]
+        if len(values) > 1:
+            spread[method] = statistics.pstdev(values)
+    return spread
 
 
 def _figure(report: dict, path: Path) -> None:

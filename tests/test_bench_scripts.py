@@ -202,6 +202,15 @@ def test_search_vs_random_smoke(tiny_dataset, tmp_path):
     # a second call finds every stage done and recomputes nothing
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert again.returncode == 0 and json.loads((results / "results.json").read_text())["cells"] == report["cells"]
+    # --interim reports what scores.json holds, each distinct genotype once, with the same means
+    interim = tmp_path / "interim"
+    proc = subprocess.run([sys.executable, "bench/search_vs_random.py", "--data", str(data), "--out", str(tmp_path / "run"),
+                           "--results", str(interim), "--nodes", "2", "--interim"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    partial = json.loads((interim / "results.json").read_text())["cells"]
+    assert set(partial) == {c["trained_as"] for n, c in cells.items() if n != "dccnn3"} | {"dccnn3"}
+    assert all(partial[n]["mean_psnr"] == cells[n]["mean_psnr"] for n in partial)
 
 
 def test_resume_runs_refuses_an_unknown_run_before_starting_anything():
