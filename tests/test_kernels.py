@@ -75,6 +75,8 @@ CASES = [
     ([48, 16], [((1, 9), (1, 1)), ((9, 1), (1, 1))], [False, True], 13, 19, 32, 2, True),
     ([8, 5], [((3, 3), (1, 1)), None], [True, True], 2, 3, 32, 1, True),  # taps reach past a 2-row window
     ([32], [((5, 5), (2, 3))], [False], 17, 8, 96, 1, True),
+    # 24 and 40 channels: the AVX2 depthwise block's last 8-channel slice on its own
+    ([24, 40], [((3, 3), (1, 1)), ((3, 3), (2, 2))], [True, False], 12, 40, 32, 0, False),
 ]
 
 

@@ -17,7 +17,7 @@
  *
  * With AVX-512 (compiled with -march=native on a machine that has it) the depthwise sums and
  * the small GEMM keep 8 pixels x 32 channels in registers; with AVX2 + FMA (16 registers of 8
- * floats) the depthwise sums keep 8 pixels x 8 channels and the GEMM 4 pixels x 16 channels;
+ * floats) the depthwise sums keep 4 pixels x 16 channels and the GEMM 6 (+ 2) pixels x 16 channels;
  * elsewhere plain C loops compute the same sums (correct, not tuned). Pixels run in parallel
  * over OpenMP threads.
  *
@@ -164,36 +164,51 @@ static void depthwise_block(const fp_input *in, int64_t H, int64_t W, int64_t y,
     }
 }
 #elif FP_VECTOR_BITS == 256
-/* The same with AVX2: c a multiple of DW_STEP (8), each 8-channel slice of the PB pixels
- * summed in 8 registers over the taps. */
+/* The same with AVX2: c a multiple of DW_STEP (8); the PB pixels in two halves of 4, each
+ * half's two 8-channel slices summed in 8 registers over the taps (with 8 pixels x 1 slice
+ * the compiler spilled accumulators: 8 accumulators + 8 hoisted loads > 16 registers). */
 static void depthwise_block(const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0,
                             float *a, int64_t lda)
 {
     const int64_t c = in->channels;
     const __m256 zero = _mm256_setzero_ps();
-    for (int64_t k0 = 0; k0 < c; k0 += 8) {
-        __m256 r[PB];
-        for (int p = 0; p < PB; p++)
-            r[p] = zero;
-        for (int64_t ty = 0; ty < in->kh; ty++) {
-            const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
-            if (sy < 0 || sy >= H)
-                continue;
-            const float *row = in->data + sy * W * c + k0;
-            for (int64_t tx = 0; tx < in->kw; tx++) {
-                const int64_t ox = (tx - in->kw / 2) * in->dil_w;
-                const __m256 w0 = _mm256_loadu_ps(in->dw + (ty * in->kw + tx) * c + k0);
-                const float *src = row + (x0 + ox) * c;
-                if (in->relu)
-                    for (int p = 0; p < PB; p++)
-                        r[p] = _mm256_fmadd_ps(w0, _mm256_max_ps(_mm256_loadu_ps(src + p * c), zero), r[p]);
-                else
-                    for (int p = 0; p < PB; p++)
-                        r[p] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(src + p * c), r[p]);
+    for (int64_t k0 = 0; k0 < c; k0 += 16) {
+        const int two = k0 + 16 <= c;
+        for (int h = 0; h < PB; h += 4) {
+            __m256 r[4][2];
+            for (int p = 0; p < 4; p++)
+                r[p][0] = r[p][1] = zero;
+            for (int64_t ty = 0; ty < in->kh; ty++) {
+                const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
+                if (sy < 0 || sy >= H)
+                    continue;
+                const float *row = in->data + sy * W * c + k0;
+                for (int64_t tx = 0; tx < in->kw; tx++) {
+                    const int64_t ox = (tx - in->kw / 2) * in->dil_w;
+                    const float *wt = in->dw + (ty * in->kw + tx) * c + k0;
+                    const __m256 w0 = _mm256_loadu_ps(wt), w1 = two ? _mm256_loadu_ps(wt + 8) : zero;
+                    const float *src = row + (x0 + h + ox) * c;
+                    if (in->relu) {
+                        for (int p = 0; p < 4; p++) {
+                            r[p][0] = _mm256_fmadd_ps(w0, _mm256_max_ps(_mm256_loadu_ps(src + p * c), zero), r[p][0]);
+                            if (two)
+                                r[p][1] = _mm256_fmadd_ps(w1, _mm256_max_ps(_mm256_loadu_ps(src + p * c + 8), zero), r[p][1]);
+                        }
+                    } else {
+                        for (int p = 0; p < 4; p++) {
+                            r[p][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(src + p * c), r[p][0]);
+                            if (two)
+                                r[p][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(src + p * c + 8), r[p][1]);
+                        }
+                    }
+                }
+            }
+            for (int p = 0; p < 4; p++) {
+                _mm256_storeu_ps(a + (h + p) * lda + k0, r[p][0]);
+                if (two)
+                    _mm256_storeu_ps(a + (h + p) * lda + k0 + 8, r[p][1]);
             }
         }
-        for (int p = 0; p < PB; p++)
-            _mm256_storeu_ps(a + p * lda + k0, r[p]);
     }
 }
 #endif
