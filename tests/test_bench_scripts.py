@@ -213,6 +213,53 @@ def test_search_vs_random_smoke(tiny_dataset, tmp_path):
     assert all(partial[n]["mean_psnr"] == cells[n]["mean_psnr"] for n in partial)
 
 
+@pytest.mark.slow
+def test_search_studies_smoke(tiny_dataset, tmp_path):
+    """Two studies (space A with 2 nodes, space B with 2 nodes) with tiny budgets: each searched,
+    its perturbation-selected cell retrained and scored on the same slices; the table gives the
+    difference against the reference study with a CI; a second call reuses every stage, and
+    ``--reuse`` reads a study from another run folder (nothing recomputed)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    shutil.copytree(data / "val", data / "test")
+    small = {"channels": 4, "cells": 1, "cascades": 1, "epochs": 1, "steps_per_epoch": 2, "crop": 32}
+    search_set = {**small, "warmup_epochs": 0, "patience": None, "min_epochs": 0}
+    train_set = {**small, "val_volumes": 1}
+    results = tmp_path / "res"
+    common = ["--data", str(data), "--categories", "magnitude", "--max-slices", "1",
+              "--search-set", json.dumps(search_set), "--train-set", json.dumps(train_set)]
+    # nodes come from the study name: patch the table to 2-node studies for speed
+    script = tmp_path / "studies.py"
+    script.write_text((ROOT / "bench" / "search_studies.py").read_text()
+                      .replace('STUDIES = {"A2": ("A", 2), "A3": ("A", 3), "A4": ("A", 4), "B3": ("B", 3)}',
+                               'STUDIES = {"A2": ("A", 2), "A3": ("A", 2), "A4": ("A", 4), "B3": ("B", 2)}')
+                      .replace("Path(__file__).resolve().parent))", f"{str(ROOT / 'bench')!r}))"))
+    cmd = [sys.executable, str(script), "--out", str(tmp_path / "run"), "--results", str(results),
+           "--studies", "A2", "B3", "--reference", "A2", "--reuse", *common]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((results / "results.json").read_text())["rows"]
+    assert set(rows) == {"A2:darts+perturb_seed0", "B3:darts+perturb_seed0"}
+    b = rows["B3:darts+perturb_seed0"]
+    ops = {op for node in b["genotype"]["nodes"] for op, _ in node}
+    assert b["genotype"]["space"] == "B" and ops <= {"sep_conv_3x3", "dil_2_conv_3x3", "conv_9x1_1x9", "skip_connect"}
+    assert b["vs_reference"]["psnr"]["n"] == b["n_slices"] == 2  # 1 slice x 4x and 8x
+    assert "vs_reference" not in rows["A2:darts+perturb_seed0"]
+    for study in ("A2", "B3"):
+        assert (tmp_path / "run" / study / "search_darts_seed0" / "reselect_perturb.json").exists()
+    # --reuse: the A2 study read from the first run's folder, nothing searched or trained anew
+    reused = tmp_path / "res2"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "other"), "--results", str(reused),
+                           "--studies", "A2", "--reference", "A2", "--reuse", f"A2={tmp_path / 'run' / 'A2'}",
+                           *common], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (tmp_path / "other").exists()
+    again = json.loads((reused / "results.json").read_text())["rows"]
+    assert again["A2:darts+perturb_seed0"]["mean_psnr"] == rows["A2:darts+perturb_seed0"]["mean_psnr"]
+
+
 def test_resume_runs_refuses_an_unknown_run_before_starting_anything():
     proc = subprocess.run(["bash", "scripts/resume-runs.sh", "nasn", "bogus"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
