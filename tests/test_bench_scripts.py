@@ -260,6 +260,34 @@ def test_search_studies_smoke(tiny_dataset, tmp_path):
     assert again["A2:darts+perturb_seed0"]["mean_psnr"] == rows["A2:darts+perturb_seed0"]["mean_psnr"]
 
 
+def test_loss_compare_names_the_best_epoch_and_the_winner(tmp_path):
+    """Hand-made histories: the best epoch is the highest mean validation PSNR, the winner per
+    metric is read at each run's best epoch, an unfinished run is flagged."""
+    def write(loss, rows, done):
+        run = tmp_path / "runs" / f"nasn_{loss}"
+        run.mkdir(parents=True)
+        (run / "history.json").write_text(json.dumps([
+            {"epoch": i, "psnr": p, "ssim": q, "psnr_4x": p + 3, "ssim_4x": q + 0.05, "psnr_8x": p - 3,
+             "ssim_8x": q - 0.05, "seconds": 1800.0} for i, (p, q) in enumerate(rows)]))
+        (run / "events.jsonl").write_text('{"kind": "done"}\n' if done else '{"kind": "step"}\n')
+
+    write("l1", [(26.0, 0.70), (26.4, 0.75), (26.3, 0.76)], True)
+    write("ssim", [(25.8, 0.74), (26.1, 0.79)], True)
+    write("l1+ssim", [(25.9, 0.74)], False)
+    results = tmp_path / "res"
+    proc = subprocess.run([sys.executable, "bench/loss_compare.py", "--runs", str(tmp_path / "runs"),
+                           "--results", str(results)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((results / "results.json").read_text())
+    l1 = report["rows"]["l1"]
+    assert (l1["best_epoch"], l1["best"]["psnr"], l1["best"]["ssim"]) == (1, 26.4, 0.75)
+    assert (l1["best_ssim_epoch"], l1["best_ssim"]) == (2, 0.76) and l1["train_seconds"] == 5400.0
+    assert report["winner"] == {"psnr": "l1", "ssim": "ssim"}
+    assert report["rows"]["l1+ssim"]["finished"] is False and report["all_finished"] is False
+    assert "(running)" in (results / "results.md").read_text()
+    assert (results / "curves.png").stat().st_size > 5000
+
+
 def test_resume_runs_refuses_an_unknown_run_before_starting_anything():
     proc = subprocess.run(["bash", "scripts/resume-runs.sh", "nasn", "bogus"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
