@@ -63,14 +63,9 @@ def study_cells(args, name: str, out: Path) -> dict[str, dict]:
                 cells[f"{method}+perturb_seed{seed}"] = P.perturbed_cell(sub, method, seed)
     cases = list(B.build_cases(dataset_files(args.data, "test"), out / "cases", args.categories, args.max_slices))
     cache = json.loads((out / "scores.json").read_text()) if (out / "scores.json").exists() else {}
-    results, first = {}, {}
+    results = P.retrain_and_score(sub, cells, cache, cases)
     for cell, genotype in cells.items():
-        trained = first.setdefault(genotype, cell)  # one retraining per distinct genotype
-        weights = P.trained_weights(sub, trained, "nasn", genotype)
-        info = model_info("nasn", genotype=genotype)
-        results[cell] = {"genotype": genotype.to_dict(), "gflops": info["gflops"], "params": info["params"],
-                         "trained_as": trained, "all_skip": P.is_all_skip(genotype),
-                         **P.scores(sub, cache, trained, weights, "nasn", cases)}
+        results[cell].update(params=model_info("nasn", genotype=genotype)["params"], all_skip=P.is_all_skip(genotype))
     return results
 
 

@@ -152,6 +152,18 @@ def scores(args, cache: dict, name: str, weights: Path, model: str, cases) -> di
     return cache[name]
 
 
+def retrain_and_score(args, cells: dict[str, Genotype], cache: dict, cases) -> dict[str, dict]:
+    """Each cell retrained (once per distinct genotype: a later name shares the first one's
+    training and scores) and scored: ``{name: {"genotype", "gflops", "trained_as", "psnr", "ssim"}}``."""
+    results, first = {}, {}
+    for name, g in cells.items():
+        trained = first.setdefault(g, name)
+        w = trained_weights(args, trained, "nasn", g)
+        results[name] = {"genotype": g.to_dict(), "gflops": gflops(g),
+                         "trained_as": trained, **scores(args, cache, trained, w, "nasn", cases)}
+    return results
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -195,13 +207,7 @@ def main(argv=None) -> dict:
                                                                     args.flops_tolerance))}
     cases = list(B.build_cases(dataset_files(args.data, "test"), args.out / "cases", args.categories, args.max_slices))
     cache = json.loads((args.out / "scores.json").read_text()) if (args.out / "scores.json").exists() else {}
-    cells = {**searched, **randoms}
-    results, first = {}, {}
-    for name, g in cells.items():
-        trained = first.setdefault(g, name)  # one retraining per distinct genotype
-        w = trained_weights(args, trained, "nasn", g)
-        results[name] = {"genotype": g.to_dict(), "gflops": gflops(g),
-                         "trained_as": trained, **scores(args, cache, trained, w, "nasn", cases)}
+    results = retrain_and_score(args, {**searched, **randoms}, cache, cases)
     results["dccnn3"] = {"genotype": None, "gflops": model_info("dccnn")["gflops"],
                          **scores(args, cache, "dccnn3", trained_weights(args, "dccnn3", "dccnn", None), "dccnn", cases)}
     return _report(args, results, list(searched), randoms, target, budget)
