@@ -31,7 +31,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/system-deps.sh test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info
