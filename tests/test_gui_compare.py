@@ -169,7 +169,6 @@ def test_line_profile_follows_the_row_and_the_slice(rig, qtbot, tmp_path):
     """The docked profile holds row / column ``index`` of the current slice of the reference and
     of every method's layer (reference: numpy indexing of the same arrays); it follows the slice
     slider and the axis; the painted chart is not blank."""
-
     viewer, widget, _ = rig
     profile = widget.compare.show_profile()
     tv = viewer.layers[widget._name("tv")]
