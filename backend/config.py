@@ -68,8 +68,9 @@ class ReconConfig:
         seed: mask seed; None -> fastMRI's per-volume seed from the file name.
         mask_file: a saved column mask or 2-D pattern (``.npy`` or JSON, :mod:`backend.mask_files`)
             used instead of a drawn one.
-        mask_lines: a column mask given as 0/1 per phase-encode column (the GUI's edited mask),
-            used instead of a drawn one or a file; checked against the volume's width.
+        mask_lines: a column mask given as 0/1 per phase-encode column, or a 2-D pattern as rows
+            of 0/1 (the GUI's edited mask), used instead of a drawn one or a file; checked against
+            the volume's k-space grid.
         crop: reconstruction grid for raw k-space without reference (default 320).
         tv_weight, tv_iterations, tv_backend: the TV baseline (paper: 0.01, 200, BART).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -121,17 +122,11 @@ class ReconConfig:
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(choices)}")
         if self.mask_lines is not None:
-            import numpy as np
+            from .mask_files import strict_mask_values
 
-            from .masks import strict_mask_lines
-
-            values = [v.item() if isinstance(v, np.generic) else v for v in self.mask_lines]
-            lines = strict_mask_lines(values, what="mask_lines")
-            if not lines.any():
-                raise ValueError("mask_lines samples no k-space line")
+            self.mask_lines = strict_mask_values(self.mask_lines, what="mask_lines")
             if self.mask_file:
                 raise ValueError("give mask_lines or mask_file, not both")
-            self.mask_lines = tuple(int(v) for v in lines)
 
 
 @dataclass

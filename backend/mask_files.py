@@ -45,6 +45,28 @@ def strict_mask_pattern(values, shape: tuple[int, int] | None = None, what: str 
     return pattern
 
 
+def strict_mask_values(values, what: str = "mask") -> tuple:
+    """A column mask ``(W,)`` or a 2-D pattern (rows) as plain 0/1 tuples -- a tuple of ints, or
+    a tuple of such rows -- by the rules of :func:`backend.masks.strict_mask_lines` and
+    :func:`strict_mask_pattern`; ``ValueError`` when it is neither or samples nothing."""
+    rows = values.tolist() if isinstance(values, np.ndarray) else values
+    if not isinstance(rows, (list, tuple)):
+        raise ValueError(f"{what} must be a list of 0/1 (a column mask) or of rows of 0/1 (a 2-D pattern)")
+
+    def plain(seq):
+        return [v.item() if isinstance(v, np.generic) else v for v in seq]
+
+    if rows and isinstance(rows[0], (list, tuple)):
+        mask = strict_mask_pattern([plain(r) if isinstance(r, (list, tuple)) else r for r in rows], what=what)
+        out = tuple(tuple(int(v) for v in row) for row in mask)
+    else:
+        mask = strict_mask_lines(plain(rows), what=what)
+        out = tuple(int(v) for v in mask)
+    if not mask.any():
+        raise ValueError(f"{what} samples no k-space line")
+    return out
+
+
 def load_mask_file(path: str | os.PathLike, num_cols: int, grid: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask file: bool ``(W,)`` for a column mask of ``num_cols`` columns, or bool ``(H,
     W)`` for a 2-D pattern of the data's k-space ``grid`` (refused when ``grid`` is None)."""

@@ -65,13 +65,15 @@ def volume_mask(info: VolumeInfo, config: cfg.ReconConfig, file_mask: np.ndarray
     if file_mask is not None:
         n = int(file_mask.sum())
         return Mask(file_mask.astype(bool), 0, W / max(n, 1)), None
-    if config.mask_lines is not None:
-        lines = np.asarray(config.mask_lines, dtype=bool)
-        if lines.size != W:
-            raise InputError(info.path, f"the mask has {lines.size} columns, the data has {W}")
-        return Mask(lines, 0, W / int(lines.sum())), None
-    if config.mask_file:
-        mask = load_mask_file(config.mask_file, W, info.grid)
+    if config.mask_lines is not None or config.mask_file:
+        if config.mask_lines is not None:  # columns, or a 2-D pattern as rows (the GUI's edits)
+            mask = np.asarray(config.mask_lines, dtype=bool)
+            if mask.shape[-1] != W or (mask.ndim == 2 and mask.shape != tuple(info.grid)):
+                size = "x".join(map(str, mask.shape)) if mask.ndim == 2 else f"{mask.size} columns"
+                grid = "x".join(map(str, info.grid)) if mask.ndim == 2 else f"{W}"
+                raise InputError(info.path, f"the mask has {size}, the data has {grid}")
+        else:
+            mask = load_mask_file(config.mask_file, W, info.grid)
         if mask.ndim == 2:  # a 2-D pattern over the k-space grid
             from .coils import calibration_lines
 

@@ -2,8 +2,8 @@
 
 :class:`MaskEditor` holds the sampled phase-encode columns ``lines`` (bool ``(W,)``, columns of
 *centred* k-space, as :mod:`backend.masks`; a 2-D pattern (:mod:`backend.masks_2d`) is held in
-``pattern``, shown but not edited), toggles/paints them, and exports them -- or the pattern --
-in exactly the two formats :func:`backend.mask_files.load_mask_file` reads (so ``nascsmri
+``pattern``, whose points are painted with a round brush of ``brush`` pixels' radius), toggles/
+paints them, and exports them -- or the pattern -- in exactly the two formats :func:`backend.mask_files.load_mask_file` reads (so ``nascsmri
 reconstruct --mask-file FILE`` reuses an edited mask or a drawn pattern):
 
 * ``.npy``: a ``(W,)`` (or ``(H, W)``) uint8 array of 0/1;
@@ -11,7 +11,8 @@ reconstruct --mask-file FILE`` reuses an edited mask or a drawn pattern):
 
 :meth:`MaskEditor.drag_callback` is a napari ``mouse_drag_callbacks`` generator for the mask
 layer (a 2-D ``H x W`` image): a press toggles the column under the cursor (column = data x
-coordinate), dragging paints the same new state over the columns it crosses; a drag is one
+coordinate; with a 2-D pattern, the brush's disc around the point under the cursor), dragging
+paints the same new state over the columns (points) it crosses; a drag is one
 :meth:`MaskEditor.undo` step. :func:`mask_under_cursor` tells whether a viewer-level mouse event
 is over the mask layer (its grid cell, or the top visible layer), whichever layer is active.
 """
@@ -33,10 +34,13 @@ class MaskEditor:
 
     #: Undo steps kept.
     HISTORY = 100
+    #: Default brush radius (pixels) for 2-D patterns.
+    BRUSH = 2
 
     def __init__(self, on_change: Callable[[], None] | None = None):
         self.lines: np.ndarray | None = None
-        self.pattern: np.ndarray | None = None  # a 2-D mask (H, W): shown, not edited
+        self.pattern: np.ndarray | None = None  # a 2-D mask (H, W), painted with ``brush``
+        self.brush = self.BRUSH
         self.edited = False
         self.editable = True
         self.on_change = on_change
@@ -48,19 +52,19 @@ class MaskEditor:
     # -- state ---------------------------------------------------------------------------------
     def reset(self, lines: np.ndarray, editable: bool = True, pattern: np.ndarray | None = None) -> bool:
         """Start from a freshly drawn (or file) mask; clears the edited flag. ``pattern``: a 2-D
-        mask ``(H, W)`` (``lines`` its sampled columns), which is shown but not editable.
+        mask ``(H, W)`` (``lines`` its sampled columns).
 
         Returns True when hand edits were discarded; they stay one :meth:`undo` away.
         """
-        self.pattern = None if pattern is None else np.asarray(pattern, dtype=bool).copy()
-        editable = editable and pattern is None
         new = np.asarray(lines, dtype=bool).copy()
-        discarded = self.edited and self.lines is not None and not np.array_equal(new, self.lines)
+        new_pattern = None if pattern is None else np.asarray(pattern, dtype=bool).copy()
+        discarded = self.edited and self.lines is not None and not (
+            np.array_equal(new, self.lines) and _same(new_pattern, self.pattern))
         if discarded and editable:
             self._push()
         elif not discarded:
             self._undo, self._redo = [], []
-        self.lines = new
+        self.lines, self.pattern = new, new_pattern
         self.edited = False
         self.editable = editable
         return discarded
@@ -79,17 +83,21 @@ class MaskEditor:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
+    def _state(self) -> tuple:
+        return self.lines.copy(), None if self.pattern is None else self.pattern.copy(), self.edited
+
     def _push(self) -> None:
-        self._undo.append((self.lines.copy(), self.edited))
+        self._undo.append(self._state())
         del self._undo[: -self.HISTORY]
         self._redo = []
 
     def _restore(self, source: list, target: list) -> bool:
         if not source or not self.editable:
             return False
-        target.append((self.lines.copy(), self.edited))
-        lines, edited = source.pop()
+        target.append(self._state())
+        lines, pattern, edited = source.pop()
         self.lines, self.edited = lines.copy(), edited
+        self.pattern = None if pattern is None else pattern.copy()
         if self.on_change is not None:
             self.on_change()
         return True
@@ -104,7 +112,7 @@ class MaskEditor:
     def begin_stroke(self) -> None:
         """Group the changes until :meth:`end_stroke` into one undo step (a drag)."""
         if self.lines is not None:
-            self._stroke = (self.lines.copy(), self.edited)
+            self._stroke = self._state()
             self._stroke_open = True
 
     def end_stroke(self) -> None:
@@ -140,11 +148,37 @@ class MaskEditor:
         if self.lines is None or not self.editable:
             return False
         lo, hi = sorted((int(start), int(stop)))
-        if lo < 0 or hi >= self.lines.size:
+        if self.pattern is not None or lo < 0 or hi >= self.lines.size:
             return False
         new = self.lines.copy()
         new[lo : hi + 1] = bool(state)
-        if not new.any() or np.array_equal(new, self.lines):
+        return self._commit(new, None)
+
+    def paint(self, start, stop, state: bool) -> bool:
+        """2-D pattern: set every point within ``brush`` pixels of the segment from ``start`` to
+        ``stop`` (``(row, column)`` each, the same point for a click) to ``state``. Refuses as
+        :meth:`set_range` does (and on a column mask). Returns True when the pattern changed."""
+        if self.pattern is None or not self.editable:
+            return False
+        (r0, c0), (r1, c1) = np.asarray(start, float), np.asarray(stop, float)
+        n = int(np.ceil(max(abs(r1 - r0), abs(c1 - c0)))) + 1  # points along the segment, <= 1 px apart
+        rows, cols = np.linspace(r0, r1, n), np.linspace(c0, c1, n)
+        H, W = self.pattern.shape
+        yy, xx = np.mgrid[:H, :W]
+        r = float(self.brush) + 0.5
+        box = (slice(max(int(min(r0, r1) - r), 0), int(max(r0, r1) + r) + 1),
+               slice(max(int(min(c0, c1) - r), 0), int(max(c0, c1) + r) + 1))
+        near = np.zeros(self.pattern.shape, dtype=bool)
+        sub_y, sub_x = yy[box], xx[box]
+        for y, x in zip(rows, cols):
+            near[box] |= (sub_y - y) ** 2 + (sub_x - x) ** 2 <= r * r
+        new = self.pattern.copy()
+        new[near] = bool(state)
+        return self._commit(new.any(0), new)
+
+    def _commit(self, lines: np.ndarray, pattern: np.ndarray | None) -> bool:
+        """Take a changed mask (one undo step, or part of the open stroke's)."""
+        if not lines.any() or (np.array_equal(lines, self.lines) and _same(pattern, self.pattern)):
             return False
         if self._stroke is not None:  # the first change of a drag records the state before it
             self._undo.append(self._stroke)
@@ -152,7 +186,7 @@ class MaskEditor:
             self._redo, self._stroke = [], None
         elif not self._stroke_open:
             self._push()
-        self.lines = new
+        self.lines, self.pattern = lines, pattern
         self.edited = True
         if self.on_change is not None:
             self.on_change()
@@ -163,6 +197,13 @@ class MaskEditor:
         if self.lines is None or not 0 <= column < self.lines.size:
             return False
         return self.set_range(column, column, not self.lines[column])
+
+    def toggle_point(self, row: int, column: int) -> bool:
+        """2-D pattern: toggle the brush's disc around ``(row, column)`` (to the opposite of that
+        point's state); returns True when the pattern changed."""
+        if self.pattern is None or not (0 <= row < self.pattern.shape[0] and 0 <= column < self.pattern.shape[1]):
+            return False
+        return self.paint((row, column), (row, column), not self.pattern[row, column])
 
     # -- files -----------------------------------------------------------------------------------
     def export(self, path: str | os.PathLike) -> str:
@@ -179,31 +220,48 @@ class MaskEditor:
     # -- napari mouse interaction --------------------------------------------------------------
     def column_at(self, layer, position) -> int | None:
         """Column index under a world ``position`` on the 2-D mask ``layer`` (None outside)."""
+        point = self.point_at(layer, position)
+        return None if point is None else point[1]
+
+    def point_at(self, layer, position) -> tuple[int, int] | None:
+        """``(row, column)`` under a world ``position`` on the mask ``layer`` (None outside)."""
         if self.lines is None:
             return None
-        x = float(layer.world_to_data(position)[-1])
-        col = int(np.floor(x + 0.5))
-        return col if 0 <= col < self.lines.size else None
+        y, x = np.floor(np.asarray(layer.world_to_data(position), dtype=float)[-2:] + 0.5).astype(int)
+        H, W = layer.data.shape[-2:]
+        return (int(y), int(x)) if 0 <= x < self.lines.size and 0 <= y < H and x < W else None
 
     def drag_callback(self, layer, event):
-        """napari mouse-drag callback: press toggles a column, dragging paints that state."""
-        col = self.column_at(layer, event.position)
-        if col is None or not self.editable:
+        """napari mouse-drag callback: press toggles a column (2-D: the brush's disc), dragging
+        paints that state."""
+        point = self.point_at(layer, event.position)
+        if point is None or not self.editable:
             return
-        state = not self.lines[col]
+        two_d = self.pattern is not None
+        state = not (self.pattern[point] if two_d else self.lines[point[1]])
         self.begin_stroke()
         try:
-            self.set_range(col, col, state)
-            last = col
+            if two_d:
+                self.paint(point, point, state)
+            else:
+                self.set_range(point[1], point[1], state)
+            last = point
             yield
             while event.type == "mouse_move":
-                col = self.column_at(layer, event.position)
-                if col is not None and col != last:
-                    self.set_range(last, col, state)
-                    last = col
+                point = self.point_at(layer, event.position)
+                if point is not None and point != last and (two_d or point[1] != last[1]):
+                    if two_d:
+                        self.paint(last, point, state)
+                    else:
+                        self.set_range(last[1], point[1], state)
+                    last = point
                 yield
         finally:
             self.end_stroke()
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def mask_under_cursor(viewer, mask_layer, event) -> bool:

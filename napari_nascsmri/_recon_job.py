@@ -130,8 +130,10 @@ class JobMixin:
         ):
             _notify("error", f"napari-nascsmri: {InputError(self.weights_file.value, 'choose a weights file')}")
             return None
-        if self.editor.edited:  # the edited mask travels in the config
-            config.mask_lines = tuple(int(v) for v in self.editor.lines)
+        if self.editor.edited:  # the edited mask (columns or a 2-D pattern) travels in the config
+            from backend.mask_files import strict_mask_values
+
+            config.mask_lines = strict_mask_values(self.editor.sampling)
         self._job_method = config.model
         self._job_config = config
         self._job_lines = self.editor.sampling.copy()
@@ -249,7 +251,7 @@ class JobMixin:
             return
         result, per_slice, data_range, errors = value
         method = result.model
-        if not np.array_equal(result.mask.lines, self._job_lines):
+        if not np.array_equal(result.mask.sampling, self._job_lines):
             _notify("warning", "napari-nascsmri: the volume was reconstructed with a different mask")
         self.last_result = result
         self._ensure_method(method)

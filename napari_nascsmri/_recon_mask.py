@@ -3,7 +3,7 @@
 :class:`MaskMixin` is the part of :class:`~napari_nascsmri._widget.ReconstructionWidget` that
 builds the :class:`backend.config.ReconConfig`, redraws the mask from the settings
 (:func:`backend.recon.volume_mask`), lets the mask layer be edited (click/drag toggles
-phase-encode columns, Undo / Redo), shows the seed in use and the log-magnitude k-space,
+phase-encode columns, or paints a 2-D pattern with a round brush; Undo / Redo), shows the seed in use and the log-magnitude k-space,
 recomputes the zero-filled image of the current slice (numpy FFT; other slices follow when the
 slider reaches them), and exports the mask.
 """
@@ -113,11 +113,16 @@ class MaskMixin:
         """Toggle one phase-encode column of the mask (what a click on the mask layer does)."""
         return self.editor.toggle(column)
 
+    def toggle_point(self, row: int, column: int) -> bool:
+        """2-D pattern: toggle the brush's disc around one k-space point (a click on the mask)."""
+        return self.editor.toggle_point(row, column)
+
     def _on_mask_changed(self) -> None:
         self.undo_button.enabled = self.editor.can_undo
         self.redo_button.enabled = self.editor.can_redo
         n, size = self.editor.num_sampled, self.editor.sampling.size
-        unit = "lines" if self.editor.pattern is None else "points, 2-D: not editable"
+        unit = "lines" if self.editor.pattern is None else "points"
+        self.brush.visible = self.editor.pattern is not None
         self.realised.value = f"{size / n:.2f}x ({n}/{size} {unit})" + (" - edited" if self.editor.edited else "")
         self._zf_fresh = set()
         if ZERO_FILLED in self.metrics:

@@ -134,6 +134,9 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self.seed_used = Label(label="seed used", value="-")
         self.seed_used.tooltip = "the seed the mask on display was drawn with"
         self.realised = Label(label="realised", value="-")
+        self.brush = SpinBox(label="brush", min=0, max=32, value=MaskEditor.BRUSH, visible=False,
+                             tooltip="2-D patterns: radius in pixels of the disc a click or drag on "
+                                     "the mask sets (0: one point)")
         self.show_kspace = CheckBox(text="show log-magnitude k-space", value=False, label="")
         self.show_coils = CheckBox(text="show coil images and maps", value=False, label="", visible=False)
         self.side_by_side = CheckBox(text="side by side (grid mode)", value=True, label="")
@@ -171,7 +174,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self.metrics_table = Label(label="metrics", value="-")
         self._table_rows: dict[str, dict[str, str]] = {}
         _tooltips({
-            self.mask_type: "undersampling pattern: phase-encode columns (random, equispaced: fastMRI's; gaussian) or a 2-D pattern of both phase-encode axes (gaussian2d, poisson: shown, not editable)",
+            self.mask_type: "undersampling pattern: phase-encode columns (random, equispaced: fastMRI's; gaussian) or a 2-D pattern of both phase-encode axes (gaussian2d, poisson: painted with the brush)",
             self.preset_4x: f"{ACCELERATIONS[0]}x with the default centre fraction",
             self.preset_8x: f"{ACCELERATIONS[1]}x with the default centre fraction",
             self.auto_center: "centre fraction 0.32 / acceleration (fastMRI's 0.08 at 4x, 0.04 at 8x)",
@@ -199,7 +202,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
 
         self.extend([
             self.source, self.mask_type, self.acceleration, presets, self.auto_center,
-            self.center_fraction, self.auto_seed, self.seed, self.seed_used, self.realised, self.show_kspace,
+            self.center_fraction, self.auto_seed, self.seed, self.seed_used, self.realised, self.brush, self.show_kspace,
             self.show_coils,
             self.side_by_side, edits, self.mask_path, self.export_button, self.method,
             self.weights, self.weights_file, self.device, buttons, self.progress, self.status,
@@ -226,6 +229,7 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
         self.reset_mask.changed.connect(lambda *_: self.update_mask(warn=False))
         self.undo_button.changed.connect(self.undo_mask)
         self.redo_button.changed.connect(self.redo_mask)
+        self.brush.changed.connect(lambda radius: setattr(self.editor, "brush", int(radius)))
         self.export_button.changed.connect(self._on_export_clicked)
         self.method.changed.connect(self._update_weight_widgets)
         self.weights.changed.connect(self._update_weight_widgets)

@@ -1,5 +1,6 @@
 """Mask editing in the reconstruction widget with real napari + Qt under Xvfb (issue 19,
-defects 3 and 4): edits whichever layer is active, undo/redo, a warning before edits are lost."""
+defects 3 and 4): edits whichever layer is active, undo/redo, a warning before edits are lost;
+2-D patterns painted with the brush (issue 21)."""
 
 from __future__ import annotations
 
@@ -123,3 +124,57 @@ def test_settings_change_warns_before_edits_are_lost(rig):
     start = notification_count()
     widget.acceleration.value = 4
     assert not any("hand edits" in w for w in warnings_since(start))
+
+
+def test_2d_pattern_painted_by_a_drag_is_what_the_reconstruction_and_the_cli_use(rig, qtbot, tmp_path):
+    """A drag across the mask cell of a Poisson-disc pattern paints the brush's band (the camera
+    does not pan); the reconstruction then uses exactly the painted pattern, which is also what
+    `nascsmri reconstruct --mask-file` reads back from the exported file; undo restores the
+    drawn pattern."""
+    import h5py
+    from vispy.app.canvas import MouseEvent
+
+    from backend.cli import main
+    from backend.fft import ifft2c_np
+
+    viewer, widget, source = rig
+    widget.auto_seed.value = False
+    widget.seed.value = 5
+    widget.mask_type.value = "poisson"
+    drawn = widget.editor.pattern.copy()
+    assert not widget.brush.native.isHidden()
+    widget.brush.value = 3
+    canvas, pos, column = mask_cell_centre(viewer, widget, qtbot)
+    camera = (viewer.camera.center, viewer.camera.zoom)
+    start = pos - [20 * viewer.camera.zoom, 0]
+    press = MouseEvent(pos=start, modifiers=(), button=0, type="mouse_press")
+    canvas._scene_canvas.events.mouse_press(pos=start, modifiers=(), button=0)
+    for step in (-10, 0, 10):
+        canvas._scene_canvas.events.mouse_move(pos=pos + [step * viewer.camera.zoom, 0], modifiers=(),
+                                               button=0, press_event=press)
+        qtbot.wait(30)  # napari handles one pending mouse move per event-loop turn
+    canvas._scene_canvas.events.mouse_release(pos=pos + [10 * viewer.camera.zoom, 0], modifiers=(), button=0)
+    painted = widget.editor.pattern
+    changed = painted != drawn
+    rows, cols = np.nonzero(changed)
+    assert changed.sum() > 50 and widget.editor.edited and "edited" in widget.realised.value
+    assert rows.max() - rows.min() <= 6 and cols.max() - cols.min() >= 30  # a horizontal band, 7 rows at most
+    assert (painted[changed] == painted[rows[0], cols[0]]).all()  # one state painted over the stroke
+    assert (viewer.camera.center, viewer.camera.zoom) == camera
+    zf = viewer.layers[widget._name("zero-filled")]
+    i = widget.current_slice
+    np.testing.assert_allclose(zf.data[i], np.abs(ifft2c_np(widget.volume[i].kspace * painted)), atol=1e-5)
+
+    widget.method.value = "zero-filled"
+    widget.reconstruct()
+    np.testing.assert_array_equal(widget.last_result.mask.pattern, painted)
+    assert viewer.layers[widget._name("zero-filled")].metadata["nascsmri_mask_edited"]
+    widget.mask_path.value = tmp_path / "painted.npy"
+    widget.export_button.clicked.emit()
+    out = tmp_path / "cli.h5"
+    assert main(["reconstruct", widget.volume.info.path, "--model", "zero-filled", "--mask-file",
+                 str(tmp_path / "painted.npy"), "--out", str(out), "--quiet"]) == 0
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(f["mask_pattern"][()].astype(bool), painted)
+        np.testing.assert_array_equal(f["reconstruction"][()], widget.last_result.reconstruction)
+    assert widget.undo_mask() and np.array_equal(widget.editor.pattern, drawn) and not widget.editor.edited

@@ -154,3 +154,29 @@ def test_mask_lines_in_the_config_are_the_mask_used(sample_file):
             ReconConfig(mask_lines=bad)
     with pytest.raises(ValueError, match="not both"):
         ReconConfig(mask_lines=(1, 0, 1), mask_file="m.npy")
+
+
+def test_a_2d_pattern_in_the_config_is_the_mask_used(sample_file):
+    """ReconConfig.mask_lines as rows (the GUI's painted 2-D pattern): the pattern over the
+    k-space grid, its columns and realised acceleration by hand; wrong shapes refused."""
+    from backend.config import ReconConfig
+    from backend.errors import InputError
+    from backend.io import open_volume
+    from backend.recon import volume_mask
+
+    pattern = np.zeros((224, 224), dtype=np.uint8)
+    pattern[100:124, 100:124] = 1
+    pattern[::7, ::3] = 1
+    config = ReconConfig(mask_lines=pattern)  # an array becomes plain nested tuples
+    assert isinstance(config.mask_lines[0], tuple) and config.mask_lines[0][:4] == (1, 0, 0, 1)
+    with open_volume(sample_file) as volume:
+        mask, seed = volume_mask(volume.info, config)
+        np.testing.assert_array_equal(mask.pattern, pattern.astype(bool))
+        np.testing.assert_array_equal(mask.lines, pattern.any(0))
+        assert seed is None and mask.realised_acceleration == pytest.approx(224 * 224 / pattern.sum())
+        with pytest.raises(InputError, match="the mask has 10x224, the data has 224x224"):
+            volume_mask(volume.info, ReconConfig(mask_lines=((1,) * 224,) * 10))
+    for bad, problem in [(((0, 0), (0, 0)), "samples no k-space line"), (((1, 0), (1,)), "differ in length"),
+                         (((1, 2), (0, 1)), "only 0 and 1"), ([[1, 0], 1], "list of rows")]:
+        with pytest.raises(ValueError, match=problem):
+            ReconConfig(mask_lines=bad)

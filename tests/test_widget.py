@@ -337,7 +337,7 @@ def test_background_worker_progress_and_cancel(rig, tiny_weights, qtbot):
 
 def test_2d_masks_are_shown_previewed_and_reconstructed_as_the_cli_does(rig, tmp_path):
     """A 2-D pattern (issue #21): the mask layer is the pattern, the zero-filled view is numpy's
-    inverse FFT under it, clicks do not edit it, export writes it as a mask file, and the whole
+    inverse FFT under it, column edits do not apply to it, export writes it as a mask file, and the whole
     volume is reconstructed with exactly the pattern the CLI draws for the same settings and
     reads back from the exported file."""
     import h5py
@@ -353,7 +353,8 @@ def test_2d_masks_are_shown_previewed_and_reconstructed_as_the_cli_does(rig, tmp
     pattern = make_sampling("poisson", widget.volume.info.grid, 4, seed=11).pattern
     np.testing.assert_array_equal(widget.editor.pattern, pattern)
     np.testing.assert_array_equal(viewer.layers[widget._name("mask")].data, pattern.astype(np.float32))
-    assert "2-D: not editable" in widget.realised.value and widget.realised.value.startswith("4.00x")
+    assert "points" in widget.realised.value and widget.realised.value.startswith("4.00x")
+    assert not widget.brush.native.isHidden()  # the brush radius control is offered
     zf = viewer.layers[widget._name("zero-filled")]
     i = widget.current_slice
     np.testing.assert_allclose(zf.data[i], np.abs(ifft2c_np(widget.volume[i].kspace * pattern)), atol=1e-6)
