@@ -105,6 +105,42 @@ def test_kernel_equals_pytorch(kernel, case):
         assert (got.double() - expected).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
 
 
+REGISTER_CASES = [
+    # (channels per input, depthwise geometry per input, relu per input, H, W, cpad, adds, bias, output offsets)
+    ([32], [((3, 3), (1, 1))], [True], 9, 48, 32, 1, False, [0]),
+    ([32, 32], [((3, 3), (2, 2)), ((3, 3), (3, 3))], [False, True], 12, 41, 32, 0, True, [0, 0]),
+    ([32], [((3, 3), (4, 4))], [False], 11, 56, 32, 2, False, [0]),
+    ([32], [((3, 3), (5, 2))], [True], 13, 64, 64, 1, True, [32, 0]),  # dilation 5 wide, 2 high
+    ([64, 32], [((3, 3), (1, 2)), None], [True, False], 7, 40, 96, 0, False, [64, 0, 32]),
+    ([16], [((1, 9), (1, 1))], [True], 6, 33, 32, 0, False, [0]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(REGISTER_CASES)))
+def test_kernel_equals_pytorch_on_its_register_path(kernel, case):
+    """Outputs that are whole aligned 32-channel blocks take the path that keeps each block in
+    registers, and depthwise taps three wide take the path that loads each input vector once:
+    both equal PyTorch's convolutions (dilations 1-5, interior and edge blocks)."""
+    channels, convs, relus, h, w, cpad, n_adds, with_bias, offsets = REGISTER_CASES[case]
+    g = torch.Generator().manual_seed(100 + case)
+    inputs = []
+    for c, spec, relu in zip(channels, convs, relus):
+        x = _channels_last(torch.randn(1, c, h, w, generator=g))
+        conv = None if spec is None else _depthwise(c, *spec)
+        inputs.append((x, relu, conv, spec))
+    k = sum(channels)
+    weight = torch.randn(k, cpad, generator=g) / k ** 0.5
+    bias = torch.randn(cpad, generator=g) if with_bias else None
+    adds = [_channels_last(torch.randn(1, 32, h, w, generator=g)) for _ in range(n_adds)]
+    outputs = [(_channels_last(torch.full((1, 32, h, w), float("nan"))), off, i % 2 == 1)
+               for i, off in enumerate(offsets)]
+    kernel.run([(x, relu, None if conv is None else depthwise_taps(conv), spec) for x, relu, conv, spec in inputs],
+               weight, outputs, adds=adds, bias=bias)
+    for (got, _, _), expected in zip(outputs, _reference(inputs, weight, outputs, adds, bias)):
+        assert torch.isfinite(got).all()
+        assert (got.double() - expected).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
+
+
 def test_kernel_writes_row_windows_of_larger_tensors(kernel):
     """A window of rows of a channels-last tensor and of channel planes is written in place,
     the rows around it untouched (how the striped NasN plan uses it)."""

@@ -29,7 +29,7 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #define FP_VECTOR_BITS 512
-#define DW_STEP 32     /* channels per register block of depthwise_block */
+#define DW_STEP 16     /* channels per register block of depthwise_block */
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define FP_VECTOR_BITS 256
@@ -122,44 +122,111 @@ static void depthwise_pixel(const fp_input *in, int64_t H, int64_t W, int64_t y,
 }
 
 #if FP_VECTOR_BITS == 512
-/* a[p][0:c] = depthwise(in)(y, x0 + p) for the PB pixels of a block whose every tap lies
- * inside the window's columns, c a multiple of DW_STEP (32): each 32-channel slice of the PB
- * pixels is summed in registers (16 accumulators) over the taps. */
-static void depthwise_block(const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0,
-                              float *a, int64_t lda)
+/* The taps of one 16-channel slice of the np (<= PB) pixels of a block, summed in registers:
+ * one accumulator per pixel (no spills: 8 accumulators, 8 loads and a weight in 32 registers);
+ * with edge, taps outside the window's columns are skipped pixel by pixel. */
+static inline __attribute__((always_inline)) void depthwise_slice(
+    const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0, int64_t k0, int64_t np,
+    float *a, int64_t lda, const int relu, const int edge)
 {
     const int64_t c = in->channels;
     const __m512 zero = _mm512_setzero_ps();
-    for (int64_t k0 = 0; k0 < c; k0 += 32) {
-        __m512 r[PB][2];
-        for (int p = 0; p < PB; p++)
-            r[p][0] = r[p][1] = zero;
-        for (int64_t ty = 0; ty < in->kh; ty++) {
-            const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
-            if (sy < 0 || sy >= H)
-                continue;
-            const float *row = in->data + sy * W * c + k0;
-            for (int64_t tx = 0; tx < in->kw; tx++) {
-                const int64_t ox = (tx - in->kw / 2) * in->dil_w;
-                const float *wt = in->dw + (ty * in->kw + tx) * c + k0;
-                const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16);
-                const float *src = row + (x0 + ox) * c;
-                if (in->relu) {
-                    for (int p = 0; p < PB; p++) {
-                        r[p][0] = _mm512_fmadd_ps(w0, _mm512_max_ps(_mm512_loadu_ps(src + p * c), zero), r[p][0]);
-                        r[p][1] = _mm512_fmadd_ps(w1, _mm512_max_ps(_mm512_loadu_ps(src + p * c + 16), zero), r[p][1]);
-                    }
-                } else {
-                    for (int p = 0; p < PB; p++) {
-                        r[p][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(src + p * c), r[p][0]);
-                        r[p][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(src + p * c + 16), r[p][1]);
-                    }
-                }
+    __m512 r[PB];
+    for (int p = 0; p < PB; p++)
+        r[p] = zero;
+    for (int64_t ty = 0; ty < in->kh; ty++) {
+        const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
+        if (sy < 0 || sy >= H)
+            continue;
+        const float *row = in->data + sy * W * c + k0;
+        for (int64_t tx = 0; tx < in->kw; tx++) {
+            const int64_t ox = (tx - in->kw / 2) * in->dil_w;
+            const __m512 w = _mm512_loadu_ps(in->dw + (ty * in->kw + tx) * c + k0);
+            const float *src = row + (x0 + ox) * c;
+            for (int p = 0; p < PB; p++) {
+                if (edge && (p >= np || x0 + p + ox < 0 || x0 + p + ox >= W))
+                    continue;
+                __m512 v = _mm512_loadu_ps(src + p * c);
+                if (relu)
+                    v = _mm512_max_ps(v, zero);
+                r[p] = _mm512_fmadd_ps(w, v, r[p]);
             }
         }
-        for (int p = 0; p < PB; p++) {
-            _mm512_storeu_ps(a + p * lda + k0, r[p][0]);
-            _mm512_storeu_ps(a + p * lda + k0 + 16, r[p][1]);
+    }
+    for (int p = 0; p < np; p++)
+        _mm512_storeu_ps(a + p * lda + k0, r[p]);
+}
+
+/* The same for taps three wide at column dilation d, whole blocks away from the edges: each
+ * input vector of a tap row is loaded (and rectified) once and used by up to three output
+ * pixels (PB + 2 d loads per tap row instead of 3 PB). */
+static inline __attribute__((always_inline)) void depthwise_slice3(
+    const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0, int64_t k0,
+    float *a, int64_t lda, const int relu, const int d)
+{
+    const int64_t c = in->channels;
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 r[PB];
+    for (int p = 0; p < PB; p++)
+        r[p] = zero;
+    for (int64_t ty = 0; ty < in->kh; ty++) {
+        const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
+        if (sy < 0 || sy >= H)
+            continue;
+        const float *src = in->data + (sy * W + x0 - d) * c + k0;
+        const float *wt = in->dw + ty * 3 * c + k0;
+        const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + c), w2 = _mm512_loadu_ps(wt + 2 * c);
+        for (int j = 0; j < PB + 2 * d; j++) {  /* input x0 - d + j feeds outputs j - tx d */
+            __m512 v = _mm512_loadu_ps(src + j * c);
+            if (relu)
+                v = _mm512_max_ps(v, zero);
+            if (j < PB)
+                r[j] = _mm512_fmadd_ps(w0, v, r[j]);
+            if (j >= d && j - d < PB)
+                r[j - d] = _mm512_fmadd_ps(w1, v, r[j - d]);
+            if (j >= 2 * d)
+                r[j - 2 * d] = _mm512_fmadd_ps(w2, v, r[j - 2 * d]);
+        }
+    }
+    for (int p = 0; p < PB; p++)
+        _mm512_storeu_ps(a + p * lda + k0, r[p]);
+}
+
+#define DW3_CASE(D)                                                                           \
+    case D:                                                                                   \
+        if (in->relu)                                                                         \
+            depthwise_slice3(in, H, W, y, x0, k0, a, lda, 1, D);                              \
+        else                                                                                  \
+            depthwise_slice3(in, H, W, y, x0, k0, a, lda, 0, D);                              \
+        continue;
+
+/* a[p][0:c] = depthwise(in)(y, x0 + p) for the np pixels of a block, c a multiple of DW_STEP
+ * (16); blocks whose taps reach past the window's columns (or partial blocks) take the edge
+ * variant. */
+static void depthwise_block(const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0,
+                            int64_t np, float *a, int64_t lda)
+{
+    const int64_t reach = (in->kw / 2) * in->dil_w;
+    const int edge = np < PB || x0 - reach < 0 || x0 + PB - 1 + reach >= W;
+    for (int64_t k0 = 0; k0 < in->channels; k0 += 16) {
+        if (!edge && in->kw == 3)
+            switch (in->dil_w) {
+                DW3_CASE(1)
+                DW3_CASE(2)
+                DW3_CASE(3)
+                DW3_CASE(4)
+                default:
+                    break;
+            }
+        if (edge) {
+            if (in->relu)
+                depthwise_slice(in, H, W, y, x0, k0, np, a, lda, 1, 1);
+            else
+                depthwise_slice(in, H, W, y, x0, k0, np, a, lda, 0, 1);
+        } else if (in->relu) {
+            depthwise_slice(in, H, W, y, x0, k0, PB, a, lda, 1, 0);
+        } else {
+            depthwise_slice(in, H, W, y, x0, k0, PB, a, lda, 0, 0);
         }
     }
 }
@@ -282,6 +349,54 @@ static void gemm_block32(const float *a, int64_t lda, int64_t K, const float *w,
 #endif
 }
 
+#if FP_VECTOR_BITS == 512
+/* One whole block of PB pixels when every output is one aligned 32-channel block of dense
+ * channels-last pixels: each 32-wide block of the accumulator starts from the bias and the
+ * addends and goes to its outputs from registers (no accumulator round trip through memory). */
+static void block_in_registers(const float *a, int64_t K, const float *weight, const float *bias,
+                               int64_t cpad, int64_t n_add, const float *const *adds,
+                               int64_t add_channels, int64_t n_out, const fp_output *outputs, int64_t pix)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t o0 = 0; o0 < cpad; o0 += 32) {
+        __m512 r[PB][2];
+        const __m512 b0 = bias ? _mm512_loadu_ps(bias + o0) : zero;
+        const __m512 b1 = bias ? _mm512_loadu_ps(bias + o0 + 16) : zero;
+        for (int p = 0; p < PB; p++) {
+            r[p][0] = b0;
+            r[p][1] = b1;
+        }
+        if (o0 < add_channels)
+            for (int64_t j = 0; j < n_add; j++) {
+                const float *src = adds[j] + pix * add_channels + o0;
+                for (int p = 0; p < PB; p++) {
+                    r[p][0] = _mm512_add_ps(r[p][0], _mm512_loadu_ps(src + p * add_channels));
+                    r[p][1] = _mm512_add_ps(r[p][1], _mm512_loadu_ps(src + p * add_channels + 16));
+                }
+            }
+        const float *w = weight + o0;
+        for (int64_t k = 0; k < K; k++) {
+            const __m512 w0 = _mm512_loadu_ps(w + k * cpad), w1 = _mm512_loadu_ps(w + k * cpad + 16);
+            for (int p = 0; p < PB; p++) {
+                const __m512 b = _mm512_set1_ps(a[p * K + k]);
+                r[p][0] = _mm512_fmadd_ps(b, w0, r[p][0]);
+                r[p][1] = _mm512_fmadd_ps(b, w1, r[p][1]);
+            }
+        }
+        for (int64_t o = 0; o < n_out; o++) {
+            const fp_output *out = outputs + o;
+            if (out->offset != o0)
+                continue;
+            float *dst = out->data + pix * 32;
+            for (int p = 0; p < PB; p++) {
+                _mm512_stream_ps(dst + p * 32, out->relu ? _mm512_max_ps(r[p][0], zero) : r[p][0]);
+                _mm512_stream_ps(dst + p * 32 + 16, out->relu ? _mm512_max_ps(r[p][1], zero) : r[p][1]);
+            }
+        }
+    }
+}
+#endif
+
 /* Returns 0, or a negative code for arguments this kernel does not take. */
 int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n_add,
            const float *const *adds, int64_t add_channels, const float *weight, const float *bias,
@@ -296,6 +411,10 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
         if (outputs[o].offset < 0 || outputs[o].offset + outputs[o].channels > cpad)
             return -2;
     const int64_t blocks = (W + PB - 1) / PB;
+    int64_t in_registers = FP_VECTOR_BITS == 512 && add_channels % 32 == 0;
+    for (int64_t o = 0; o < n_out; o++)  /* every output one aligned 32-channel block */
+        in_registers &= !outputs[o].plane && outputs[o].channels == 32 && outputs[o].offset % 32 == 0
+                        && ((uintptr_t)outputs[o].data & 63) == 0;
 
 #pragma omp parallel num_threads(threads > 0 ? (int)threads : 1)
     {
@@ -311,7 +430,13 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
             for (int64_t i = 0; i < n_in; i++) {
                 const fp_input *in = inputs + i;
                 const int64_t c = in->channels;
-#if FP_VECTOR_BITS
+#if FP_VECTOR_BITS == 512
+                if (in->dw && c % DW_STEP == 0) {
+                    depthwise_block(in, H, W, y, x0, np, a + koff, K);
+                    koff += c;
+                    continue;
+                }
+#elif FP_VECTOR_BITS == 256
                 const int64_t reach = (in->kw / 2) * in->dil_w;
                 if (in->dw && c % DW_STEP == 0 && np == PB && x0 - reach >= 0 && x0 + PB - 1 + reach < W) {
                     depthwise_block(in, H, W, y, x0, a + koff, K);
@@ -329,6 +454,12 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
                 }
                 koff += c;
             }
+#if FP_VECTOR_BITS == 512
+            if (in_registers && np == PB) {
+                block_in_registers(a, K, weight, bias, cpad, n_add, adds, add_channels, n_out, outputs, y * W + x0);
+                continue;
+            }
+#endif
             /* acc = bias + adds */
             for (int64_t p = 0; p < PB; p++) {
                 float *row = acc + p * cpad;
