@@ -41,6 +41,9 @@
 #define PB 8          /* pixels per block (rows of the small GEMM) */
 #define MAX_K 1024    /* largest total input width */
 #define MAX_CPAD 512  /* largest padded output width */
+#ifndef PF_AHEAD
+#define PF_AHEAD 4    /* blocks ahead that the AVX-512 path prefetches */
+#endif
 
 typedef struct {
     const float *data;  /* (H, W, channels), dense */
@@ -425,6 +428,27 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
         for (int64_t t = 0; t < H * blocks; t++) {
             const int64_t y = t / blocks, x0 = (t % blocks) * PB;
             const int64_t np = W - x0 < PB ? W - x0 : PB;
+#if FP_VECTOR_BITS == 512
+            /* the lines a block PF_AHEAD blocks on reads first from memory: its inputs' lowest tap
+             * row and its addends */
+            if (x0 + (PF_AHEAD + 1) * PB <= W) {
+                const int64_t nx = x0 + PF_AHEAD * PB;
+                for (int64_t i = 0; i < n_in; i++) {
+                    const fp_input *in = inputs + i;
+                    const int64_t sy = in->dw ? y + (in->kh / 2) * in->dil_h : y;
+                    if (sy < H) {
+                        const char *base = (const char *)(in->data + (sy * W + nx + (in->dw ? (in->kw / 2) * in->dil_w : 0)) * in->channels);
+                        for (int64_t b = 0; b < PB * in->channels * 4; b += 64)
+                            _mm_prefetch(base + b, _MM_HINT_T0);
+                    }
+                }
+                for (int64_t j = 0; j < n_add; j++) {
+                    const char *base = (const char *)(adds[j] + (y * W + nx) * add_channels);
+                    for (int64_t b = 0; b < PB * add_channels * 4; b += 64)
+                        _mm_prefetch(base + b, _MM_HINT_T0);
+                }
+            }
+#endif
             /* the GEMM's left operand: each input's (convolved, rectified) channels */
             int64_t koff = 0;
             for (int64_t i = 0; i < n_in; i++) {
