@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Resume the long background runs (issues #15, #16) on a fresh machine from the state that
 # scripts/snapshot-runs.sh committed under bench/results/*_inprogress/.
-#   scripts/resume-runs.sh [RUN ...]      RUN: nasn dccnn search loss (default: nasn search)
+#   scripts/resume-runs.sh [RUN ...]      RUN: nasn dccnn search studies loss (default: nasn search)
 # Each run starts in the background at nice 19 with one thread (logs in runs/*.log); a run
 # whose folder already exists in runs/ is resumed from it, not overwritten. Needs the data:
 #   nascsmri data prepare --out data/brain
@@ -30,11 +30,16 @@ for run in "${@:-nasn search}"; do
       search)
         [ -d runs/search_vs_random ] || cp -r bench/results/search_vs_random_inprogress/runs runs/search_vs_random
         start search_vs_random $BIN/python -u bench/search_vs_random.py --data data/brain --out runs/search_vs_random ;;
+      studies)  # reuses the finished protocol (A3) from runs/search_vs_random
+        [ -d runs/search_vs_random ] || cp -r bench/results/search_vs_random_inprogress/runs runs/search_vs_random
+        [ -d runs/search_studies ] || [ ! -d bench/results/search_studies_inprogress/runs ] \
+          || cp -r bench/results/search_studies_inprogress/runs runs/search_studies
+        start search_studies $BIN/python -u bench/search_studies.py --data data/brain --out runs/search_studies ;;
       loss)
         [ -d runs/loss_compare ] || cp -r bench/results/loss_compare_inprogress runs/loss_compare
         OMP_NUM_THREADS=1 nohup nice -n 19 runs/loss_compare/run.sh > runs/loss_compare/run.log 2>&1 &
         echo "resume-runs: loss started (pid $!, log runs/loss_compare/run.log)" ;;
-      *) echo "resume-runs: unknown run '$r' (nasn dccnn search loss)" >&2; exit 2 ;;
+      *) echo "resume-runs: unknown run '$r' (nasn dccnn search studies loss)" >&2; exit 2 ;;
     esac
   done
 done

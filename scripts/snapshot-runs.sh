@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Copy the resumable state of the long background runs (issues #15, #16) from runs/ into
 # bench/results/*_inprogress/ so that a later session (a fresh machine) can resume them.
-#   scripts/snapshot-runs.sh            -> ship_nasn, ship_dccnn, search_vs_random, loss_compare
-#                                          (those that exist)
+#   scripts/snapshot-runs.sh            -> ship_nasn, ship_dccnn, search_vs_random, search_studies,
+#                                          loss_compare (those that exist)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for m in nasn dccnn; do
@@ -21,6 +21,13 @@ if [ -d runs/search_vs_random ]; then
   # the cases are rebuilt from the data (a pure function of it): not copied
   tar -C runs/search_vs_random --exclude=./cases --exclude='*/val_coils' -cf - . | tar -C "$dst/runs" -xf -
   [ -f runs/search_vs_random.log ] && tail -n 200 runs/search_vs_random.log > "$dst/log_tail.txt"
+fi
+if [ -d runs/search_studies ]; then
+  # the paper's node-count and space-B studies (issue #16), each study a protocol run folder
+  dst=bench/results/search_studies_inprogress
+  rm -rf "$dst/runs" && mkdir -p "$dst/runs"
+  tar -C runs/search_studies --exclude='*/cases' --exclude='*/val_coils' -cf - . | tar -C "$dst/runs" -xf -
+  [ -f runs/search_studies.log ] && tail -n 200 runs/search_studies.log > "$dst/log_tail.txt"
 fi
 if [ -d runs/loss_compare ]; then
   # the loss comparison (issue #15): one cpu-preset NasN run per loss, run by its run.sh
