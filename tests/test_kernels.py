@@ -141,6 +141,24 @@ def test_kernel_equals_pytorch_on_its_register_path(kernel, case):
         assert (got.double() - expected).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
 
 
+@pytest.mark.parametrize("cpad, plane_offset", [(32, 0), (64, 37)])
+def test_kernel_register_path_writes_channel_planes(kernel, cpad, plane_offset):
+    """Channel-plane outputs within one 32-channel block (the head's 18 taps) stay on the register
+    path (transposed in a tile): equal to PyTorch, every pixel written, nothing else touched."""
+    g = torch.Generator().manual_seed(cpad)
+    h, w = 9, 44
+    x = _channels_last(torch.randn(1, 32, h, w, generator=g))
+    inputs = [(x, True, _depthwise(32, (3, 3), (2, 2)), ((3, 3), (2, 2)))]
+    weight = torch.randn(32, cpad, generator=g) / 32 ** 0.5
+    planes = torch.full((1, 18, h, w), float("nan"))
+    outputs = [(planes, plane_offset, plane_offset > 0),
+               (_channels_last(torch.full((1, 32, h, w), float("nan"))), 0, True)]
+    kernel.run([(t, relu, depthwise_taps(conv), spec) for t, relu, conv, spec in inputs], weight, outputs)
+    for (got, _, _), expected in zip(outputs, _reference(inputs, weight, outputs, [], None)):
+        assert torch.isfinite(got).all()
+        assert (got.double() - expected).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
+
+
 def test_kernel_writes_row_windows_of_larger_tensors(kernel):
     """A window of rows of a channels-last tensor and of channel planes is written in place,
     the rows around it untouched (how the striped NasN plan uses it)."""

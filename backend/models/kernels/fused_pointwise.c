@@ -386,10 +386,29 @@ static void block_in_registers(const float *a, int64_t K, const float *weight, c
                 r[p][1] = _mm512_fmadd_ps(b, w1, r[p][1]);
             }
         }
+        float tile[PB * 32] __attribute__((aligned(64)));  /* the block, for channel-plane outputs */
+        int tiled = 0;
         for (int64_t o = 0; o < n_out; o++) {
             const fp_output *out = outputs + o;
-            if (out->offset != o0)
+            if (out->offset - out->offset % 32 != o0)
                 continue;
+            if (out->plane) {  /* channels of this block as planes: 8 pixels of a channel per store */
+                if (!tiled) {
+                    for (int p = 0; p < PB; p++) {
+                        _mm512_store_ps(tile + p * 32, r[p][0]);
+                        _mm512_store_ps(tile + p * 32 + 16, r[p][1]);
+                    }
+                    tiled = 1;
+                }
+                const __m256i rows = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+                const __m256 zero8 = _mm256_setzero_ps();
+                float *dst = out->data + pix;  /* channel k of pixel pix at k * plane + pix */
+                for (int64_t k = 0; k < out->channels; k++) {
+                    __m256 v = _mm256_i32gather_ps(tile + out->offset % 32 + k, rows, 4);
+                    _mm256_storeu_ps(dst + k * out->plane, out->relu ? _mm256_max_ps(v, zero8) : v);
+                }
+                continue;
+            }
             float *dst = out->data + pix * 32;
             for (int p = 0; p < PB; p++) {
                 _mm512_stream_ps(dst + p * 32, out->relu ? _mm512_max_ps(r[p][0], zero) : r[p][0]);
@@ -415,9 +434,9 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
             return -2;
     const int64_t blocks = (W + PB - 1) / PB;
     int64_t in_registers = FP_VECTOR_BITS == 512 && add_channels % 32 == 0;
-    for (int64_t o = 0; o < n_out; o++)  /* every output one aligned 32-channel block */
-        in_registers &= !outputs[o].plane && outputs[o].channels == 32 && outputs[o].offset % 32 == 0
-                        && ((uintptr_t)outputs[o].data & 63) == 0;
+    for (int64_t o = 0; o < n_out; o++)  /* every output one aligned 32-channel block, or planes within one */
+        in_registers &= outputs[o].plane ? outputs[o].offset % 32 + outputs[o].channels <= 32
+                        : outputs[o].channels == 32 && outputs[o].offset % 32 == 0 && ((uintptr_t)outputs[o].data & 63) == 0;
 
 #pragma omp parallel num_threads(threads > 0 ? (int)threads : 1)
     {
