@@ -46,6 +46,24 @@ def test_stripe_rows_benchmark_reports_exact_plans(tmp_path):
     assert [r["model"] for r in report["rows"]].count("DCCNN-3") == 1
 
 
+def test_kernel_calls_benchmark_counts_every_call(tmp_path):
+    """Every fused-kernel call of a shipped NasN forward is counted: per reconstruction module
+    the stem's readers, then per cell its three nodes and its readers: 3 x (1 + 3 x 4) = 39."""
+    from backend.models.kernels import fused_pointwise
+
+    if fused_pointwise() is None:
+        pytest.skip("the fused kernel is not available on this machine")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "kernel_calls.py"), "--size", "24", "--rounds", "2",
+                           "--threads", "1", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / f"kernel_calls_{slug()}.json").read_text())
+    assert sum(r["calls_per_forward"] for r in report["rows"]) == 39
+    assert 0 < report["kernel_ms"] <= report["forward_ms"] and report["threads"] == 1
+    assert all(r["gmacs_per_s"] > 0 for r in report["rows"])
+    # the head's taps: the one call writing 18 channel planes, once per module
+    assert [r["calls_per_forward"] for r in report["rows"] if r["call"].endswith("out 18p")] == [3]
+
+
 def test_head_to_head_benchmark_reports_ratios(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "head_to_head.py"), "--size", "32", "--rounds", "2",
                            "--warmup", "0", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
