@@ -80,11 +80,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", range(len(CASES)))
-def test_kernel_equals_pytorch(kernel, case):
-    channels, convs, relus, h, w, cpad, n_adds, with_bias = CASES[case]
-    g = torch.Generator().manual_seed(case)
-    torch.manual_seed(case)
+def _check_case(kernel, seed, channels, convs, relus, h, w, cpad, n_adds, with_bias, outputs) -> None:
+    """Run the kernel on random inputs of this geometry into ``outputs`` (NaN-filled; ``(y,
+    offset, relu)``) and compare every output with :func:`_reference`."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the depthwise convolutions' initial weights
     inputs = []
     for c, spec, relu in zip(channels, convs, relus):
         x = _channels_last(torch.randn(1, c, h, w, generator=g))
@@ -94,15 +94,21 @@ def test_kernel_equals_pytorch(kernel, case):
     weight = torch.randn(k, cpad, generator=g) / k ** 0.5
     bias = torch.randn(cpad, generator=g) if with_bias else None
     adds = [_channels_last(torch.randn(1, 32, h, w, generator=g)) for _ in range(n_adds)]
-    # three outputs: raw channels last, rectified channels last, and raw channel planes
-    outputs = [(_channels_last(torch.full((1, 32, h, w), float("nan"))), 0, False),
-               (_channels_last(torch.full((1, 20, h, w), float("nan"))), cpad - 20, True),
-               (torch.full((1, 18, h, w), float("nan")), 3, False)]
     kernel.run([(x, relu, None if conv is None else depthwise_taps(conv), spec) for x, relu, conv, spec in inputs],
                weight, outputs, adds=adds, bias=bias)
     for (got, _, _), expected in zip(outputs, _reference(inputs, weight, outputs, adds, bias)):
         assert torch.isfinite(got).all()  # every pixel written
         assert (got.double() - expected).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_kernel_equals_pytorch(kernel, case):
+    channels, convs, relus, h, w, cpad, n_adds, with_bias = CASES[case]
+    # three outputs: raw channels last, rectified channels last, and raw channel planes
+    outputs = [(_channels_last(torch.full((1, 32, h, w), float("nan"))), 0, False),
+               (_channels_last(torch.full((1, 20, h, w), float("nan"))), cpad - 20, True),
+               (torch.full((1, 18, h, w), float("nan")), 3, False)]
+    _check_case(kernel, case, channels, convs, relus, h, w, cpad, n_adds, with_bias, outputs)
 
 
 REGISTER_CASES = [
@@ -122,23 +128,9 @@ def test_kernel_equals_pytorch_on_its_register_path(kernel, case):
     registers, and depthwise taps three wide take the path that loads each input vector once:
     both equal PyTorch's convolutions (dilations 1-5, interior and edge blocks)."""
     channels, convs, relus, h, w, cpad, n_adds, with_bias, offsets = REGISTER_CASES[case]
-    g = torch.Generator().manual_seed(100 + case)
-    inputs = []
-    for c, spec, relu in zip(channels, convs, relus):
-        x = _channels_last(torch.randn(1, c, h, w, generator=g))
-        conv = None if spec is None else _depthwise(c, *spec)
-        inputs.append((x, relu, conv, spec))
-    k = sum(channels)
-    weight = torch.randn(k, cpad, generator=g) / k ** 0.5
-    bias = torch.randn(cpad, generator=g) if with_bias else None
-    adds = [_channels_last(torch.randn(1, 32, h, w, generator=g)) for _ in range(n_adds)]
     outputs = [(_channels_last(torch.full((1, 32, h, w), float("nan"))), off, i % 2 == 1)
                for i, off in enumerate(offsets)]
-    kernel.run([(x, relu, None if conv is None else depthwise_taps(conv), spec) for x, relu, conv, spec in inputs],
-               weight, outputs, adds=adds, bias=bias)
-    for (got, _, _), expected in zip(outputs, _reference(inputs, weight, outputs, adds, bias)):
-        assert torch.isfinite(got).all()
-        assert (got.double() - expected).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
+    _check_case(kernel, 100 + case, channels, convs, relus, h, w, cpad, n_adds, with_bias, outputs)
 
 
 @pytest.mark.parametrize("cpad, plane_offset", [(32, 0), (64, 37)])
