@@ -42,7 +42,7 @@
 #define MAX_K 1024    /* largest total input width */
 #define MAX_CPAD 512  /* largest padded output width */
 #ifndef PF_AHEAD
-#define PF_AHEAD 4    /* blocks ahead that the AVX-512 path prefetches */
+#define PF_AHEAD 4    /* blocks ahead that the vector paths prefetch */
 #endif
 
 typedef struct {
@@ -447,7 +447,7 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
         for (int64_t t = 0; t < H * blocks; t++) {
             const int64_t y = t / blocks, x0 = (t % blocks) * PB;
             const int64_t np = W - x0 < PB ? W - x0 : PB;
-#if FP_VECTOR_BITS == 512
+#if FP_VECTOR_BITS
             /* the lines a block PF_AHEAD blocks on reads first from memory: its inputs' lowest tap
              * row and its addends */
             if (x0 + (PF_AHEAD + 1) * PB <= W) {
