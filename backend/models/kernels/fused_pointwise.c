@@ -15,11 +15,14 @@
  * intermediate stays in a few kilobytes per thread, so each node costs one pass over its inputs
  * and outputs in memory instead of one per convolution, addition and ReLU.
  *
- * With AVX-512 (compiled with -march=native on a machine that has it) the depthwise sums and
- * the small GEMM keep 8 pixels x 32 channels in registers; with AVX2 + FMA (16 registers of 8
- * floats) the depthwise sums keep 4 pixels x 16 channels and the GEMM 6 (+ 2) pixels x 16 channels;
- * elsewhere plain C loops compute the same sums (correct, not tuned). Pixels run in parallel
- * over OpenMP threads.
+ * With AVX-512 (compiled with -march=native on a machine that has it) the depthwise sums keep
+ * 8 pixels x 16 channels in registers (taps three wide: each input vector loaded once for up
+ * to three pixels) and the small GEMM 8 pixels x 32 channels; with AVX2 + FMA (16 registers of
+ * 8 floats) the depthwise sums keep 4 pixels x 16 channels and the GEMM 6 (+ 2) pixels x 16
+ * channels; elsewhere plain C loops compute the same sums (correct, not tuned). On both vector
+ * paths, outputs that are whole 32-channel blocks (AVX-512: also channel planes within one) go
+ * from the GEMM's registers to memory, and the first memory reads of the block PF_AHEAD blocks
+ * on are prefetched. Pixels run in parallel over OpenMP threads.
  *
  * The sums are the same as PyTorch's, in a different order (float32 rounding differences).
  */
@@ -419,6 +422,60 @@ static void block_in_registers(const float *a, int64_t K, const float *weight, c
 }
 #endif
 
+#if FP_VECTOR_BITS == 256
+/* AVX2: n (6 or 2) pixels of 16 channels (col..col+15) of the accumulator in registers, from the
+ * bias and the addends, to the channels-last outputs of their 32-channel block */
+static inline __attribute__((always_inline)) void rows_in_registers_avx2(
+    const float *a, int64_t K, const float *weight, const float *bias, int64_t cpad, int64_t n_add,
+    const float *const *adds, int64_t add_channels, int64_t n_out, const fp_output *outputs, int64_t pix,
+    int64_t col, const int n)
+{
+    __m256 r[6][2];
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 b0 = bias ? _mm256_loadu_ps(bias + col) : zero, b1 = bias ? _mm256_loadu_ps(bias + col + 8) : zero;
+    for (int p = 0; p < n; p++) {
+        r[p][0] = b0;
+        r[p][1] = b1;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        const __m256 w0 = _mm256_loadu_ps(weight + k * cpad + col), w1 = _mm256_loadu_ps(weight + k * cpad + col + 8);
+        for (int p = 0; p < n; p++) {
+            const __m256 b = _mm256_broadcast_ss(a + p * K + k);
+            r[p][0] = _mm256_fmadd_ps(b, w0, r[p][0]);
+            r[p][1] = _mm256_fmadd_ps(b, w1, r[p][1]);
+        }
+    }
+    if (col < add_channels)
+        for (int64_t j = 0; j < n_add; j++)
+            for (int p = 0; p < n; p++) {
+                const float *src = adds[j] + (pix + p) * add_channels + col;
+                r[p][0] = _mm256_add_ps(r[p][0], _mm256_loadu_ps(src));
+                r[p][1] = _mm256_add_ps(r[p][1], _mm256_loadu_ps(src + 8));
+            }
+    for (int64_t o = 0; o < n_out; o++) {
+        const fp_output *out = outputs + o;
+        if (out->offset != col - col % 32)
+            continue;
+        float *dst = out->data + pix * 32 + col % 32;
+        for (int p = 0; p < n; p++) {
+            _mm256_stream_ps(dst + p * 32, out->relu ? _mm256_max_ps(r[p][0], zero) : r[p][0]);
+            _mm256_stream_ps(dst + p * 32 + 8, out->relu ? _mm256_max_ps(r[p][1], zero) : r[p][1]);
+        }
+    }
+}
+
+static void block_in_registers(const float *a, int64_t K, const float *weight, const float *bias,
+                               int64_t cpad, int64_t n_add, const float *const *adds,
+                               int64_t add_channels, int64_t n_out, const fp_output *outputs, int64_t pix)
+{
+    for (int64_t col = 0; col < cpad; col += 16) {
+        rows_in_registers_avx2(a, K, weight, bias, cpad, n_add, adds, add_channels, n_out, outputs, pix, col, 6);
+        rows_in_registers_avx2(a + 6 * K, K, weight, bias, cpad, n_add, adds, add_channels, n_out, outputs, pix + 6,
+                               col, PB - 6);
+    }
+}
+#endif
+
 /* Returns 0, or a negative code for arguments this kernel does not take. */
 int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n_add,
            const float *const *adds, int64_t add_channels, const float *weight, const float *bias,
@@ -433,9 +490,9 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
         if (outputs[o].offset < 0 || outputs[o].offset + outputs[o].channels > cpad)
             return -2;
     const int64_t blocks = (W + PB - 1) / PB;
-    int64_t in_registers = FP_VECTOR_BITS == 512 && add_channels % 32 == 0;
-    for (int64_t o = 0; o < n_out; o++)  /* every output one aligned 32-channel block, or planes within one */
-        in_registers &= outputs[o].plane ? outputs[o].offset % 32 + outputs[o].channels <= 32
+    int64_t in_registers = FP_VECTOR_BITS && add_channels % 32 == 0;
+    for (int64_t o = 0; o < n_out; o++)  /* every output one aligned 32-channel block, or (AVX-512) planes within one */
+        in_registers &= outputs[o].plane ? FP_VECTOR_BITS == 512 && outputs[o].offset % 32 + outputs[o].channels <= 32
                         : outputs[o].channels == 32 && outputs[o].offset % 32 == 0 && ((uintptr_t)outputs[o].data & 63) == 0;
 
 #pragma omp parallel num_threads(threads > 0 ? (int)threads : 1)
@@ -497,7 +554,7 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
                 }
                 koff += c;
             }
-#if FP_VECTOR_BITS == 512
+#if FP_VECTOR_BITS
             if (in_registers && np == PB) {
                 block_in_registers(a, K, weight, bias, cpad, n_add, adds, add_channels, n_out, outputs, y * W + x0);
                 continue;
