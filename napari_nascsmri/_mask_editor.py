@@ -2,9 +2,10 @@
 
 :class:`MaskEditor` holds the sampled phase-encode columns ``lines`` (bool ``(W,)``, columns of
 *centred* k-space, as :mod:`backend.masks`; a 2-D pattern (:mod:`backend.masks_2d`) is held in
-``pattern``, whose points are painted with a round brush of ``brush`` pixels' radius), toggles/
-paints them, and exports them -- or the pattern -- in exactly the two formats :func:`backend.mask_files.load_mask_file` reads (so ``nascsmri
-reconstruct --mask-file FILE`` reuses an edited mask or a drawn pattern):
+``pattern``, whose points are painted with a round brush of ``brush`` pixels' radius),
+toggles/paints them, and exports them -- or the pattern -- in exactly the two formats
+:func:`backend.mask_files.load_mask_file` reads (so ``nascsmri reconstruct --mask-file FILE``
+reuses an edited mask or a drawn pattern):
 
 * ``.npy``: a ``(W,)`` (or ``(H, W)``) uint8 array of 0/1;
 * ``.json``: ``{"lines": [0, 1, ...]}`` (or ``{"pattern": [[0, 1, ...], ...]}``).
