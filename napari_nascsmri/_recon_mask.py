@@ -3,9 +3,9 @@
 :class:`MaskMixin` is the part of :class:`~napari_nascsmri._widget.ReconstructionWidget` that
 builds the :class:`backend.config.ReconConfig`, redraws the mask from the settings
 (:func:`backend.recon.volume_mask`), lets the mask layer be edited (click/drag toggles
-phase-encode columns, or paints a 2-D pattern with a round brush; Undo / Redo), shows the seed in use and the log-magnitude k-space,
-recomputes the zero-filled image of the current slice (numpy FFT; other slices follow when the
-slider reaches them), and exports the mask.
+phase-encode columns, or paints a 2-D pattern with a round brush; Undo / Redo), shows the seed
+in use and the log-magnitude k-space, recomputes the zero-filled image of the current slice
+(numpy FFT; other slices follow when the slider reaches them), and exports the mask.
 """
 
 from __future__ import annotations

@@ -202,8 +202,8 @@ class ReconstructionWidget(SourceMixin, MaskMixin, LayersMixin, JobMixin, Contai
 
         self.extend([
             self.source, self.mask_type, self.acceleration, presets, self.auto_center,
-            self.center_fraction, self.auto_seed, self.seed, self.seed_used, self.realised, self.brush, self.show_kspace,
-            self.show_coils,
+            self.center_fraction, self.auto_seed, self.seed, self.seed_used, self.realised, self.brush,
+            self.show_kspace, self.show_coils,
             self.side_by_side, edits, self.mask_path, self.export_button, self.method,
             self.weights, self.weights_file, self.device, buttons, self.progress, self.status,
             self.metrics_table,
