@@ -284,17 +284,28 @@ def _seed_spread(means: dict, searched: list[str], seeds) -> dict[str, float]:
 def _figure(report: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.5), constrained_layout=True)
     axes = fig.subplots(1, 2)
     cells = sorted(report["cells"].items(), key=lambda kv: kv[1]["mean_psnr"])
     colours = ["tab:grey" if n.startswith("random") else "tab:green" if n == "dccnn3" else "tab:blue" for n, _ in cells]
-    for ax, key, label in [(axes[0], "mean_psnr", "mean PSNR dB"), (axes[1], "mean_ssim", "mean SSIM")]:
-        ax.barh(range(len(cells)), [c[key] for _, c in cells], color=colours)
+    # each cell's paired difference from the median random cell, with its 95% bootstrap interval
+    for ax, key, label, fmt in [(axes[0], "psnr", "PSNR - median random cell (dB)", "{:+.2f}"),
+                                (axes[1], "ssim", "SSIM - median random cell", "{:+.4f}")]:
+        diffs = [c["vs_median_random"][key] for _, c in cells]
+        means = [d["mean"] for d in diffs]
+        errors = [[m - d["ci_low"] for m, d in zip(means, diffs)], [d["ci_high"] - m for m, d in zip(means, diffs)]]
+        ax.barh(range(len(cells)), means, xerr=errors, color=colours, capsize=2)
+        ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(cells)), [n for n, _ in cells], fontsize=8)
-        lo = min(c[key] for _, c in cells)
-        ax.set_xlim(lo - (0.5 if key == "mean_psnr" else 0.01), None)
+        for y, (m, d) in enumerate(zip(means, diffs)):  # the value beyond the whisker's end
+            ax.annotate(fmt.format(m), (d["ci_high"] if m >= 0 else d["ci_low"], y), xytext=(3 if m >= 0 else -3, 0),
+                        textcoords="offset points", ha="left" if m >= 0 else "right", va="center", fontsize=7)
+        lo, hi = min(d["ci_low"] for d in diffs), max(d["ci_high"] for d in diffs)
+        pad = 0.3 * (hi - lo) or 0.01
+        ax.set_xlim(min(lo, 0) - pad, max(hi, 0) + pad)
         ax.set_xlabel(label)
-    axes[0].set_title("blue: searched, grey: random (same space, FLOPs within 10%), green: DCCNN-3", fontsize=8)
+    axes[0].set_title("blue: searched, grey: random (same space, FLOPs within 10%), green: DCCNN-3; "
+                      "bars: mean over slices, whiskers: 95% CI", fontsize=8)
     save_figure(fig, path, dpi=90)
 
 
