@@ -14,8 +14,8 @@
  * the forward convolution; this loop reads g and x once per image row (the nine shifted rows
  * of x come from the L1/L2 caches).
  *
- * Each image row is summed in float32 (at most W products per tap and channel), rows are
- * accumulated in float64 per thread, threads are added in a fixed order: the result does not
+ * Each image row is summed in float32 (at most W products per tap and channel, in UNROLL
+ * partial sums), rows are accumulated in float64 per thread, threads are added in a fixed order: the result does not
  * depend on the number of threads beyond the rounding of the last float64 additions.
  */
 #include <stdint.h>
@@ -25,6 +25,8 @@
 
 #define MAX_C 1024
 #define MAX_TAPS 81
+#define CB 16      /* channels per register block */
+#define UNROLL 4   /* pixels summed apart per channel */
 
 int dwg_abi_version(void) { return 1; }
 
@@ -57,16 +59,45 @@ int dwg_weight(const float *x, const float *g, double *out, int64_t n, int64_t h
                 for (int64_t j = 0; j < kw; j++) {
                     const int64_t ox = j * dw - pw;
                     const int64_t lo = ox < 0 ? -ox : 0, hi = ox > 0 ? w - ox : w;
-                    memset(acc, 0, (size_t)c * sizeof(float));
-                    for (int64_t px = lo; px < hi; px++) {
-                        const float *gp = grow + px * c, *xp = xrow + (px + ox) * c;
-#pragma omp simd
-                        for (int64_t ch = 0; ch < c; ch++)
-                            acc[ch] += gp[ch] * xp[ch];
-                    }
                     double *o = mine + (i * kw + j) * c;
-                    for (int64_t ch = 0; ch < c; ch++)
-                        o[ch] += acc[ch];
+                    int64_t c0 = 0;
+                    /* blocks of CB channels: UNROLL independent partial sums per channel, so
+                     * that they stay in registers and no sum waits on the previous pixel's */
+                    for (; c0 + CB <= c; c0 += CB) {
+                        float s[UNROLL][CB];
+                        memset(s, 0, sizeof s);
+                        int64_t px = lo;
+                        for (; px + UNROLL <= hi; px += UNROLL)
+                            for (int u = 0; u < UNROLL; u++) {
+                                const float *gp = grow + (px + u) * c + c0, *xp = xrow + (px + u + ox) * c + c0;
+#pragma omp simd
+                                for (int k = 0; k < CB; k++)
+                                    s[u][k] += gp[k] * xp[k];
+                            }
+                        for (; px < hi; px++) {
+                            const float *gp = grow + px * c + c0, *xp = xrow + (px + ox) * c + c0;
+#pragma omp simd
+                            for (int k = 0; k < CB; k++)
+                                s[0][k] += gp[k] * xp[k];
+                        }
+                        for (int k = 0; k < CB; k++) {
+                            float total = 0.0f;
+                            for (int u = 0; u < UNROLL; u++)
+                                total += s[u][k];
+                            o[c0 + k] += total;
+                        }
+                    }
+                    if (c0 < c) {  /* the channels left over */
+                        memset(acc, 0, (size_t)(c - c0) * sizeof(float));
+                        for (int64_t px = lo; px < hi; px++) {
+                            const float *gp = grow + px * c, *xp = xrow + (px + ox) * c;
+#pragma omp simd
+                            for (int64_t ch = c0; ch < c; ch++)
+                                acc[ch - c0] += gp[ch] * xp[ch];
+                        }
+                        for (int64_t ch = c0; ch < c; ch++)
+                            o[ch] += acc[ch - c0];
+                    }
                 }
             }
         }
