@@ -103,8 +103,35 @@ def report(args, studies: dict[str, dict]) -> dict:
                      f"{row['mean_psnr']:.2f} ± {row['std_psnr']:.2f} | {row['mean_ssim']:.4f} | {delta} | "
                      f"{row['paper_psnr']:.2f} / {row['paper_gflops']:.2f}G |")
     atomic_write_bytes(args.results / "results.md", ("\n".join(lines) + "\n").encode())
+    _figure(out, args.results / "results.png")
     print("\n".join(lines))
     return out
+
+
+def _figure(report: dict, path: Path) -> None:
+    """Each cell's paired PSNR and SSIM difference from the reference cell (95% interval), with
+    its GFLOPs and the paper's PSNR for the same study in the labels."""
+    from matplotlib.figure import Figure
+
+    from backend.files import save_figure
+
+    rows = list(report["rows"].values())
+    fig = Figure(figsize=(11, 1.6 + 0.45 * len(rows)), constrained_layout=True)
+    axes = fig.subplots(1, 2)
+    labels = [f"{r['study']} {r['cell']}{' (all skips)' if r['all_skip'] else ''}\n{r['gflops']:.2f} GFLOPs; "
+              f"paper {r['paper_psnr']:.2f} dB / {r['paper_gflops']:.2f} G" for r in rows]
+    for ax, key, label in [(axes[0], "psnr", f"PSNR - {report['reference']} (dB)"),
+                           (axes[1], "ssim", f"SSIM - {report['reference']}")]:
+        diffs = [r.get("vs_reference", {}).get(key, {"mean": 0.0, "ci_low": 0.0, "ci_high": 0.0}) for r in rows]
+        means = [d["mean"] for d in diffs]
+        ax.barh(range(len(rows)), means, color=["tab:grey" if "vs_reference" not in r else "tab:blue" for r in rows],
+                xerr=[[m - d["ci_low"] for m, d in zip(means, diffs)], [d["ci_high"] - m for m, d in zip(means, diffs)]],
+                capsize=2)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(rows)), labels if ax is axes[0] else [""] * len(rows), fontsize=7)
+        ax.set_xlabel(label)
+    axes[0].set_title("grey: the reference cell; whiskers: 95% bootstrap interval of the paired difference", fontsize=8)
+    save_figure(fig, path, dpi=90)
 
 
 def main(argv=None) -> dict:

@@ -265,6 +265,7 @@ def test_search_studies_smoke(tiny_dataset, tmp_path):
     assert b["genotype"]["space"] == "B" and ops <= {"sep_conv_3x3", "dil_2_conv_3x3", "conv_9x1_1x9", "skip_connect"}
     assert b["vs_reference"]["psnr"]["n"] == b["n_slices"] == 2  # 1 slice x 4x and 8x
     assert "vs_reference" not in rows["A2:darts+perturb_seed0"]
+    assert (results / "results.png").stat().st_size > 0
     for study in ("A2", "B3"):
         assert (tmp_path / "run" / study / "search_darts_seed0" / "reselect_perturb.json").exists()
     # --reuse: the A2 study read from the first run's folder, nothing searched or trained anew
