@@ -43,9 +43,9 @@ likewise every 1x1 convolution that reads a cell's output (the next cells' prepr
 head's taps, the preprocessing of the stem's output) is one call with one output per reader. A
 rectified copy of a state is then only made where an operation the kernel does not start with
 reads it (the first half of ``sep_conv_3x3``, the 9x1 convolution of ``conv_9x1_1x9``, run
-on oneDNN). With the kernel the pointwise multiply-adds, run near the CPU's FMA throughput,
-take most of the time; ``FastNasNModule(..., kernel=False)`` or ``NASCSMRI_KERNELS=0`` keeps
-the oneDNN plan.
+on oneDNN). The kernel's calls then take over 90% of the time, at 48-72% of the CPU's FMA
+peak by kind of call (``bench/kernel_calls.py``, session 13); ``FastNasNModule(...,
+kernel=False)`` or ``NASCSMRI_KERNELS=0`` keeps the oneDNN plan.
 
 Without oneDNN (or off float32 CPU) the oneDNN plan runs with separate convolution, addition
 and ReLU calls. Other models (dense convolutions, where oneDNN is already efficient) run
