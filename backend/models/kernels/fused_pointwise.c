@@ -45,7 +45,7 @@
 #define MAX_K 1024    /* largest total input width */
 #define MAX_CPAD 512  /* largest padded output width */
 #ifndef PF_AHEAD
-#define PF_AHEAD 4    /* blocks ahead that the vector paths prefetch */
+#define PF_AHEAD 2    /* blocks ahead that the vector paths prefetch */
 #endif
 
 typedef struct {
