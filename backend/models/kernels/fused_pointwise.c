@@ -505,7 +505,7 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
             const int64_t y = t / blocks, x0 = (t % blocks) * PB;
             const int64_t np = W - x0 < PB ? W - x0 : PB;
 #if FP_VECTOR_BITS
-            /* the lines a block PF_AHEAD blocks on reads first from memory: its inputs' lowest tap
+            /* the lines a block PF_AHEAD blocks on reads first from memory (into L2): its inputs' lowest tap
              * row and its addends */
             if (x0 + (PF_AHEAD + 1) * PB <= W) {
                 const int64_t nx = x0 + PF_AHEAD * PB;
@@ -515,13 +515,13 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
                     if (sy < H) {
                         const char *base = (const char *)(in->data + (sy * W + nx + (in->dw ? (in->kw / 2) * in->dil_w : 0)) * in->channels);
                         for (int64_t b = 0; b < PB * in->channels * 4; b += 64)
-                            _mm_prefetch(base + b, _MM_HINT_T0);
+                            _mm_prefetch(base + b, _MM_HINT_T1);
                     }
                 }
                 for (int64_t j = 0; j < n_add; j++) {
                     const char *base = (const char *)(adds[j] + (y * W + nx) * add_channels);
                     for (int64_t b = 0; b < PB * add_channels * 4; b += 64)
-                        _mm_prefetch(base + b, _MM_HINT_T0);
+                        _mm_prefetch(base + b, _MM_HINT_T1);
                 }
             }
 #endif
