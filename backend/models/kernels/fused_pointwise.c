@@ -505,8 +505,8 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
             const int64_t y = t / blocks, x0 = (t % blocks) * PB;
             const int64_t np = W - x0 < PB ? W - x0 : PB;
 #if FP_VECTOR_BITS
-            /* the lines a block PF_AHEAD blocks on reads first from memory (into L2): its inputs' lowest tap
-             * row and its addends */
+            /* the lines a block PF_AHEAD blocks on reads first from memory, into L2: its
+             * inputs' lowest tap row and its addends */
             if (x0 + (PF_AHEAD + 1) * PB <= W) {
                 const int64_t nx = x0 + PF_AHEAD * PB;
                 for (int64_t i = 0; i < n_in; i++) {
