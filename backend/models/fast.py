@@ -43,7 +43,7 @@ likewise every 1x1 convolution that reads a cell's output (the next cells' prepr
 head's taps, the preprocessing of the stem's output) is one call with one output per reader. A
 rectified copy of a state is then only made where an operation the kernel does not start with
 reads it (the first half of ``sep_conv_3x3``, the 9x1 convolution of ``conv_9x1_1x9``, run
-on oneDNN). The kernel's calls then take over 90% of the time, at 48-72% of the CPU's FMA
+on oneDNN). The kernel's calls then take about 90% of the time, at 48-77% of the CPU's FMA
 peak by kind of call (``bench/kernel_calls.py``, session 13); ``FastNasNModule(...,
 kernel=False)`` or ``NASCSMRI_KERNELS=0`` keeps the oneDNN plan.
 
