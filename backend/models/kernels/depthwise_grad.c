@@ -15,8 +15,9 @@
  * of x come from the L1/L2 caches).
  *
  * Each image row is summed in float32 (at most W products per tap and channel, in UNROLL
- * partial sums), rows are accumulated in float64 per thread, threads are added in a fixed order: the result does not
- * depend on the number of threads beyond the rounding of the last float64 additions.
+ * partial sums), rows are accumulated in float64 per thread, threads are added in a fixed
+ * order: the result does not depend on the number of threads beyond the rounding of the last
+ * float64 additions.
  */
 #include <stdint.h>
 #include <stdlib.h>
