@@ -6,7 +6,7 @@ One step = forward, L1 loss, zero_grad, backward, Adam step: what ``nascsmri tra
 cpu`` does per step (batch 2, 128x128 crops, channels_last). Timed in rounds of one step per
 model in turn, so that a machine slowing down or speeding up affects all alike; the ratio to
 DCCNN-3 is taken per round and its median reported, with its range. Models (fresh
-initialisation, seed 0, the shipped genotype): NasN through its CPU training plan (what
+initialisation, seed 0, the shipped genotype; glibc's allocator tuned as ``train`` tunes it): NasN through its CPU training plan (what
 ``train`` uses, :mod:`backend.models.training_plan`), NasN's reference module, DCCNN-3, and the
 search supernet of the ``cpu`` preset (16 channels, 2 cells, 64x64 crops) for one weight step
 and one alpha step. Also checks that the plan's gradients equal the reference module's.
@@ -31,6 +31,7 @@ from backend.files import write_json
 from backend.machine import describe
 from backend.models import build_model
 from backend.models.genotype import default_genotype
+from backend.models.inference import tune_allocator
 from backend.models.training_plan import prepare_for_training
 from backend.search.supernet import SuperNet
 
@@ -129,6 +130,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    tuned = tune_allocator()  # as ``nascsmri train`` and ``search`` do on the CPU
     machine = describe()
     models = trainers(args.batch, args.crop)
     agreement = gradient_agreement(models[0], models[1])
@@ -150,7 +152,7 @@ def main(argv=None) -> dict:
                      "ratio_to_dccnn3_median": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
                      "times_s": t})
     report = {"benchmark": "train_step", "machine": machine, "batch": args.batch, "crop": args.crop,
-              "rounds": args.rounds, "warmup": args.warmup, "gradient_rel_diff_plan_vs_reference": agreement,
+              "rounds": args.rounds, "warmup": args.warmup, "allocator_tuned": tuned, "gradient_rel_diff_plan_vs_reference": agreement,
               "note": "supernet step = one SGD weight step + one Adam alpha step at the search cpu preset",
               "rows": rows}
     # results of other thread counts sit beside the default run's (one file per CPU and count)

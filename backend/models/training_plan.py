@@ -18,7 +18,15 @@ What differs from the reference module, measured on the CPUs here (``bench/train
 * depthwise convolutions through :class:`DepthwiseConv`, whose backward computes the input's
   gradient as a forward depthwise convolution with the flipped taps (oneDNN's forward is fast)
   and the taps' gradient with the C loop of ``kernels/depthwise_grad.c`` (oneDNN's
-  channels-last depthwise backward took 10-15x the forward's time).
+  channels-last depthwise backward took 10-15x the forward's time);
+* 1x1 convolutions through :class:`PointwiseConv`, whose backward computes the input's and the
+  weight's gradients in one pass (``kernels/pointwise_grad.c``), with the ReLU's backward
+  folded in where the convolution reads a rectified state;
+* the head's 3x3 convolution to 2 channels as 1x1 convolutions to its nine taps and a shifted
+  sum (:func:`_head`).
+
+With glibc's allocator tuned as ``train`` tunes it, these took the shipped NasN's step (batch
+2, 128x128, 2 threads) from 253 to about 210 ms on the AVX-512 EPYC of session 14.
 
 Sums are regrouped, so results equal the reference module's to float32 rounding
 (``tests/test_training_plan.py``: gradcheck in float64, and float32 outputs and gradients of the
@@ -32,7 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cascade import ResidualModule, UnrolledCascade
-from .kernels import depthwise_grad
+from .fast_parts import shifted_sum, tap_major
+from .kernels import depthwise_grad, pointwise_grad
 from .nasn import CellStack
 from .ops import Conv9x1_1x9, DilConv, SepConv
 
@@ -69,6 +78,40 @@ class DepthwiseConv(torch.autograd.Function):
         return grad_x, grad_w, None, None
 
 
+class PointwiseConv(torch.autograd.Function):
+    """``conv2d(x, weight)`` for a 1x1 ``weight`` (no bias), or, with ``rectified = relu(x)``
+    given, ``conv2d(rectified, weight)`` whose input gradient is taken with respect to ``x``
+    (the ReLU's backward folded in, as its mask is the sign of ``rectified``). The backward
+    computes both gradients in one pass with ``kernels/pointwise_grad.c`` (oneDNN otherwise)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, rectified):
+        source = x if rectified is None else rectified
+        ctx.save_for_backward(source, weight)
+        ctx.mask = rectified is not None
+        return F.conv2d(source, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        source, weight = ctx.saved_tensors
+        if source.is_contiguous(memory_format=torch.channels_last):
+            grad = grad.contiguous(memory_format=torch.channels_last)
+        lib = pointwise_grad()
+        if lib is not None and lib.supports(source, grad, weight):
+            grad_x, grad_w = lib.backward(source, grad, weight, mask=ctx.mask)
+        else:
+            grad_x, grad_w = torch.ops.aten.convolution_backward(
+                grad, source, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, False])[:2]
+            if ctx.mask:
+                grad_x = torch.ops.aten.threshold_backward(grad_x, source, 0.0)
+        return (grad_x if ctx.needs_input_grad[0] else None), (grad_w if ctx.needs_input_grad[1] else None), None
+
+
+def pointwise(weight: torch.Tensor, x: torch.Tensor, rectified: torch.Tensor | None = None) -> torch.Tensor:
+    """A 1x1 convolution of ``x`` (or of ``rectified = relu(x)``) through :class:`PointwiseConv`."""
+    return PointwiseConv.apply(x, weight, rectified)
+
+
 def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """A depthwise ``nn.Conv2d`` of the search space applied through :class:`DepthwiseConv`."""
     return DepthwiseConv.apply(x, conv.weight, conv.padding, conv.dilation)
@@ -81,12 +124,12 @@ def run_op(module: nn.Module, t: torch.Tensor, relu) -> torch.Tensor:
     if isinstance(module, nn.Identity):
         return t
     if isinstance(module, DilConv):
-        return F.conv2d(depthwise(module[1], relu(t)), module[2].weight)
+        return pointwise(module[2].weight, depthwise(module[1], relu(t)))
     if isinstance(module, SepConv):
-        inner = F.conv2d(depthwise(module[0][1], relu(t)), module[0][2].weight)
-        return F.conv2d(depthwise(module[1][1], torch.relu(inner)), module[1][2].weight)
+        inner = pointwise(module[0][2].weight, depthwise(module[0][1], relu(t)))
+        return pointwise(module[1][2].weight, depthwise(module[1][1], torch.relu(inner)))
     if isinstance(module, Conv9x1_1x9):
-        return F.conv2d(depthwise(module[2], depthwise(module[1], relu(t))), module[3].weight)
+        return pointwise(module[3].weight, depthwise(module[2], depthwise(module[1], relu(t))))
     return module(t)
 
 
@@ -120,20 +163,42 @@ class TrainingNasNModule(nn.Module):
                 fresh_a, fresh_b = (isinstance(cell.ops[e], (DilConv, SepConv, Conv9x1_1x9)) for e in (k, k + 1))
                 states.append(a.add_(b) if fresh_a else b.add_(a) if fresh_b else a + b)
             before, last = last, states[2:]
-        head = _sum_over_parts(last, m.head.weight, None, m.head.padding)
+        head = _head(last, m.head)
         return x + head + m.head.bias.view(1, -1, 1, 1)
 
 
 def _sum_over_parts(parts: list[torch.Tensor], weight: torch.Tensor, relu, padding) -> torch.Tensor:
     """``conv2d(cat(parts), weight)`` (inputs rectified when ``relu`` is given) as a sum of one
-    convolution per part with its slice of the weight's input channels."""
+    convolution per part with its slice of the weight's input channels (1x1 ones with a ReLU
+    through :class:`PointwiseConv`)."""
     total, offset = None, 0
     for part in parts:
         width = part.shape[1]
-        y = F.conv2d(part if relu is None else relu(part), weight[:, offset:offset + width], padding=padding)
+        piece = weight[:, offset:offset + width]
+        if relu is not None and piece.shape[-2:] == (1, 1) and padding == 0:
+            y = pointwise(piece, part, relu(part).detach())
+        else:
+            y = F.conv2d(part if relu is None else relu(part), piece, padding=padding)
         total = y if total is None else total.add_(y)  # total is a convolution's own output
         offset += width
     return total
+
+
+def _head(parts: list[torch.Tensor], head: nn.Conv2d) -> torch.Tensor:
+    """The head's ``conv2d(cat(parts), weight)`` without its bias. A 3x3 "same" one (NasN's)
+    is computed as :func:`backend.models.fast_parts.shifted_sum` of one 1x1 convolution per
+    part to the nine taps' output channels (tap-major): oneDNN ran the 3x3 convolution to 2
+    channels and its backward at a small fraction of its speed on 32 outputs, and they were a
+    sixth of the training step (``bench/train_step.py``, session 14)."""
+    if head.kernel_size != (3, 3) or head.padding != (1, 1) or head.dilation != (1, 1) or head.stride != (1, 1):
+        return _sum_over_parts(parts, head.weight, None, head.padding)
+    taps, offset = None, 0
+    for part in parts:
+        width = part.shape[1]
+        y = pointwise(tap_major(head.weight[:, offset:offset + width]), part)
+        taps = y if taps is None else taps.add_(y)
+        offset += width
+    return shifted_sum(taps, head.out_channels)
 
 
 class TrainingCascade(nn.Module):

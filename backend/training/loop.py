@@ -14,14 +14,20 @@ import torch.nn.functional as F
 from ..config import LOSSES, ReconConfig
 from ..recon import NetworkReconstructor, reconstruct_volume
 from ..devices import resolve_device
+from ..models.inference import tune_allocator
 from ..progress import run
 from .data import Batch
 from .distributed import DistInfo, device_for, setup
 
 
 def prepare_device(name: str) -> tuple[torch.device, DistInfo]:
-    """Resolve the device and join torchrun's process group when there is one."""
+    """Resolve the device and join torchrun's process group when there is one. On the CPU the
+    allocator keeps freed activations (:func:`backend.models.inference.tune_allocator`): a
+    NasN training step page-faulted through fresh ones and took ~10% longer without it
+    (``bench/train_step.py``, session 14)."""
     device = resolve_device(name)
+    if device.type == "cpu":
+        tune_allocator()
     info = setup(device)
     return device_for(info, device), info
 

@@ -6,6 +6,8 @@ per pixel of channels-last float32 images, where ``f_i`` is a depthwise convolut
 (each operation's depthwise + pointwise convolutions, the skip edges, the raw and the rectified
 output) or every 1x1 convolution that reads a cell's output, so each is one pass over memory
 instead of one per convolution, addition and ReLU (``backend/models/fast.py`` uses it).
+``depthwise_grad.c`` and ``pointwise_grad.c`` are the training plan's backward passes of the
+depthwise and 1x1 convolutions (``backend/models/training_plan.py``).
 
 The source is compiled once per machine with the C compiler (``$CC``, else ``cc``) and
 :data:`FLAGS` into ``$XDG_CACHE_HOME/napari-nascsmri/kernels`` (``~/.cache`` by default), named
@@ -38,6 +40,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("fused_pointwise.c")
 GRAD_SOURCE = Path(__file__).with_name("depthwise_grad.c")
+POINTWISE_GRAD_SOURCE = Path(__file__).with_name("pointwise_grad.c")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 ABI_VERSION = 2
 MAX_K, MAX_CPAD = 1024, 512  # the C source's limits on input and padded output channels
@@ -85,7 +88,8 @@ def build(cc: str, extra_flags: tuple[str, ...] = (), directory: Path | None = N
 
     ``extra_flags`` follow :data:`FLAGS` (the tests build a ``-mno-avx512f`` variant this way);
     ``directory`` defaults to the cache directory; ``source`` is :data:`SOURCE` (the fused
-    inference kernel) or :data:`GRAD_SOURCE` (the training plan's depthwise weight gradient).
+    inference kernel), :data:`GRAD_SOURCE` (the training plan's depthwise weight gradient) or
+    :data:`POINTWISE_GRAD_SOURCE` (its 1x1 convolutions' backward).
     """
     flags = [*FLAGS, *extra_flags]
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
@@ -299,6 +303,58 @@ def depthwise_grad() -> DepthwiseGrad | None:
     if _mode() == "0":
         return None
     return _load("depthwise_grad", GRAD_SOURCE, DepthwiseGrad, "the training plan uses oneDNN's gradient")
+
+
+class PointwiseGrad:
+    """The loaded ``pointwise_grad.c``: both gradients of a 1x1 convolution in one pass."""
+
+    def __init__(self, path: Path):
+        lib = ctypes.CDLL(str(path))
+        if lib.pwg_abi_version() != 1:
+            raise RuntimeError(f"{path} has ABI {lib.pwg_abi_version()}, expected 1")
+        lib.pwg_backward.restype = ctypes.c_int
+        lib.pwg_backward.argtypes = [*[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 5]
+        self._backward = lib.pwg_backward
+        self.path = path
+
+    @staticmethod
+    def supports(x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Whether :meth:`backward` takes these tensors: ``x`` (N, C, H, W) and ``grad``
+        (N, O, H, W) dense channels-last float32 on the CPU, ``weight`` (O, C, 1, 1)."""
+        return (x.dtype == grad.dtype == weight.dtype == torch.float32
+                and x.device.type == grad.device.type == weight.device.type == "cpu"
+                and x.dim() == grad.dim() == 4 and weight.shape == (grad.shape[1], x.shape[1], 1, 1)
+                and x.shape[0] == grad.shape[0] and x.shape[2:] == grad.shape[2:]
+                and 1 <= x.shape[1] <= 1024 and 1 <= grad.shape[1] <= 1024
+                and x.is_contiguous(memory_format=torch.channels_last)
+                and grad.is_contiguous(memory_format=torch.channels_last))
+
+    def backward(self, x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
+                 mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(d loss / d x, d loss / d weight)`` of ``conv2d(x, weight)`` given ``grad = d loss /
+        d output``; with ``mask``, ``x`` is a rectified ``relu(t)`` and the first gradient is
+        the one with respect to ``t`` (zero where ``x`` is not positive)."""
+        if not self.supports(x, grad, weight):
+            raise KernelError(f"1x1 convolution gradient: unsupported tensors {tuple(x.shape)} {x.dtype} / "
+                              f"{tuple(grad.shape)} {grad.dtype} / {tuple(weight.shape)}")
+        n, c, h, w = x.shape
+        o = grad.shape[1]
+        weight = weight.detach().reshape(o, c).contiguous()
+        grad_x = torch.empty_like(x, memory_format=torch.channels_last)
+        grad_w = torch.empty(o, c, dtype=torch.float64)
+        rc = self._backward(x.data_ptr(), grad.data_ptr(), weight.data_ptr(), grad_x.data_ptr(), grad_w.data_ptr(),
+                            n * h * w, c, o, int(mask), torch.get_num_threads())
+        if rc != 0:
+            raise KernelError(f"pointwise_grad refused its arguments (code {rc})")
+        return grad_x, grad_w.to(torch.float32).view(o, c, 1, 1)
+
+
+def pointwise_grad() -> PointwiseGrad | None:
+    """The compiled 1x1 backward kernel, or ``None`` (``NASCSMRI_KERNELS=0``, no compiler, or a
+    failed build: the training plan then asks oneDNN for the same gradients)."""
+    if _mode() == "0":
+        return None
+    return _load("pointwise_grad", POINTWISE_GRAD_SOURCE, PointwiseGrad, "the training plan uses oneDNN's gradients")
 
 
 def depthwise_taps(conv: torch.nn.Conv2d) -> torch.Tensor:
