@@ -14,7 +14,9 @@ metric code. Per category and acceleration: mean +- std of per-slice PSNR and SS
 paired difference NasN - X with a 95% bootstrap interval over slices.
 
 Writes ``RESULTS/results.json``, ``results.md`` and ``results.png``; per-file metrics are
-cached in ``OUT/cache.json`` so that a killed run continues where it stopped.
+cached in ``OUT/cache.json`` so that a killed run continues where it stopped. ``--reuse
+RESULTS_JSON --reuse-methods ...`` takes those methods' per-slice scores from an earlier run on
+the same test files (e.g. TV's, when only a network's weights changed); the report says which.
 """
 
 from __future__ import annotations
@@ -170,15 +172,27 @@ def main(argv=None) -> dict:
     ap.add_argument("--val-files", type=int, default=2, help="validation files for tuning TV's weight")
     ap.add_argument("--tv-weights", nargs="+", type=float, default=[0.001, 0.003, 0.01, 0.03, 0.1])
     ap.add_argument("--categories", nargs="+", default=list(B.CATEGORIES), choices=B.CATEGORIES)
+    ap.add_argument("--reuse", type=Path, default=None, metavar="RESULTS_JSON",
+                    help="take the per-slice scores of --reuse-methods from an earlier results.json of the "
+                         "same test files (checked: file names and slice counts)")
+    ap.add_argument("--reuse-methods", nargs="+", default=[], choices=list(LABELS))
     args = ap.parse_args(argv)
     weights = dict(w.split("=", 1) for w in args.weights)
     cache = Cache(args.out / "cache.json")
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     test_files = dataset_files(args.data, "test")
     cases = list(B.build_cases(test_files, args.out / "test", args.categories, args.max_slices))
-    scores, chosen = {}, {}
+    scores, chosen, reused = {}, {}, {}
+    earlier = json.loads(args.reuse.read_text()) if args.reuse else None
+    if earlier is not None and earlier["test_files"] != [f.name for f in test_files]:
+        raise SystemExit(f"realistic: {args.reuse}: its test files differ from {args.data}'s")
     for method in args.methods:
-        if method == "tv-tuned":
+        if method in args.reuse_methods and earlier is not None:
+            scores[method] = {c: earlier["scores"][method][c] for c in args.categories}
+            reused[method] = str(args.reuse)
+            if method == "tv-tuned":
+                chosen.update({k: w for k, w in earlier["tv_tuned_weights"].items() if k.split("|")[0] in args.categories})
+        elif method == "tv-tuned":
             val = list(B.build_cases(dataset_files(args.data, "val")[: args.val_files], args.out / "val",
                                      args.categories, args.max_slices))
             for category in args.categories:
@@ -193,13 +207,16 @@ def main(argv=None) -> dict:
         else:
             scores[method] = run_method(cache, method if method not in NETWORKS else f"{method}@{weights.get(method, 'shipped')}",
                                         method_factory(method, weights), cases, args.accelerations, log)
+    counts = {m: [len(scores[m][c][f"{a:g}"]["psnr"]) for c in args.categories for a in args.accelerations] for m in scores}
+    if len({tuple(v) for v in counts.values()}) > 1:
+        raise SystemExit(f"realistic: slice counts differ between methods (reused and computed): {counts}")
     table = summarise(scores, args.methods, args.accelerations)
     n_slices = len(next(iter(next(iter(scores.values())).values()))[f"{args.accelerations[0]:g}"]["psnr"])
     header = (f"Realistic benchmark: {len(test_files)} held-out test files, {n_slices} slices per category; "
               f"PSNR dB ± std / SSIM (mean over slices). Weights: {weights or 'shipped'}. "
               f"TV weights chosen on validation: {chosen or '-'}")
     report = {"benchmark": "realistic", "machine": describe(), "data": str(args.data), "test_files": [f.name for f in test_files],
-              "weights": weights or "shipped", "tv_tuned_weights": chosen, "table": table, "scores": scores}
+              "weights": weights or "shipped", "tv_tuned_weights": chosen, "reused": reused, "table": table, "scores": scores}
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / "results.json", report)
     text = markdown(table, args.methods, header)

@@ -129,6 +129,25 @@ def test_realistic_benchmark_smoke(tiny_dataset, tmp_path):
     assert set(report["tv_tuned_weights"].values()) <= {0.01, 0.03}
     assert (results / "results.png").stat().st_size > 10000
     assert "Paired NasN" in (results / "results.md").read_text()
+    # a second run that takes the non-network methods' scores from the first (empty cache)
+    again = tmp_path / "res2"
+    reuse = ["--reuse", str(results / "results.json"), "--reuse-methods", "zero-filled", "tv-tuned"]
+    base = [sys.executable, "bench/realistic.py", "--data", str(data), "--out", str(tmp_path / "run2"),
+            "--max-slices", "1", "--categories", "magnitude", "noisy", "--methods", "zero-filled", "tv-tuned", "nasn"]
+    proc = subprocess.run(base + ["--results", str(again)] + reuse, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    second = json.loads((again / "results.json").read_text())
+    assert second["reused"] == {"zero-filled": str(results / "results.json"), "tv-tuned": str(results / "results.json")}
+    assert second["scores"]["tv-tuned"]["noisy"] == report["scores"]["tv-tuned"]["noisy"]
+    assert second["scores"]["nasn"]["noisy"] == report["scores"]["nasn"]["noisy"]  # recomputed: the same
+    assert set(second["tv_tuned_weights"]) == {"magnitude|4", "magnitude|8", "noisy|4", "noisy|8"}
+    earlier = json.loads((results / "results.json").read_text())
+    earlier["test_files"] = ["someone_else.h5"]
+    (tmp_path / "other.json").write_text(json.dumps(earlier))
+    proc = subprocess.run(base + ["--results", str(tmp_path / "res3"), "--reuse", str(tmp_path / "other.json"),
+                                  "--reuse-methods", "tv-tuned"], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode != 0 and "test files differ" in proc.stderr
+    assert not (tmp_path / "res3").exists()
 
 
 @pytest.mark.skipif(shutil.which("bart") is None, reason="BART is not installed")
