@@ -32,6 +32,7 @@ from backend.machine import describe
 from backend.models import build_model
 from backend.models.genotype import default_genotype
 from backend.models.inference import tune_allocator
+from backend.training.loop import adam
 from backend.models.training_plan import prepare_for_training
 from backend.search.supernet import SuperNet
 
@@ -57,7 +58,7 @@ class Trainer:
 
     def __init__(self, name: str, model: torch.nn.Module, net: torch.nn.Module, data):
         self.name, self.model, self.net, self.data = name, model, net, data
-        self.optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+        self.optimiser = adam(model.parameters(), 1e-4)  # what ``train`` uses
 
     def step(self) -> None:
         x, k0, mask, target = self.data

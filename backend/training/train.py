@@ -26,7 +26,7 @@ from ..models.training_plan import prepare_for_training
 from .data import EpochBatches, SliceIndex
 from .distributed import mean, wrap
 from .epochs import run_epochs
-from .loop import config_dict, opened_run, to_device, training_loss, validate
+from .loop import adam, config_dict, opened_run, to_device, training_loss, validate
 from ..runfiles import EpochRecord, StepRecord
 from .runs import RunEvent
 
@@ -110,7 +110,7 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
         model = build_for_training(config).to(device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimiser = adam(model.parameters(), config.lr)
         start, history, best = 0, [], None
         state = run.load_checkpoint() if resume else None
         if state is not None:
