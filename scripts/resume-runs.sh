@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 for r in ${@:-nasn search}; do  # every name checked before anything starts
-  case $r in nasn|dccnn|search|loss) ;; *) echo "resume-runs: unknown run '$r' (nasn dccnn search loss)" >&2; exit 2 ;; esac
+  case $r in nasn|dccnn|search|studies|loss) ;; *) echo "resume-runs: unknown run '$r' (nasn dccnn search studies loss)" >&2; exit 2 ;; esac
 done
 [ -d data/brain ] || { echo "resume-runs: data/brain is missing: run '$BIN/nascsmri data prepare --out data/brain'" >&2; exit 2; }
 mkdir -p runs

@@ -25,8 +25,9 @@ What differs from the reference module, measured on the CPUs here (``bench/train
 * the head's 3x3 convolution to 2 channels as 1x1 convolutions to its nine taps and a shifted
   sum (:func:`_head`).
 
-With glibc's allocator tuned as ``train`` tunes it, these took the shipped NasN's step (batch
-2, 128x128, 2 threads) from 253 to about 210 ms on the AVX-512 EPYC of session 14.
+With glibc's allocator tuned and Adam fused, as ``train`` runs, the shipped NasN's step (batch
+2, 128x128, 2 threads) went from 253-259 to 210 ms on the AVX-512 EPYC of session 14 (README,
+"Performance").
 
 Sums are regrouped, so results equal the reference module's to float32 rounding
 (``tests/test_training_plan.py``: gradcheck in float64, and float32 outputs and gradients of the
