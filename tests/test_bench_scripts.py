@@ -248,6 +248,25 @@ def test_search_vs_random_smoke(tiny_dataset, tmp_path):
     partial = json.loads((interim / "results.json").read_text())["cells"]
     assert set(partial) == {c["trained_as"] for n, c in cells.items() if n != "dccnn3"} | {"dccnn3"}
     assert all(partial[n]["mean_psnr"] == cells[n]["mean_psnr"] for n in partial)
+    # bench/retrain_seeds.py: two of the cells retrained with another seed on the same slices
+    seeds = tmp_path / "seeds"
+    cmd = [sys.executable, "bench/retrain_seeds.py", "--data", str(data), "--out", str(tmp_path / "run"),
+           "--results", str(seeds), "--cells", "random0", "random1", "--seeds", "1", "--categories", "magnitude",
+           "--max-slices", "1", "--train-set", json.dumps(train_set)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads((seeds / "results.json").read_text())
+    assert out["seeds"] == [0, 1] and out["slices"] == 2
+    for name in ("random0", "random1"):  # seed 0 is the protocol's own run
+        assert out["cells"][name]["seeds"]["0"]["psnr"] == cells[name]["mean_psnr"]
+        assert (tmp_path / "run" / f"train_{name}_seed1" / "best.safetensors").exists()
+    diff = out["cells"]["random1"]["random0_minus"]
+    assert diff["per_seed"]["0"]["psnr"]["n"] == 2
+    assert abs(diff["seed_averaged"]["psnr"]["mean"] - (out["cells"]["random0"]["psnr"]["mean"]
+                                                        - out["cells"]["random1"]["psnr"]["mean"])) < 1e-9
+    assert (seeds / "results.png").stat().st_size > 5000
+    proc = subprocess.run(cmd[:-8] + ["--cells", "nonesuch"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "no such cell" in proc.stderr
 
 
 @pytest.mark.slow
