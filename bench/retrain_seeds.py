@@ -71,8 +71,8 @@ def main(argv=None) -> dict:
     cache = json.loads((args.out / "scores.json").read_text()) if (args.out / "scores.json").exists() else {}
     seeds = [0] + [s for s in args.seeds if s != 0]
     per = {}  # cell -> seed -> {"psnr": [...], "ssim": [...]}
-    for name in args.cells:
-        for seed in seeds:
+    for seed in seeds:  # seed by seed: each finished seed compares every cell
+        for name in args.cells:
             key = name if seed == 0 else f"{name}_seed{seed}"
             if seed == 0 and key not in cache:
                 raise SystemExit(f"retrain_seeds: the protocol has not scored {name} yet")
