@@ -257,16 +257,23 @@ def fused_pointwise() -> FusedPointwise | None:
     return kernel
 
 
+def _entry(path: Path, prefix: str, abi: int, name: str, argtypes: list):
+    """The C function ``name`` of the library at ``path`` (returning int, taking ``argtypes``),
+    after checking that its ``PREFIX_abi_version()`` is ``abi``."""
+    lib = ctypes.CDLL(str(path))
+    found = getattr(lib, f"{prefix}_abi_version")()
+    if found != abi:
+        raise RuntimeError(f"{path} has ABI {found}, expected {abi}")
+    function = getattr(lib, name)
+    function.restype, function.argtypes = ctypes.c_int, argtypes
+    return function
+
+
 class DepthwiseGrad:
     """The loaded ``depthwise_grad.c``: the taps' gradient of a depthwise convolution."""
 
     def __init__(self, path: Path):
-        lib = ctypes.CDLL(str(path))
-        if lib.dwg_abi_version() != 1:
-            raise RuntimeError(f"{path} has ABI {lib.dwg_abi_version()}, expected 1")
-        lib.dwg_weight.restype = ctypes.c_int
-        lib.dwg_weight.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, *[ctypes.c_int64] * 9]
-        self._weight = lib.dwg_weight
+        self._weight = _entry(path, "dwg", 1, "dwg_weight", [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9)
         self.path = path
 
     @staticmethod
@@ -309,12 +316,7 @@ class PointwiseGrad:
     """The loaded ``pointwise_grad.c``: both gradients of a 1x1 convolution in one pass."""
 
     def __init__(self, path: Path):
-        lib = ctypes.CDLL(str(path))
-        if lib.pwg_abi_version() != 1:
-            raise RuntimeError(f"{path} has ABI {lib.pwg_abi_version()}, expected 1")
-        lib.pwg_backward.restype = ctypes.c_int
-        lib.pwg_backward.argtypes = [*[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 5]
-        self._backward = lib.pwg_backward
+        self._backward = _entry(path, "pwg", 1, "pwg_backward", [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5)
         self.path = path
 
     @staticmethod
