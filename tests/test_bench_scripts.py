@@ -349,3 +349,24 @@ def test_resume_runs_refuses_an_unknown_run_before_starting_anything():
     proc = subprocess.run(["bash", "scripts/resume-runs.sh", "nasn", "bogus"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "unknown run 'bogus'" in proc.stderr and "started" not in proc.stdout
+
+
+def test_ship_curves_marks_the_best_epochs(tmp_path):
+    """Two run folders' histories (the format ``train`` writes): the best validation epoch of
+    each is found by PSNR, the epochs' hours summed, the figure written."""
+    runs = []
+    for name, psnrs in (("a", [25.0, 26.5, 26.1]), ("b", [24.0, 24.5, 25.5])):
+        folder = tmp_path / name
+        folder.mkdir()
+        history = [{"epoch": i, "train_loss": 1.0 / (i + 1), "lr": 1e-3, "seconds": 1800.0, "psnr_4x": p + 3,
+                    "ssim_4x": 0.8, "psnr_8x": p - 3, "ssim_8x": 0.7, "psnr": p, "ssim": 0.7 + i / 100}
+                   for i, p in enumerate(psnrs)]
+        (folder / "history.json").write_text(json.dumps(history))
+        runs.append(f"{'nasn' if name == 'a' else 'dccnn'}={folder}")
+    out = tmp_path / "curves.png"
+    proc = subprocess.run([sys.executable, "bench/ship_curves.py", "--runs", *runs, "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "NasN       3 epochs, best epoch 1 (0-based): 26.50 dB / 0.7100, 1.50 h" in proc.stdout
+    assert "DCCNN-3    3 epochs, best epoch 2 (0-based): 25.50 dB / 0.7200, 1.50 h" in proc.stdout
+    assert out.stat().st_size > 10000
