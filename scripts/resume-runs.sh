@@ -22,7 +22,8 @@ for run in "${@:-nasn search}"; do
   for r in $run; do  # ("nasn search" as one default word)
     case $r in
       nasn|dccnn|unet)
-        if [ ! -d "runs/ship_$r" ] && [ -d "bench/results/ship_${r}_inprogress" ]; then
+        # (U-net's snapshot holds no checkpoint, 40 MB: a fresh machine starts it again)
+        if [ ! -d "runs/ship_$r" ] && [ -f "bench/results/ship_${r}_inprogress/checkpoint.pt" ]; then
           cp -r "bench/results/ship_${r}_inprogress" "runs/ship_$r" && rm -f "runs/ship_$r/RESUME.md"
         fi
         # U-net: the ship preset's steps and data for 12 epochs (not NasN's 42; README says so)

@@ -9,7 +9,10 @@ for m in nasn dccnn unet; do
   src="runs/ship_$m"; dst="bench/results/ship_${m}_inprogress"
   [ -d "$src" ] || continue
   mkdir -p "$dst"
-  for f in best.json best.safetensors checkpoint.pt config.json events.jsonl history.json last.json last.safetensors; do
+  files="best.json best.safetensors checkpoint.pt config.json events.jsonl history.json last.json last.safetensors"
+  # U-net (3.3M parameters): its checkpoint and weights (67 MB) stay out of the repository
+  [ "$m" = unet ] && files="config.json history.json"
+  for f in $files; do
     [ -f "$src/$f" ] && cp "$src/$f" "$dst/$f"
   done
   [ -f "runs/ship_$m.log" ] && tail -n 200 "runs/ship_$m.log" > "$dst/log_tail.txt"
