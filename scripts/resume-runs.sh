@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Resume the long background runs (issues #15, #16) on a fresh machine from the state that
 # scripts/snapshot-runs.sh committed under bench/results/*_inprogress/.
-#   scripts/resume-runs.sh [RUN ...]      RUN: nasn dccnn unet search studies seeds loss (default: nasn search)
+#   scripts/resume-runs.sh [RUN ...]      RUN: nasn dccnn unet random4 search studies seeds loss (default: nasn search)
 # Each run starts in the background at nice 19 with one thread (logs in runs/*.log); a run
 # whose folder already exists in runs/ is resumed from it, not overwritten. Needs the data:
 #   nascsmri data prepare --out data/brain
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 for r in ${@:-nasn search}; do  # every name checked before anything starts
-  case $r in nasn|dccnn|unet|search|studies|seeds|loss) ;; *) echo "resume-runs: unknown run '$r' (nasn dccnn unet search studies seeds loss)" >&2; exit 2 ;; esac
+  case $r in nasn|dccnn|unet|random4|search|studies|seeds|loss) ;; *) echo "resume-runs: unknown run '$r' (nasn dccnn unet random4 search studies seeds loss)" >&2; exit 2 ;; esac
 done
 [ -d data/brain ] || { echo "resume-runs: data/brain is missing: run '$BIN/nascsmri data prepare --out data/brain'" >&2; exit 2; }
 mkdir -p runs
@@ -21,14 +21,20 @@ start() {  # name, command...: the command in the background, one thread, nice 1
 for run in "${@:-nasn search}"; do
   for r in $run; do  # ("nasn search" as one default word)
     case $r in
-      nasn|dccnn|unet)
+      nasn|dccnn|unet|random4)
         # (U-net's snapshot holds no checkpoint, 40 MB: a fresh machine starts it again)
         if [ ! -d "runs/ship_$r" ] && [ -f "bench/results/ship_${r}_inprogress/checkpoint.pt" ]; then
           cp -r "bench/results/ship_${r}_inprogress" "runs/ship_$r" && rm -f "runs/ship_$r/RESUME.md"
         fi
-        # U-net: the ship preset's steps and data for 12 epochs (not NasN's 42; README says so)
-        start "ship_$r" $BIN/nascsmri train --model "$r" --data data/brain --preset ship --loss l1+ssim \
-          --seed 0 --out "runs/ship_$r" --resume --quiet $([ "$r" = unet ] && echo --epochs 12) ;;
+        # U-net: the ship preset's steps and data for 12 epochs (not NasN's 42; README says so);
+        # random4: the search protocol's best retrained cell (#16), NasN's ship recipe
+        case $r in
+          unet) extra=(--model unet --epochs 12) ;;
+          random4) extra=(--model nasn --genotype bench/results/search_vs_random_inprogress/runs/genotypes/random4.json) ;;
+          *) extra=(--model "$r") ;;
+        esac
+        start "ship_$r" $BIN/nascsmri train "${extra[@]}" --data data/brain --preset ship --loss l1+ssim \
+          --seed 0 --out "runs/ship_$r" --resume --quiet ;;
       search)
         [ -d runs/search_vs_random ] || cp -r bench/results/search_vs_random_inprogress/runs runs/search_vs_random
         start search_vs_random $BIN/python -u bench/search_vs_random.py --data data/brain --out runs/search_vs_random ;;
@@ -44,7 +50,7 @@ for run in "${@:-nasn search}"; do
         [ -d runs/loss_compare ] || cp -r bench/results/loss_compare_inprogress runs/loss_compare
         OMP_NUM_THREADS=1 nohup nice -n 19 runs/loss_compare/run.sh > runs/loss_compare/run.log 2>&1 &
         echo "resume-runs: loss started (pid $!, log runs/loss_compare/run.log)" ;;
-      *) echo "resume-runs: unknown run '$r' (nasn dccnn unet search studies seeds loss)" >&2; exit 2 ;;
+      *) echo "resume-runs: unknown run '$r' (nasn dccnn unet random4 search studies seeds loss)" >&2; exit 2 ;;
     esac
   done
 done

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Copy the resumable state of the long background runs (issues #15, #16) from runs/ into
 # bench/results/*_inprogress/ so that a later session (a fresh machine) can resume them.
-#   scripts/snapshot-runs.sh            -> ship_nasn, ship_dccnn, ship_unet, search_vs_random, search_studies,
+#   scripts/snapshot-runs.sh            -> ship_nasn, ship_dccnn, ship_unet, ship_random4, search_vs_random, search_studies,
 #                                          loss_compare (those that exist)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for m in nasn dccnn unet; do
+for m in nasn dccnn unet random4; do
   src="runs/ship_$m"; dst="bench/results/ship_${m}_inprogress"
   [ -d "$src" ] || continue
   mkdir -p "$dst"
