@@ -24,13 +24,23 @@ def fused_conv(x: torch.Tensor, conv: nn.Conv2d, *, relu: bool = False,
           into: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)``, or ``into + conv(x)`` written into ``into`` (returned), then optionally a
     ReLU. One oneDNN call on float32 CPU tensors, else separate calls."""
+    return fused_conv_weight(x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups,
+                             relu=relu, into=into)
+
+
+def fused_conv_weight(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                      padding=(0, 0), stride=(1, 1), dilation=(1, 1), groups: int = 1, *, relu: bool = False,
+                      into: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`fused_conv` for a bare weight (``conv2d(x, weight, bias, ...)``). oneDNN is called
+    directly, also where PyTorch's dispatcher would not choose it (a 1x1 kernel, batch < 16 and
+    one thread: a GEMM path 1.2x slower here, ``bench/train_step.py --threads 1``, session 15)."""
     if _FUSED and x.device.type == "cpu" and x.dtype == torch.float32:
-        args = (conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        args = (weight.contiguous(), bias, list(padding), list(stride), list(dilation), groups)
         unary = ("relu", [None], "") if relu else (None, [], None)
         if into is not None:
             return _CONV_POINTWISE_INPLACE.binary(into, x, *args, "add", 1.0, *unary)
         return _CONV_POINTWISE(x, *args, *(unary if relu else ("none", [], None)))
-    y = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     if into is not None:
         y = into.add_(y)
     return y.relu_() if relu else y

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cascade import ResidualModule, UnrolledCascade
-from .fast_parts import shifted_sum, tap_major
+from .fast_parts import fused_conv_weight, shifted_sum, tap_major
 from .kernels import depthwise_grad, pointwise_grad
 from .nasn import CellStack
 from .ops import Conv9x1_1x9, DilConv, SepConv
@@ -90,27 +90,58 @@ class PointwiseConv(torch.autograd.Function):
         source = x if rectified is None else rectified
         ctx.save_for_backward(source, weight)
         ctx.mask = rectified is not None
-        return F.conv2d(source, weight)
+        return fused_conv_weight(source, weight)
 
     @staticmethod
     def backward(ctx, grad):
-        source, weight = ctx.saved_tensors
-        if source.is_contiguous(memory_format=torch.channels_last):
-            grad = grad.contiguous(memory_format=torch.channels_last)
-        lib = pointwise_grad()
-        if lib is not None and lib.supports(source, grad, weight):
-            grad_x, grad_w = lib.backward(source, grad, weight, mask=ctx.mask)
-        else:
-            grad_x, grad_w = torch.ops.aten.convolution_backward(
-                grad, source, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, False])[:2]
-            if ctx.mask:
-                grad_x = torch.ops.aten.threshold_backward(grad_x, source, 0.0)
-        return (grad_x if ctx.needs_input_grad[0] else None), (grad_w if ctx.needs_input_grad[1] else None), None
+        grad_x, grad_w = _pointwise_backward(ctx, grad)
+        return grad_x, grad_w, None
 
 
-def pointwise(weight: torch.Tensor, x: torch.Tensor, rectified: torch.Tensor | None = None) -> torch.Tensor:
-    """A 1x1 convolution of ``x`` (or of ``rectified = relu(x)``) through :class:`PointwiseConv`."""
-    return PointwiseConv.apply(x, weight, rectified)
+class PointwiseConvInto(torch.autograd.Function):
+    """:class:`PointwiseConv` added into ``into`` in place (``into += conv2d(...)``, one oneDNN
+    call with its sum post-op): the sum of a node's two operations, or of the per-part
+    convolutions of a concatenation, without a separate pass over memory. ``into`` must be a
+    tensor that nothing saved for backward (a convolution's fresh output)."""
+
+    @staticmethod
+    def forward(ctx, into, x, weight, rectified):
+        source = x if rectified is None else rectified
+        ctx.save_for_backward(source, weight)
+        ctx.mask = rectified is not None
+        ctx.mark_dirty(into)
+        return fused_conv_weight(source, weight, into=into)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_x, grad_w = _pointwise_backward(ctx, grad)
+        return grad, grad_x, grad_w, None
+
+
+def _pointwise_backward(ctx, grad):
+    """Both gradients of a :class:`PointwiseConv` (``None`` where not needed)."""
+    source, weight = ctx.saved_tensors
+    x_index = len(ctx.needs_input_grad) - 3  # (into,) x, weight, rectified
+    if source.is_contiguous(memory_format=torch.channels_last):
+        grad = grad.contiguous(memory_format=torch.channels_last)
+    lib = pointwise_grad()
+    if lib is not None and lib.supports(source, grad, weight):
+        grad_x, grad_w = lib.backward(source, grad, weight, mask=ctx.mask)
+    else:
+        grad_x, grad_w = torch.ops.aten.convolution_backward(
+            grad, source, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, False])[:2]
+        if ctx.mask:
+            grad_x = torch.ops.aten.threshold_backward(grad_x, source, 0.0)
+    return (grad_x if ctx.needs_input_grad[x_index] else None), (grad_w if ctx.needs_input_grad[x_index + 1] else None)
+
+
+def pointwise(weight: torch.Tensor, x: torch.Tensor, rectified: torch.Tensor | None = None,
+              into: torch.Tensor | None = None) -> torch.Tensor:
+    """A 1x1 convolution of ``x`` (or of ``rectified = relu(x)``) through :class:`PointwiseConv`,
+    or added into ``into`` through :class:`PointwiseConvInto`."""
+    if into is None:
+        return PointwiseConv.apply(x, weight, rectified)
+    return PointwiseConvInto.apply(into, x, weight, rectified)
 
 
 def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -118,20 +149,24 @@ def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return DepthwiseConv.apply(x, conv.weight, conv.padding, conv.dilation)
 
 
-def run_op(module: nn.Module, t: torch.Tensor, relu) -> torch.Tensor:
+def run_op(module: nn.Module, t: torch.Tensor, relu, into: torch.Tensor | None = None) -> torch.Tensor:
     """One operation of :data:`backend.models.ops.OPS` applied to ``t``, its leading ReLU taken
     from ``relu(t)`` (shared between the readers of a state) and its depthwise convolutions
-    through :class:`DepthwiseConv`; any other operation runs as its module defines it."""
+    through :class:`DepthwiseConv`; any other operation runs as its module defines it. With
+    ``into`` (a convolution's fresh output), the result is added into it in place."""
     if isinstance(module, nn.Identity):
-        return t
+        return t if into is None else into.add_(t)
     if isinstance(module, DilConv):
-        return pointwise(module[2].weight, depthwise(module[1], relu(t)))
+        return pointwise(module[2].weight, depthwise(module[1], relu(t)), into=into)
     if isinstance(module, SepConv):
         inner = pointwise(module[0][2].weight, depthwise(module[0][1], relu(t)))
-        return pointwise(module[1][2].weight, depthwise(module[1][1], torch.relu(inner)))
+        return pointwise(module[1][2].weight, depthwise(module[1][1], torch.relu(inner)), into=into)
     if isinstance(module, Conv9x1_1x9):
-        return pointwise(module[3].weight, depthwise(module[2], depthwise(module[1], relu(t))))
-    return module(t)
+        return pointwise(module[3].weight, depthwise(module[2], depthwise(module[1], relu(t))), into=into)
+    return module(t) if into is None else into.add_(module(t))
+
+
+CONV_OPS = (DilConv, SepConv, Conv9x1_1x9)  # operations whose output is a fresh convolution output
 
 
 class TrainingNasNModule(nn.Module):
@@ -159,10 +194,14 @@ class TrainingNasNModule(nn.Module):
             states = [_sum_over_parts(before, cell.preprocess0[1].weight, relu, 0),
                       _sum_over_parts(last, cell.preprocess1[1].weight, relu, 0)]
             for k in range(0, len(cell.ops), 2):
-                a, b = (run_op(cell.ops[e], states[cell.inputs[e]], relu) for e in (k, k + 1))
-                # a convolution's fresh output takes the sum in place (no other reader holds it)
-                fresh_a, fresh_b = (isinstance(cell.ops[e], (DilConv, SepConv, Conv9x1_1x9)) for e in (k, k + 1))
-                states.append(a.add_(b) if fresh_a else b.add_(a) if fresh_b else a + b)
+                # a convolution's fresh output takes the other operation's result in place (no
+                # other reader holds it); two identities are summed out of place
+                first, second = (k, k + 1) if isinstance(cell.ops[k], CONV_OPS) else (k + 1, k)
+                if isinstance(cell.ops[first], CONV_OPS):
+                    into = run_op(cell.ops[first], states[cell.inputs[first]], relu)
+                    states.append(run_op(cell.ops[second], states[cell.inputs[second]], relu, into=into))
+                else:
+                    states.append(states[cell.inputs[k]] + states[cell.inputs[k + 1]])
             before, last = last, states[2:]
         head = _head(last, m.head)
         return x + head + m.head.bias.view(1, -1, 1, 1)
@@ -177,10 +216,10 @@ def _sum_over_parts(parts: list[torch.Tensor], weight: torch.Tensor, relu, paddi
         width = part.shape[1]
         piece = weight[:, offset:offset + width]
         if relu is not None and piece.shape[-2:] == (1, 1) and padding == 0:
-            y = pointwise(piece, part, relu(part).detach())
+            total = pointwise(piece, part, relu(part).detach(), into=total)  # total: a convolution's own output
         else:
             y = F.conv2d(part if relu is None else relu(part), piece, padding=padding)
-        total = y if total is None else total.add_(y)  # total is a convolution's own output
+            total = y if total is None else total.add_(y)
         offset += width
     return total
 
@@ -196,8 +235,7 @@ def _head(parts: list[torch.Tensor], head: nn.Conv2d) -> torch.Tensor:
     taps, offset = None, 0
     for part in parts:
         width = part.shape[1]
-        y = pointwise(tap_major(head.weight[:, offset:offset + width]), part)
-        taps = y if taps is None else taps.add_(y)
+        taps = pointwise(tap_major(head.weight[:, offset:offset + width]), part, into=taps)
         offset += width
     return shifted_sum(taps, head.out_channels)
 
