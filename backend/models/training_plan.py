@@ -237,7 +237,29 @@ def _head(parts: list[torch.Tensor], head: nn.Conv2d) -> torch.Tensor:
         width = part.shape[1]
         taps = pointwise(tap_major(head.weight[:, offset:offset + width]), part, into=taps)
         offset += width
-    return shifted_sum(taps, head.out_channels)
+    return ShiftedSum.apply(taps, head.out_channels)
+
+
+class ShiftedSum(torch.autograd.Function):
+    """:func:`backend.models.fast_parts.shifted_sum` with a backward of its own: the taps'
+    gradient is each tap's window of the output's gradient, written in one pass per tap (autograd
+    through the in-place sums over windows made ~40 small copies and clones per head)."""
+
+    @staticmethod
+    def forward(ctx, taps, out_channels):
+        ctx.out_channels = out_channels
+        return shifted_sum(taps, out_channels)
+
+    @staticmethod
+    def backward(ctx, grad):
+        o = ctx.out_channels
+        n, _, h, w = grad.shape
+        grad_taps = grad.new_zeros(n, 9 * o, h, w)
+        for tap in range(9):
+            dy, dx = tap // 3 - 1, tap % 3 - 1  # output (y, x) read input (y + dy, x + dx)
+            grad_taps[:, tap * o:(tap + 1) * o, max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)] = \
+                grad[:, :, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+        return grad_taps, None
 
 
 class TrainingCascade(nn.Module):
