@@ -370,3 +370,39 @@ def test_ship_curves_marks_the_best_epochs(tmp_path):
     assert "NasN       3 epochs, best epoch 1 (0-based): 26.50 dB / 0.7100, 1.50 h" in proc.stdout
     assert "DCCNN-3    3 epochs, best epoch 2 (0-based): 25.50 dB / 0.7200, 1.50 h" in proc.stdout
     assert out.stat().st_size > 10000
+
+
+def test_compare_results_pairs_two_runs_slice_by_slice(tmp_path):
+    """Two hand-made realistic results: B is A plus a known per-slice shift, so the paired mean
+    and the win count are hand counts; runs on other test files are refused."""
+    a_psnr, a_ssim = [30.0, 31.0, 29.5, 32.0], [0.90, 0.91, 0.88, 0.93]
+    shift = [0.2, -0.1, 0.3, 0.4]
+
+    def write(name, psnr, ssim, files=("sub-01.h5",)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps({
+            "test_files": list(files), "weights": {"nasn": f"{name}.safetensors"},
+            "scores": {"nasn": {"magnitude": {"4": {"psnr": psnr, "ssim": ssim}}},
+                       "tv": {"magnitude": {"4": {"psnr": a_psnr, "ssim": a_ssim}}}}}))
+        return folder / "results.json"
+
+    a = write("a", a_psnr, a_ssim)
+    b = write("b", [p + d for p, d in zip(a_psnr, shift)], [s + d / 100 for s, d in zip(a_ssim, shift)])
+    out = tmp_path / "cmp"
+    proc = subprocess.run([sys.executable, "bench/compare_results.py", f"{a}:tv", str(b), "--labels", "TV", "B",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads((out / "compare.json").read_text())["table"]["magnitude|4"]
+    assert row["b_minus_a"]["psnr"]["mean"] == pytest.approx(sum(shift) / 4)
+    assert row["b_minus_a"]["ssim"]["mean"] == pytest.approx(sum(shift) / 400)
+    assert row["b_minus_a"]["psnr"]["wins"] == 3 and row["b_minus_a"]["psnr"]["n"] == 4
+    assert row["b_minus_a"]["psnr"]["ci_low"] <= 0.2 <= row["b_minus_a"]["psnr"]["ci_high"]
+    assert "| magnitude | 4x |" in (out / "compare.md").read_text()
+    other = write("c", a_psnr, a_ssim, files=("sub-02.h5",))
+    proc = subprocess.run([sys.executable, "bench/compare_results.py", str(a), str(other)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0 and "different test files" in proc.stderr
+    proc = subprocess.run([sys.executable, "bench/compare_results.py", str(a), f"{b}:unet"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0 and "no scores for method 'unet'" in proc.stderr
