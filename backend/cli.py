@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=cfg.LOSSES, default=None, help="l1 (the paper's, default), ssim (1 - SSIM, fastMRI's window) or l1+ssim")
     p.add_argument("--no-augment", action="store_true", help="only the first round's augmentation (random square crops, smooth phase) instead of flips, contrast, field of view, linear phase, raw path, noise and rectangular grids")
     _add_coils_arg(p, "training")
+    p.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from this weights file (fine-tuning, e.g. the shipped NasN with --coils) instead of "
+                        "a seeded initialisation; its architecture must be the one trained")
     _add_run_args(p)
     p.set_defaults(func=commands.cmd_train)
 

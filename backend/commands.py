@@ -188,14 +188,19 @@ def _check_run_out(out: str, data: str | None) -> None:
         raise InputError(path, "is the --data folder: choose another --out")
 
 
-def _check_architecture(config) -> None:
+def _check_architecture(config, resume: bool = False) -> None:
     """The network a train config describes can be built (genotype read, sizes bounded, at most
-    MAX_PARAMETERS parameters), checked on the meta device before the run folder is made."""
+    MAX_PARAMETERS parameters), checked on the meta device before the run folder is made, and
+    the ``init_weights`` file (unless resuming: the checkpoint holds the weights) fits it."""
     from .models.registry import check_parameter_count, model_config_of
 
     if config.model == "nasn" and config.blocks is not None:
         raise InputError(None, "--blocks does not apply to nasn")
     check_parameter_count(model_config_of(config))
+    if config.init_weights is not None and not resume:
+        from .training.train import initial_weights
+
+        initial_weights(config)  # read and matched now: a bad file fails before the run folder exists
 
 
 def _job_flags(args, kind: str) -> dict:
@@ -205,7 +210,7 @@ def _job_flags(args, kind: str) -> dict:
              "coils": getattr(args, "coils", None)}
     if kind == "train":
         return {**flags, "model": args.model, "genotype": args.genotype, "blocks": args.blocks,
-                "loss": args.loss, "augment": False if args.no_augment else None}
+                "loss": args.loss, "augment": False if args.no_augment else None, "init_weights": args.init}
     return {**flags, "space": args.space, "nodes": args.nodes, "channels": args.channels, "cells": args.cells,
             "patience": args.patience, "warmup_epochs": args.warmup_epochs, "method": args.method,
             "select": args.select}
@@ -233,7 +238,7 @@ def cmd_train(args) -> int:
     config = job_config_from_args(args, "train")
     _check_run_out(args.out, config.data)
     resolve_device(config.device)
-    _check_architecture(config)
+    _check_architecture(config, resume=args.resume)
     summary = _run_job(train(config, args.out, resume=args.resume), args.quiet)
     if not _is_main_rank():
         return 0

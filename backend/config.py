@@ -209,6 +209,10 @@ class TrainConfig:
             mask's centre) with the SENSE data consistency in every cascade, and validates on
             8-coil versions of the validation volumes (:mod:`backend.models.multicoil`).
         val_volumes: validation volumes evaluated per epoch (None = all).
+        init_weights: a weights file (``train``'s ``best.safetensors``, the shipped ones) whose
+            tensors start the run instead of the seeded initialisation: fine-tuning, e.g. the
+            shipped NasN on ``coils``. Its architecture must be the one these fields describe;
+            a resumed run continues from its checkpoint instead. None (default): seeded start.
         seed, device, channels_last, amp (bf16 autocast on CUDA).
     """
 
@@ -245,6 +249,7 @@ class TrainConfig:
     coils: int = 0
     coil_snr_db: tuple = (30.0, 45.0)
     val_volumes: int | None = 4
+    init_weights: str | None = None
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
@@ -252,7 +257,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Every numeric field in its range (see :meth:`ReconConfig.__post_init__`)."""
-        from .errors import MAX_SEED, check_device, check_fields
+        from .errors import MAX_SEED, InputError, check_device, check_fields
+
+        if self.init_weights is not None and not isinstance(self.init_weights, str):
+            raise InputError(None, f"init_weights must be a weights file's path, got {self.init_weights!r}")
 
         check_fields(self, {**_run_ranges(MAX_SEED), "blocks": (1, 64, True, True), "lr": (1e-12, 1e3, False, False),
                             "val_volumes": (1, 1_000_000, True, True), "coils": (0, 64, True, False)})

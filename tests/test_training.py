@@ -120,3 +120,36 @@ def test_nasn_trains_with_augmentation_and_the_ssim_loss(tiny_dataset, tmp_path)
     assert all(np.isfinite(h["train_loss"]) for h in history) and history[1]["train_loss"] < history[0]["train_loss"]
     _, meta = load_model(tmp_path / "a" / "best.safetensors")
     assert meta["training"]["loss"] == "l1+ssim" and meta["training"]["augment"] is True
+
+
+def test_init_weights_start_the_run_and_must_fit_the_architecture(tiny_dataset, tmp_path):
+    """``init_weights`` (``train --init``): the run starts from the file's tensors, not from the
+    seeded initialisation (at lr 1e-12 one step leaves them as they were); a file of another
+    architecture or a missing one is a one-line error before any run folder exists."""
+    import subprocess
+
+    from backend.models import build_model, save_weights
+
+    torch.manual_seed(5)
+    start = build_model("dccnn", blocks=1, channels=4)
+    init = save_weights(start, tmp_path / "init.safetensors")
+    out = tmp_path / "tuned"
+    run(train(_tiny_config(tiny_dataset, epochs=1, steps_per_epoch=1, lr=1e-12, init_weights=str(init)), str(out)))
+    tuned, before = load_file(out / "last.safetensors"), start.state_dict()
+    seeded = load_file(init)  # the file itself, read back
+    fresh = tmp_path / "fresh"
+    run(train(_tiny_config(tiny_dataset, epochs=1, steps_per_epoch=1, lr=1e-12), str(fresh)))
+    fresh_w = load_file(fresh / "last.safetensors")
+    for key in before:
+        torch.testing.assert_close(tuned[key], seeded[key], atol=1e-8, rtol=0)
+    assert any(not torch.allclose(fresh_w[k], seeded[k], atol=1e-3) for k in before if before[k].numel() > 1)
+
+    other = save_weights(build_model("dccnn", blocks=2), tmp_path / "two_blocks.safetensors")  # the CLI run: 1 block
+    for weights, problem in ((other, "another architecture"), (tmp_path / "none.safetensors", "weights file not found")):
+        target = tmp_path / f"refused_{weights.stem}"
+        proc = subprocess.run(_cli_train(tiny_dataset, target, "--init", str(weights)),
+                              capture_output=True, text=True, timeout=300)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith(f"nascsmri: error: {weights}: ") and problem in lines[0], lines
+        assert not target.exists()

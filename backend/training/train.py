@@ -19,6 +19,7 @@ import torch
 
 from ..config import TrainConfig
 from ..datasets import dataset_files
+from ..errors import InputError
 from ..models import save_weights
 from ..runfiles import BEST_WEIGHTS, LAST_WEIGHTS
 from ..models.registry import build_from_config, model_config_of
@@ -33,10 +34,33 @@ from .runs import RunEvent
 STEP_EVENT_EVERY = 10  # steps between step events written to events.jsonl
 
 
-def build_for_training(config: TrainConfig) -> torch.nn.Module:
-    """The architecture a training config describes (seeded initialisation), through the registry."""
+def build_for_training(config: TrainConfig, init: bool = True) -> torch.nn.Module:
+    """The architecture a training config describes (seeded initialisation, then the tensors of
+    ``config.init_weights`` when it names a file and ``init``), through the registry."""
     torch.manual_seed(config.seed)
-    return build_from_config(model_config_of(config))
+    model = build_from_config(model_config_of(config))
+    if init and config.init_weights is not None:
+        model.load_state_dict(initial_weights(config))
+    return model
+
+
+def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The state dict of ``config.init_weights`` (read as ``reconstruct --weights`` reads a
+    file: safetensors, no unpickling of untrusted data), an :class:`InputError` naming the file
+    unless its architecture is the one ``config`` trains."""
+    from ..models.weights import load_model
+
+    ours = model_config_of(config)
+    model, _ = load_model(config.init_weights)
+    theirs = model.config
+    if theirs != ours:
+        def describe(c):
+            return ", ".join(f"{k} {v}" for k, v in c.to_dict().items() if v is not None and k != "genotype") + (
+                "" if c.genotype is None else f", genotype {c.genotype.to_dict()['nodes']}")
+
+        raise InputError(config.init_weights, f"these weights are for another architecture ({describe(theirs)}) "
+                                              f"than the one trained ({describe(ours)})")
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _dataset_provenance(data: str) -> dict:
@@ -107,12 +131,12 @@ def train(config: TrainConfig, out: str, resume: bool = False) -> Generator[RunE
         return SliceIndex(dataset_files(config.data, "train")), dataset_files(config.data, "val")[: config.val_volumes]
 
     with opened_run("train", config, out, resume, read_data) as (run, device, dist, (train_index, val_files)):
-        model = build_for_training(config).to(device)
+        state = run.load_checkpoint() if resume else None
+        model = build_for_training(config, init=state is None).to(device)  # a checkpoint holds the weights
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimiser = adam(model.parameters(), config.lr)
         start, history, best = 0, [], None
-        state = run.load_checkpoint() if resume else None
         if state is not None:
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
