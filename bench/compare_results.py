@@ -3,7 +3,8 @@
     python bench/compare_results.py A/results.json[:METHOD] B/results.json[:METHOD]
         [--labels "shipped NasN" random4] [--out DIR]
 
-Each argument is a ``results.json`` of ``bench/realistic.py`` (or ``bench/multicoil.py``) and
+Each argument is a ``results.json`` of ``bench/realistic.py`` or ``bench/multicoil.py`` (whose
+RSS-path rows are ``METHOD (RSS path)``) and
 the method whose per-slice scores are taken (default ``nasn``), e.g. the shipped cell's
 NasN in one run and another cell's NasN, trained with the same recipe, in a second run on the
 same test files. Both runs must hold the same test files and the same slice counts per

@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     import realistic  # the methods and the cache of bench/realistic.py
 
     weights = dict(w.split("=", 1) for w in args.weights)
-    cases = list(B.build_cases(dataset_files(args.data, "test"), args.out / "test", ("multicoil",), args.max_slices))
+    test_files = dataset_files(args.data, "test")
+    cases = list(B.build_cases(test_files, args.out / "test", ("multicoil",), args.max_slices))
     cache = realistic.Cache(args.out / "cache.json")
     variants = [(m, c) for c in ("multi", "rss") for m in args.methods]
     if REFERENCE not in variants:
@@ -99,8 +100,13 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.mkdir(parents=True, exist_ok=True)
+    # per-slice scores as bench/realistic.py keeps them (method -> category -> acc), the coil
+    # path as the method's own name and the RSS path as "METHOD (RSS path)": bench/compare_results.py pairs them
+    per_slice = {(m if c == "multi" else f"{m} (RSS path)"): {"multicoil": scores[m, c]} for m, c in variants}
     write_json(args.results / "results.json", {"machine": describe(), "weights": weights, "mask": args.mask, "table": table,
-                                                "accelerations": args.accelerations})
+                                                "accelerations": args.accelerations,
+                                                "test_files": [f.name for f in test_files],
+                                                "max_slices": args.max_slices, "scores": per_slice})
     atomic_write_bytes(args.results / "results.md", text.encode())
     return 0
 

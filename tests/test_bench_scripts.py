@@ -176,6 +176,16 @@ def test_multicoil_benchmark_smoke(tiny_dataset, tmp_path, mask):
     # the two zero-filled images differ (coils undersampled vs the RSS image undersampled)
     assert row["zero-filled (coils)"]["psnr"]["mean"] != row["zero-filled (RSS path)"]["psnr"]["mean"]
     assert "Paired X − TV (coils)" in (results / "results.md").read_text()
+    # per-slice scores kept, in the realistic benchmark's layout: compare_results pairs two methods
+    tv = report["scores"]["tv"]["multicoil"]["4"]["psnr"]
+    assert sum(tv) / len(tv) == pytest.approx(row["TV (coils)"]["psnr"]["mean"])
+    out = tmp_path / "cmp"
+    proc = subprocess.run([sys.executable, "bench/compare_results.py", f"{results / 'results.json'}:tv",
+                           f"{results / 'results.json'}:tv (RSS path)", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    paired = json.loads((out / "compare.json").read_text())["table"]["multicoil|4"]["b_minus_a"]["psnr"]
+    assert paired["mean"] == pytest.approx(row["TV (RSS path)"]["minus_tv_coils"]["psnr"]["mean"])
 
 
 def test_masks_2d_benchmark_smoke(tiny_dataset, tmp_path):
