@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Resume the long background runs (issues #15, #16) on a fresh machine from the state that
 # scripts/snapshot-runs.sh committed under bench/results/*_inprogress/.
-#   scripts/resume-runs.sh [RUN ...]      RUN: nasn dccnn unet random4 search studies seeds loss (default: nasn search)
+#   scripts/resume-runs.sh [RUN ...]      RUN: nasn dccnn unet random4 coils search studies seeds loss (default: nasn search)
 # Each run starts in the background at nice 19 with one thread (logs in runs/*.log); a run
 # whose folder already exists in runs/ is resumed from it, not overwritten. Needs the data:
 #   nascsmri data prepare --out data/brain
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 for r in ${@:-nasn search}; do  # every name checked before anything starts
-  case $r in nasn|dccnn|unet|random4|search|studies|seeds|loss) ;; *) echo "resume-runs: unknown run '$r' (nasn dccnn unet random4 search studies seeds loss)" >&2; exit 2 ;; esac
+  case $r in nasn|dccnn|unet|random4|coils|search|studies|seeds|loss) ;; *) echo "resume-runs: unknown run '$r' (nasn dccnn unet random4 coils search studies seeds loss)" >&2; exit 2 ;; esac
 done
 [ -d data/brain ] || { echo "resume-runs: data/brain is missing: run '$BIN/nascsmri data prepare --out data/brain'" >&2; exit 2; }
 mkdir -p runs
@@ -35,6 +35,9 @@ for run in "${@:-nasn search}"; do
         esac
         start "ship_$r" $BIN/nascsmri train "${extra[@]}" --data data/brain --preset ship --loss l1+ssim \
           --seed 0 --out "runs/ship_$r" --resume --quiet ;;
+      coils)  # the shipped NasN fine-tuned on 8 simulated coils (#21): bench/configs/nasn_coils_finetune.json
+        start coils_finetune $BIN/nascsmri train --config bench/configs/nasn_coils_finetune.json --data data/brain \
+          --out runs/coils_finetune --resume --quiet ;;
       search)
         [ -d runs/search_vs_random ] || cp -r bench/results/search_vs_random_inprogress/runs runs/search_vs_random
         start search_vs_random $BIN/python -u bench/search_vs_random.py --data data/brain --out runs/search_vs_random ;;
@@ -50,7 +53,7 @@ for run in "${@:-nasn search}"; do
         [ -d runs/loss_compare ] || cp -r bench/results/loss_compare_inprogress runs/loss_compare
         OMP_NUM_THREADS=1 nohup nice -n 19 runs/loss_compare/run.sh > runs/loss_compare/run.log 2>&1 &
         echo "resume-runs: loss started (pid $!, log runs/loss_compare/run.log)" ;;
-      *) echo "resume-runs: unknown run '$r' (nasn dccnn unet random4 search studies seeds loss)" >&2; exit 2 ;;
+      *) echo "resume-runs: unknown run '$r' (nasn dccnn unet random4 coils search studies seeds loss)" >&2; exit 2 ;;
     esac
   done
 done
