@@ -2,7 +2,8 @@
 # Resume the long background runs (issues #15, #16) on a fresh machine from the state that
 # scripts/snapshot-runs.sh committed under bench/results/*_inprogress/.
 #   scripts/resume-runs.sh [RUN ...]      RUN: nasn dccnn unet random4 coils search studies seeds loss (default: nasn search)
-# Each run starts in the background at nice 19 with one thread (logs in runs/*.log); a run
+# Each run starts in the background at nice 19 with one thread (THREADS=N scripts/resume-runs.sh
+# ... for N, e.g. 2 for a single run on the two cores; logs in runs/*.log); a run
 # whose folder already exists in runs/ is resumed from it, not overwritten. Needs the data:
 #   nascsmri data prepare --out data/brain
 set -euo pipefail
@@ -13,9 +14,11 @@ for r in ${@:-nasn search}; do  # every name checked before anything starts
 done
 [ -d data/brain ] || { echo "resume-runs: data/brain is missing: run '$BIN/nascsmri data prepare --out data/brain'" >&2; exit 2; }
 mkdir -p runs
-start() {  # name, command...: the command in the background, one thread, nice 19
+THREADS=${THREADS:-1}
+case $THREADS in [1-9]|[1-9][0-9]) ;; *) echo "resume-runs: THREADS must be a number of threads, 1 to 99, not '$THREADS'" >&2; exit 2 ;; esac
+start() {  # name, command...: the command in the background, $THREADS threads, nice 19
   local name=$1; shift
-  OMP_NUM_THREADS=1 nohup nice -n 19 "$@" > "runs/$name.log" 2>&1 &
+  OMP_NUM_THREADS=$THREADS nohup nice -n 19 "$@" > "runs/$name.log" 2>&1 &
   echo "resume-runs: $name started (pid $!, log runs/$name.log)"
 }
 for run in "${@:-nasn search}"; do
@@ -51,7 +54,7 @@ for run in "${@:-nasn search}"; do
         start retrain_seeds $BIN/python -u bench/retrain_seeds.py --data data/brain --out runs/search_vs_random ;;
       loss)
         [ -d runs/loss_compare ] || cp -r bench/results/loss_compare_inprogress runs/loss_compare
-        OMP_NUM_THREADS=1 nohup nice -n 19 runs/loss_compare/run.sh > runs/loss_compare/run.log 2>&1 &
+        OMP_NUM_THREADS=$THREADS nohup nice -n 19 runs/loss_compare/run.sh > runs/loss_compare/run.log 2>&1 &
         echo "resume-runs: loss started (pid $!, log runs/loss_compare/run.log)" ;;
       *) echo "resume-runs: unknown run '$r' (nasn dccnn unet random4 coils search studies seeds loss)" >&2; exit 2 ;;
     esac
