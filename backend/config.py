@@ -209,10 +209,9 @@ class TrainConfig:
             mask's centre) with the SENSE data consistency in every cascade, and validates on
             8-coil versions of the validation volumes (:mod:`backend.models.multicoil`).
         val_volumes: validation volumes evaluated per epoch (None = all).
-        init_weights: a weights file (``train``'s ``best.safetensors``, the shipped ones) whose
-            tensors start the run instead of the seeded initialisation: fine-tuning, e.g. the
-            shipped NasN on ``coils``. Its architecture must be the one these fields describe;
-            a resumed run continues from its checkpoint instead. None (default): seeded start.
+        init_weights: a weights file whose tensors start the run instead of the seeded
+            initialisation (fine-tuning, e.g. the shipped NasN on ``coils``); its architecture must
+            be the one these fields describe; a resumed run takes its checkpoint. None: seeded.
         seed, device, channels_last, amp (bf16 autocast on CUDA).
     """
 
