@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 for m in nasn dccnn unet random4; do
   src="runs/ship_$m"; dst="bench/results/ship_${m}_inprogress"
   [ -d "$src" ] || continue
+  # a finished run keeps its record elsewhere (bench/results/ship_$m/ or the shipped weights)
+  grep -q '"kind": "done"' "$src/events.jsonl" 2>/dev/null && continue
   mkdir -p "$dst"
   files="best.json best.safetensors checkpoint.pt config.json events.jsonl history.json last.json last.safetensors"
   # U-net (3.3M parameters): its checkpoint and weights (67 MB) stay out of the repository
