@@ -60,7 +60,7 @@ def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
 
         raise InputError(config.init_weights, f"these weights are for another architecture ({describe(theirs)}) "
                                               f"than the one trained ({describe(ours)})")
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return model.state_dict()  # load_state_dict copies them into the model being trained
 
 
 def _dataset_provenance(data: str) -> dict:
