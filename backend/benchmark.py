@@ -22,6 +22,8 @@ noisy           complex white k-space noise at 20 dB image-RMS / noise-RMS; the 
 multicoil       8 emulated receive coils (smooth Gaussian sensitivities around the field of view,
                 with phase), 35 dB noise per coil; the RSS image is the reference (fastMRI
                 multi-coil layout; the reader combines coils by RSS, as for real multi-coil files)
+multicoil_2     the same with 2 coils (a head or knee file of two channels); not one of the
+                realistic benchmark's categories, only ``bench/multicoil.py --coils 2``
 ==============  ==============================================================================
 
 :func:`evaluate` reconstructs every case with every method at each acceleration, with the
@@ -46,10 +48,12 @@ from .transforms import smooth_field
 
 CASE_SEED = 20261201
 CATEGORIES = ("magnitude", "raw_phase", "contrast", "small_fov", "noisy", "multicoil")
+EXTRA_CATEGORIES = ("multicoil_2",)
+COILS = {"multicoil": 8, "multicoil_2": 2}  # emulated receive coils of the multi-coil categories
 
 
 def _rng(category: str, volume: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([CASE_SEED, CATEGORIES.index(category), volume, index])
+    return np.random.default_rng([CASE_SEED, (CATEGORIES + EXTRA_CATEGORIES).index(category), volume, index])
 
 
 def _noise(shape, rng, rms: float, snr_db: float) -> np.ndarray:
@@ -108,9 +112,9 @@ def _case(category: str, images: np.ndarray, volume: int) -> dict[str, np.ndarra
             raws.append(k)
             refs.append(np.abs(ifft2c_np(k)[H // 2: H // 2 + H]))
         return {"kspace": np.stack(raws).astype(np.complex64), "reconstruction_esc": np.stack(refs).astype(np.float32)}
-    if category == "multicoil":
+    if category in COILS:
         ks, rss = [], []
-        maps = simulated_sensitivities((H, W), 8, _rng(category, volume, 10**6))
+        maps = simulated_sensitivities((H, W), COILS[category], _rng(category, volume, 10**6))
         for i, im in enumerate(images):
             rng = _rng(category, volume, i)
             coil_images = maps * im[None]
@@ -118,7 +122,7 @@ def _case(category: str, images: np.ndarray, volume: int) -> dict[str, np.ndarra
             ks.append(k)
             rss.append(np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(0)))
         return {"kspace": np.stack(ks).astype(np.complex64), "reconstruction_rss": np.stack(rss).astype(np.float32)}
-    raise ValueError(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
+    raise ValueError(f"unknown category {category!r}; choose from {', '.join(CATEGORIES + EXTRA_CATEGORIES)}")
 
 
 def build_cases(files: list[Path], out: str | os.PathLike, categories=CATEGORIES,

@@ -50,7 +50,7 @@ def compare(a: dict, b: dict, method_a: str, method_b: str) -> dict:
         raise SystemExit("compare_results: the two runs were made on different test files")
     sa, sb = a["scores"][method_a], b["scores"][method_b]
     table = {}
-    for category in [c for c in B.CATEGORIES if c in sa and c in sb]:
+    for category in [c for c in B.CATEGORIES + B.EXTRA_CATEGORIES if c in sa and c in sb]:
         for acc in [x for x in sa[category] if x in sb[category]]:
             one, two = sa[category][acc], sb[category][acc]
             if len(one["psnr"]) != len(two["psnr"]):

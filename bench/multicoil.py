@@ -2,12 +2,14 @@
 
     python bench/multicoil.py --data data/brain [--out runs/realistic] [--results bench/results/multicoil]
         [--accelerations 4 8] [--max-slices N] [--weights nasn=W dccnn=W] [--methods zero-filled tv dccnn nasn]
-        [--mask random|gaussian2d|poisson|...]
+        [--mask random|gaussian2d|poisson|...] [--coils 8|2]
 
 Cases: the realistic benchmark's ``multicoil`` category (:func:`backend.benchmark.build_cases`
 on the held-out test split: 8 simulated coils with smooth complex sensitivities, 35 dB noise per
-coil, the RSS image as reference). Every method runs twice, on the same slices, the same seeded
-masks (the per-volume seeds of ``nascsmri reconstruct``) and the same metric code:
+coil, the RSS image as reference), or with ``--coils 2`` its two-coil variant ``multicoil_2``
+(the same model with 2 coils: a real two-channel file gives SENSE much less to work with).
+Every method runs twice, on the same slices, the same seeded masks (the per-volume seeds of
+``nascsmri reconstruct``) and the same metric code:
 
 * **from the coils** (``--coils multi``, what ``nascsmri reconstruct`` does by default): the
   *undersampled coil* k-space, ESPIRiT maps calibrated on the mask's fully sampled centre;
@@ -56,13 +58,16 @@ def main(argv=None) -> int:
     ap.add_argument("--accelerations", nargs="+", type=float, default=[4, 8])
     ap.add_argument("--max-slices", type=int, default=None)
     ap.add_argument("--mask", default="random", help="mask type (default: random, fastMRI's)")
+    ap.add_argument("--coils", type=int, default=8, choices=sorted(B.COILS.values()),
+                    help="emulated coils: 8 (the multicoil category, default) or 2 (multicoil_2)")
     args = ap.parse_args(argv)
+    category = next(c for c, n in B.COILS.items() if n == args.coils)
 
     import realistic  # the methods and the cache of bench/realistic.py
 
     weights = dict(w.split("=", 1) for w in args.weights)
     test_files = dataset_files(args.data, "test")
-    cases = list(B.build_cases(test_files, args.out / "test", ("multicoil",), args.max_slices))
+    cases = list(B.build_cases(test_files, args.out / "test", (category,), args.max_slices))
     cache = realistic.Cache(args.out / "cache.json")
     variants = [(m, c) for c in ("multi", "rss") for m in args.methods]
     if REFERENCE not in variants:
@@ -71,8 +76,8 @@ def main(argv=None) -> int:
     for method, coils in variants:
         tag = method if method not in realistic.NETWORKS else f"{method}@{weights.get(method, 'shipped')}"
         scores[method, coils] = realistic.run_method(cache, tag, realistic.method_factory(method, weights, coils=coils, mask=args.mask),
-                                                     cases, args.accelerations, print, coils=coils, mask=args.mask)["multicoil"]
-    lines = [f"Multi-coil cases (8 simulated coils, held-out test subject, {len(cases)} files, {args.mask} masks); "
+                                                     cases, args.accelerations, print, coils=coils, mask=args.mask)[category]
+    lines = [f"Multi-coil cases ({args.coils} simulated coils, held-out test subject, {len(cases)} files, {args.mask} masks); "
              "PSNR dB ± std / SSIM against the RSS reference.", "",
              "| acc | " + " | ".join(label(*v) for v in variants) + " |", "|---|" + "---|" * len(variants)]
     table = {}
@@ -102,8 +107,8 @@ def main(argv=None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     # per-slice scores as bench/realistic.py keeps them (method -> category -> acc), the coil
     # path as the method's own name and the RSS path as "METHOD (RSS path)": bench/compare_results.py pairs them
-    per_slice = {(m if c == "multi" else f"{m} (RSS path)"): {"multicoil": scores[m, c]} for m, c in variants}
-    write_json(args.results / "results.json", {"machine": describe(), "weights": weights, "mask": args.mask, "table": table,
+    per_slice = {(m if c == "multi" else f"{m} (RSS path)"): {category: scores[m, c]} for m, c in variants}
+    write_json(args.results / "results.json", {"machine": describe(), "weights": weights, "mask": args.mask, "coils": args.coils, "table": table,
                                                 "accelerations": args.accelerations,
                                                 "test_files": [f.name for f in test_files],
                                                 "max_slices": args.max_slices, "scores": per_slice})

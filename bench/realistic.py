@@ -73,7 +73,7 @@ def cache_key(tag: str, category: str, name: str, acc: float, coils: str = "mult
     """The metric cache's key; multi-coil cases reconstructed from the coils carry ``|coils``
     (keys without it are the root-sum-of-squares path, as all were before session 8), masks
     other than the default ``random`` carry ``|mask=KIND``."""
-    return (f"{tag}|{category}|{name}|{acc:g}" + ("|coils" if category == "multicoil" and coils != "rss" else "")
+    return (f"{tag}|{category}|{name}|{acc:g}" + ("|coils" if category in B.COILS and coils != "rss" else "")
             + ("" if mask == "random" else f"|mask={mask}"))
 
 
