@@ -70,10 +70,11 @@ def method_factory(method: str, weights: dict[str, str], tv_weight: float | None
 
 
 def cache_key(tag: str, category: str, name: str, acc: float, coils: str = "multi", mask: str = "random") -> str:
-    """The metric cache's key; multi-coil cases reconstructed from the coils carry ``|coils``
-    (keys without it are the root-sum-of-squares path, as all were before session 8), masks
-    other than the default ``random`` carry ``|mask=KIND``."""
-    return (f"{tag}|{category}|{name}|{acc:g}" + ("|coils" if category in B.COILS and coils != "rss" else "")
+    """The metric cache's key; multi-coil cases reconstructed from the coils carry ``|coils-rss``
+    (keys without it are the root-sum-of-squares path, as all were before session 8; ``|coils``,
+    sessions 8-16, are outputs before :func:`backend.recon_coils.rss_output`), masks other than
+    the default ``random`` carry ``|mask=KIND``."""
+    return (f"{tag}|{category}|{name}|{acc:g}" + ("|coils-rss" if category in B.COILS and coils != "rss" else "")
             + ("" if mask == "random" else f"|mask={mask}"))
 
 
