@@ -15,9 +15,9 @@ TV and the networks estimate one combined image ``m``; what they return is
 :func:`rss_output`: the root-sum-of-squares of the coil images ``S_c m`` with each coil's
 measured lines put back (``M k_c + (1 - M) F S_c m``), the same kind of image as fastMRI's
 ``reconstruction_rss`` reference and as the zero-filled one. Against the SENSE combination
-``|m|`` it was measured (session 17, shipped NasN, 4 slices each): the same PSNR (+0.00 to
-+0.14 dB) and a higher SSIM (+0.018 to +0.037) on 8- and 2-coil cases and a 2-coil knee-like raw
-file, the gain lying in the background, where ``|m|`` has no noise floor and an RSS reference does.
+``|m|`` it was measured (session 17, ``bench/multicoil.py`` with 8 and 2 coils, shipped NasN
+and TV, 24 slices at 4x and 8x): PSNR -0.03 to +0.45 dB, SSIM +0.004 to +0.038, the gain lying
+in the background, where ``|m|`` has no noise floor and an RSS reference has one.
 
 Metrics are taken against the file's reference (fastMRI multi-coil: ``reconstruction_rss``).
 """
