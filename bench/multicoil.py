@@ -15,7 +15,9 @@ Every method runs twice, on the same slices, the same seeded masks (the per-volu
   *undersampled coil* k-space, ESPIRiT maps calibrated on the mask's fully sampled centre;
   zero-filled = RSS of the zero-filled coil images, TV = BART ``pics`` with the maps (the
   paper's setting), the networks with MoDL's CG SENSE data consistency
-  (:mod:`backend.models.multicoil`; the shipped single-coil weights, not retrained);
+  (:mod:`backend.models.multicoil`; the shipped single-coil weights, not retrained); TV's and
+  the networks' image returned as an RSS image (:func:`backend.recon_coils.rss_output`, since
+  session 17; results before it are of ``|m|``);
 * **RSS path** (``--coils rss``): the coils combined by root-sum-of-squares, the RSS image
   simulated as single-coil k-space, that k-space undersampled and reconstructed. It does not
   solve the same problem: it undersamples a zero-phase image made from fully sampled coils.
