@@ -29,7 +29,7 @@ from .masks import Mask, sampling_grid, seed_from_filename
 from .masks_2d import make_sampling
 from .metrics import VolumeMetrics, evaluate_volume
 from .progress import Progress
-from .recon_coils import coil_fallback, reconstruct_multicoil, uses_coils
+from .recon_coils import coil_fallback, maps_fallback, reconstruct_multicoil, uses_coils
 from .transforms import center_crop, network_inputs
 from .tv import tv_reconstruct
 
@@ -222,7 +222,7 @@ def reconstruct_volume(
         notices = list(info.notices)
         if uses_coils(info.kind, config) and hasattr(volume, "coil_slice"):
             mask, seed = volume_mask(info, config)
-            fallback = coil_fallback(config, mask.sampling)
+            fallback = coil_fallback(config, mask.sampling) or maps_fallback(volume, config, mask.sampling)
             if fallback is None:
                 if reconstructor is None and config.model in cfg.network_model_names():
                     reconstructor = make_reconstructor(config)

@@ -245,3 +245,71 @@ def test_the_coil_output_is_the_rss_of_coil_images_with_the_measured_lines_kept(
     mixed = np.where(lines[None, None, None, :] > 0, kspace, fft(maps * m[:, None]))
     np.testing.assert_allclose(rss_output(m, kspace, lines, maps).real, np.sqrt((np.abs(ifft(mixed)) ** 2).sum(1)),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_map_residual_by_hand():
+    """0 for maps made from the calibration images themselves (the low-resolution maps), 1 for
+    empty maps, and the share of a coil's energy for maps that keep only the other coils."""
+    from backend.coils import lowres_maps
+    from backend.recon_coils import map_residual
+
+    rng = np.random.default_rng(4)
+    k = (rng.normal(size=(3, 24, 20)) + 1j * rng.normal(size=(3, 24, 20))).astype(np.complex64)
+    lines = np.zeros(20, np.float32)
+    lines[7:13] = 1  # 6 centre columns (W // 2 = 10 inside)
+    lines[[1, 16]] = 1
+    maps = lowres_maps(k, 6)
+    assert map_residual(k, lines, maps) == pytest.approx(0, abs=1e-6)
+    assert map_residual(k, lines, np.zeros_like(maps)) == pytest.approx(1)
+    window = np.zeros(20)
+    window[7:13] = np.hanning(8)[1:-1]
+    x = ifft2c_np(k * window[None, None])
+    one = np.zeros_like(maps)
+    one[0] = 1  # a map of coil 0 alone: coils 1 and 2 lie outside it
+    share = (np.abs(x[1:]) ** 2).sum() / (np.abs(x) ** 2).sum()
+    assert map_residual(k, lines, one) == pytest.approx(share, rel=1e-5)
+
+
+@pytest.mark.skipif(not bart_available(), reason="BART is not installed")
+def test_auto_falls_back_to_rss_when_espirit_maps_miss_the_object(sample_file, multicoil_file, tmp_path):
+    """Two coils, the object filling a narrow field of view, readout oversampled 2x with a smooth
+    phase (the shape of a real two-channel raw file): ESPIRiT's maps leave holes over the object
+    and the coil path collapsed (12 dB against 29 dB, session 17); ``auto`` takes the RSS path
+    with a notice, ``multi`` still uses the coils; the 8-coil file keeps its coils."""
+    from backend.recon_coils import MAX_MAP_RESIDUAL, map_residual, slice_maps
+    from backend.transforms import smooth_field
+
+    with h5py.File(sample_file) as f:
+        images = f["reconstruction_esc"][2:5].astype(np.float32)
+    S, H, W0 = images.shape
+    W = (W0 * 5) // 7
+    images = images[:, :, (W0 - W) // 2:(W0 - W) // 2 + W]
+    rng = np.random.default_rng(11)
+    maps = simulated_sensitivities((2 * H, W), 2, rng)
+    ks, refs = [], []
+    for im in images:
+        canvas = np.zeros((2 * H, W), np.complex64)
+        canvas[H // 2:H // 2 + H] = im * np.exp(1j * np.pi * smooth_field((H, W), rng))
+        k = fft2c_np(maps * canvas[None])
+        k = k + np.sqrt(np.mean(np.abs(k) ** 2)) * 10 ** -1.5 * (rng.normal(size=k.shape) + 1j * rng.normal(size=k.shape)) / np.sqrt(2)
+        ks.append(k.astype(np.complex64))
+        refs.append(np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(0))[H // 2:H // 2 + H])
+    path = tmp_path / "two_coils.h5"
+    with h5py.File(path, "w") as f:
+        f["kspace"] = np.stack(ks)
+        f["reconstruction_rss"] = np.stack(refs).astype(np.float32)
+    auto = run(reconstruct_volume(path, ReconConfig(model="zero-filled", acceleration=4)))
+    assert auto.notices[-1] == RSS_NOTICE and any("fit the calibration data poorly" in n for n in auto.notices)
+    forced = run(reconstruct_volume(path, ReconConfig(model="zero-filled", acceleration=4, coils="multi")))
+    assert "SENSE data consistency" in forced.notices[-1]
+    kept = run(reconstruct_volume(multicoil_file, ReconConfig(model="zero-filled", acceleration=4)))
+    assert "SENSE data consistency" in kept.notices[-1]
+    # the residual that decided, recomputed on the worst slice named in the notice
+    from backend.io import open_volume
+    from backend.recon import volume_mask
+
+    with open_volume(path) as volume:
+        mask, _ = volume_mask(volume.info, ReconConfig(acceleration=4))
+        lines = mask.sampling.astype(np.float32)
+        residuals = [map_residual(volume.coil_slice(i)[0], lines, slice_maps(volume.coil_slice(i)[0], lines)) for i in range(3)]
+    assert max(residuals) > MAX_MAP_RESIDUAL, residuals
