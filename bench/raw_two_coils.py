@@ -9,8 +9,8 @@ rows), the object has a phase, and the phase-encode field of view can be tight. 
 is three slices (the 3rd to 5th) of a held-out test volume made so: 2 simulated coils
 (:func:`backend.coils.simulated_sensitivities` on the canvas), a smooth phase of up to pi, 30 dB
 complex noise, the RSS image of the central rows as reference (fastMRI multi-coil layout). Cases:
-``full`` (the whole width) of test volumes 0 and 3, and ``narrow`` (the central 160 columns of
-the 224) of volume 3. Every method runs from the coils (``--coils multi``), by the RSS path
+``full`` (the whole width) of test volumes 0 and 3, and ``narrow`` (the central 5/7 of the
+columns, 160 of 224) of volume 3. Every method runs from the coils (``--coils multi``), by the RSS path
 (``--coils rss``) and as ``nascsmri reconstruct`` runs by default (``--coils auto``, which falls
 back to the RSS path when the ESPIRiT maps miss the calibration data,
 :func:`backend.recon_coils.maps_fallback`), on the same seeded masks and metric code. Writes
@@ -37,14 +37,17 @@ from backend.recon import make_reconstructor, reconstruct_volume
 from backend.transforms import smooth_field
 
 RESULTS = Path(__file__).resolve().parent / "results" / "raw_two_coils"
-CASES = (("full_v0", 0, None, 5), ("full_v3", 3, None, 11), ("narrow_v3", 3, 160, 11))  # name, volume, columns, seed
+CASES = (("full_v0", 0, 1.0, 5), ("full_v3", 3, 1.0, 11), ("narrow_v3", 3, 5 / 7, 11))  # name, volume, share of columns, seed
 
 
-def make_case(source: Path, target: Path, columns: int | None, seed: int) -> Path:
+def make_case(source: Path, target: Path, share: float, seed: int) -> Path:
     with h5py.File(source, "r") as f:
-        images = np.asarray(f["reconstruction_esc"][2:5], dtype=np.float32)
+        n = f["reconstruction_esc"].shape[0]
+        start = min(2, max(0, n - 3))  # the 3rd to 5th slices (the first ones of a short volume)
+        images = np.asarray(f["reconstruction_esc"][start:start + 3], dtype=np.float32)
     _, H, W = images.shape
-    if columns is not None:  # a tighter phase-encode field of view, cropped in image space
+    columns = int(round(W * share))
+    if columns < W:  # a tighter phase-encode field of view, cropped in image space
         images = images[:, :, (W - columns) // 2:(W - columns) // 2 + columns]
         W = columns
     rng = np.random.default_rng(seed)
@@ -80,8 +83,8 @@ def main(argv=None) -> int:
     lines = ["Two-channel raw-like files (3 slices each; PSNR dB / SSIM against the RSS reference); "
              "auto: the path `nascsmri reconstruct` took by default", "",
              "| case | acc | method | coils | RSS path | auto (path) |", "|---|---|---|---|---|---|"]
-    for name, volume, columns, seed in CASES:
-        path = make_case(test_files[volume], args.out / f"{name}.h5", columns, seed)
+    for name, volume, share, seed in CASES:
+        path = make_case(test_files[volume % len(test_files)], args.out / f"{name}.h5", share, seed)
         for acc in args.accelerations:
             for method in args.methods:
                 row = {}

@@ -188,6 +188,34 @@ def test_multicoil_benchmark_smoke(tiny_dataset, tmp_path, mask):
     assert paired["mean"] == pytest.approx(row["TV (RSS path)"]["minus_tv_coils"]["psnr"]["mean"])
 
 
+def test_raw_two_coils_benchmark_smoke(tiny_dataset, tmp_path):
+    """Three raw-like two-coil cases are written in fastMRI multi-coil layout (canvas of twice the
+    rows, RSS reference of the central rows, the narrow case 5/7 of the columns), every method
+    runs by the three coil settings on the same slices, and the path ``auto`` took is recorded."""
+    import shutil as sh
+
+    import h5py
+
+    data = tmp_path / "data"
+    sh.copytree(tiny_dataset, data)
+    sh.copytree(data / "val", data / "test")
+    results = tmp_path / "res"
+    proc = subprocess.run([sys.executable, "bench/raw_two_coils.py", "--data", str(data), "--out", str(tmp_path / "run"),
+                           "--results", str(results), "--methods", "zero-filled", "--accelerations", "4"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with h5py.File(tmp_path / "run" / "narrow_v3.h5") as f:
+        k, ref = f["kspace"].shape, f["reconstruction_rss"].shape
+    assert k == (ref[0], 2, 2 * ref[1], ref[2]) and ref[2] == round(48 * 5 / 7) and 1 <= ref[0] <= 3
+    report = json.loads((results / "results.json").read_text())
+    assert set(report["scores"]) == {"full_v0", "full_v3", "narrow_v3"}
+    row = report["scores"]["narrow_v3"]["4"]["zero-filled"]
+    assert len(row["multi"]["psnr"]) == len(row["rss"]["psnr"]) == ref[0]
+    # auto is one of the two paths, slice for slice
+    assert row["auto"] == row["multi" if row["auto_path"] == "coils" else "rss"]
+    assert "| narrow_v3 | 4x | zero-filled |" in (results / "results.md").read_text()
+
+
 def test_masks_2d_benchmark_smoke(tiny_dataset, tmp_path):
     """Each mask runs every method on the same slices; the 2-D masks reach their acceleration,
     the paired NasN - TV rows and the figure are written."""
