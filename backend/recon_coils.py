@@ -113,13 +113,34 @@ def map_residual(coil_kspace: np.ndarray, lines: np.ndarray, maps: np.ndarray) -
     return float((np.abs(outside) ** 2).sum() / max(float((np.abs(x) ** 2).sum()), 1e-30))
 
 
+_MAPS_CHECKED: dict = {}  # maps_fallback's answers by file, mask and map method (the GUI asks twice a job)
+
+
 def maps_fallback(volume: Volume, config: cfg.ReconConfig, lines: np.ndarray) -> str | None:
     """With ``coils="auto"`` and ESPIRiT maps, the notice that the maps of a checked slice
     (:data:`MAP_CHECK_POSITIONS`) fit its calibration data poorly (:data:`MAX_MAP_RESIDUAL`):
-    the root-sum-of-squares path is taken then; None when the coils are used."""
+    the root-sum-of-squares path is taken then; None when the coils are used. The answer is
+    kept per file (path, size, modification time), mask and map method, so that a slice preview
+    and the volume reconstruction after it calibrate the checked slices once."""
     m = np.asarray(lines, dtype=np.float32)
     if config.coils != "auto" or resolve_map_method(config.coil_maps, calibration_lines(m > 0)) != "espirit":
         return None
+    try:
+        stat = os.stat(volume.info.path)
+        key = (os.path.realpath(volume.info.path), stat.st_size, stat.st_mtime_ns, m.shape, m.tobytes(), config.coil_maps)
+    except (OSError, TypeError):
+        key = None
+    if key is not None and key in _MAPS_CHECKED:
+        return _MAPS_CHECKED[key]
+    notice = _check_maps(volume, config, m)
+    if key is not None:
+        if len(_MAPS_CHECKED) >= 32:
+            _MAPS_CHECKED.pop(next(iter(_MAPS_CHECKED)))
+        _MAPS_CHECKED[key] = notice
+    return notice
+
+
+def _check_maps(volume: Volume, config: cfg.ReconConfig, m: np.ndarray) -> str | None:
     n = len(volume)
     checked = range(n) if n <= len(MAP_CHECK_POSITIONS) else sorted({int(q * (n - 1) + 0.5) for q in MAP_CHECK_POSITIONS})
     worst, where = 0.0, 0

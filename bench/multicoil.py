@@ -11,7 +11,8 @@ coil, the RSS image as reference), or with ``--coils 2`` its two-coil variant ``
 Every method runs twice, on the same slices, the same seeded masks (the per-volume seeds of
 ``nascsmri reconstruct``) and the same metric code:
 
-* **from the coils** (``--coils multi``, what ``nascsmri reconstruct`` does by default): the
+* **from the coils** (``--coils multi``, what ``nascsmri reconstruct``'s default ``auto`` does
+  unless too few calibration lines or maps that miss the calibration data send it to the RSS path): the
   *undersampled coil* k-space, ESPIRiT maps calibrated on the mask's fully sampled centre;
   zero-filled = RSS of the zero-filled coil images, TV = BART ``pics`` with the maps (the
   paper's setting), the networks with MoDL's CG SENSE data consistency
