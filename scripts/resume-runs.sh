@@ -30,7 +30,8 @@ for run in "${@:-nasn search}"; do
           cp -r "bench/results/ship_${r}_inprogress" "runs/ship_$r" && rm -f "runs/ship_$r/RESUME.md"
         fi
         # U-net: the ship preset's steps and data for 12 epochs (not NasN's 42; README says so);
-        # random4: the search protocol's best retrained cell (#16), NasN's ship recipe
+        # random4: the search protocol's best retrained cell (#16), NasN's ship recipe (finished in
+        # session 18, record in bench/results/ship_random4/: a fresh run starts from epoch 1)
         case $r in
           unet) extra=(--model unet --epochs 12) ;;
           random4) extra=(--model nasn --genotype bench/results/search_vs_random_inprogress/runs/genotypes/random4.json) ;;

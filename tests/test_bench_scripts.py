@@ -107,6 +107,19 @@ def test_train_step_benchmark_names_its_machine(tmp_path):
     assert report["gradient_rel_diff_plan_vs_reference"] < 1e-4
 
 
+def test_split_train_step_benchmark_sums_the_same_gradients(tmp_path):
+    """The per-sample split step's gradients are the batch step's (to float32 rounding)."""
+    out = tmp_path / "split.json"
+    proc = subprocess.run([sys.executable, "bench/train_step_split.py", "--rounds", "1", "--warmup", "0", "--crop", "24",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["slug"] == slug()
+    assert [(r["model"], r["mode"]) for r in report["rows"]] == [
+        ("nasn", "plain"), ("nasn", "split"), ("dccnn", "plain"), ("dccnn", "split")]
+    assert all(0 < d < 1e-4 for d in report["gradient_rel_diff_split_vs_plain"].values())
+
+
 def test_realistic_benchmark_smoke(tiny_dataset, tmp_path):
     """Every category is built and read back, every method scores the same slices, the paired
     table and the figure are written."""
