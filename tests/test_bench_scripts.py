@@ -96,12 +96,16 @@ def test_inference_speed_benchmark_measures_both_nasn_plans(tmp_path):
     assert onednn["latency_ratio_to_dccnn3"] > 0
 
 
-def test_train_step_benchmark_names_its_machine(tmp_path):
-    out = tmp_path / "ts.json"
-    proc = subprocess.run([sys.executable, "bench/train_step.py", "--rounds", "1", "--warmup", "0", "--crop", "24",
+def _one_small_round(script: str, out) -> dict:
+    """``bench/<script> --rounds 1 --warmup 0 --crop 24 --out OUT`` run to its end; its report."""
+    proc = subprocess.run([sys.executable, f"bench/{script}", "--rounds", "1", "--warmup", "0", "--crop", "24",
                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_train_step_benchmark_names_its_machine(tmp_path):
+    report = _one_small_round("train_step.py", tmp_path / "ts.json")
     assert report["machine"]["slug"] == slug() and report["machine"]["cpu"]
     assert [r["model"] for r in report["rows"]][:3] == ["NasN (training plan)", "NasN (reference module)", "DCCNN-3"]
     assert report["gradient_rel_diff_plan_vs_reference"] < 1e-4
@@ -109,11 +113,7 @@ def test_train_step_benchmark_names_its_machine(tmp_path):
 
 def test_split_train_step_benchmark_sums_the_same_gradients(tmp_path):
     """The per-sample split step's gradients are the batch step's (to float32 rounding)."""
-    out = tmp_path / "split.json"
-    proc = subprocess.run([sys.executable, "bench/train_step_split.py", "--rounds", "1", "--warmup", "0", "--crop", "24",
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
+    report = _one_small_round("train_step_split.py", tmp_path / "split.json")
     assert report["machine"]["slug"] == slug()
     assert [(r["model"], r["mode"]) for r in report["rows"]] == [
         ("nasn", "plain"), ("nasn", "split"), ("dccnn", "plain"), ("dccnn", "split")]
