@@ -2,7 +2,8 @@
 
     python bench/train_step_split.py [--rounds 10]
 
-For NasN (training plan) and DCCNN-3, interleaved per round: the plain step with torch's 2
+For NasN (training plan) and DCCNN-3 as ``bench/train_step.py`` builds them (same batch),
+interleaved per round: the plain step with torch's 2
 threads, and the same step as two single-sample forward/backward passes on two Python worker
 threads of one torch thread each, their gradients summed (checked against the plain step's)
 before the fused Adam step. Prints medians and ratios to DCCNN-3's plain step; writes
@@ -23,22 +24,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import RESULTS, batch  # noqa: E402
+from train_step import RESULTS, trainers  # noqa: E402
 
 from backend.files import write_json  # noqa: E402
 from backend.machine import describe  # noqa: E402
-from backend.models import build_model  # noqa: E402
-from backend.models.genotype import default_genotype  # noqa: E402
 from backend.models.inference import tune_allocator  # noqa: E402
-from backend.models.training_plan import prepare_for_training  # noqa: E402
-from backend.training.loop import adam  # noqa: E402
-
-
-def make(name: str):
-    torch.manual_seed(0)
-    model = (build_model("nasn", genotype=default_genotype(), channels=32, cells=3, cascades=3) if name == "nasn"
-             else build_model("dccnn", channels=32, cascades=3)).to(memory_format=torch.channels_last)
-    return model, prepare_for_training(model, "cpu"), adam(model.parameters(), 1e-4)
 
 
 def main(argv=None) -> dict:
@@ -50,45 +40,43 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     tune_allocator()
-    data = batch(args.crop, 2)
+    built = trainers(2, args.crop)  # bench/train_step.py's models, batch and plain step
+    models = {"nasn": built[0], "dccnn": built[2]}  # NasN's training plan, DCCNN-3
+    data = built[0].data
     pool = ThreadPoolExecutor(2, initializer=lambda: torch.set_num_threads(1))
-    models = {n: make(n) for n in ("nasn", "dccnn")}
 
     def part_grads(net, params, i):
         x, k0, mask, target = (t[i:i + 1] for t in data)
         return torch.autograd.grad(F.l1_loss(net(x, k0, mask), target) / 2, params)
 
-    def split_grads(model, net):
-        params = list(model.parameters())
-        g0, g1 = (f.result() for f in [pool.submit(part_grads, net, params, i) for i in (0, 1)])
+    def split_grads(t):
+        params = list(t.model.parameters())
+        g0, g1 = (f.result() for f in [pool.submit(part_grads, t.net, params, i) for i in (0, 1)])
         return params, [a.add_(b) for a, b in zip(g0, g1)]
 
-    def plain(model, net, opt):
-        x, k0, mask, target = data
-        loss = F.l1_loss(net(x, k0, mask), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def split(model, net, opt):
-        params, grads = split_grads(model, net)
+    def split(t):
+        params, grads = split_grads(t)
         for p, g in zip(params, grads):
             p.grad = g
-        opt.step()
+        t.optimiser.step()
 
     agreement = {}
-    for name, (model, net, _) in models.items():
+    for name, t in models.items():
         x, k0, mask, target = data
-        ref = torch.autograd.grad(F.l1_loss(net(x, k0, mask), target), list(model.parameters()))
-        _, grads = split_grads(model, net)
+        ref = torch.autograd.grad(F.l1_loss(t.net(x, k0, mask), target), list(t.model.parameters()))
+        _, grads = split_grads(t)
         a, b = torch.cat([g.flatten() for g in grads]), torch.cat([g.flatten() for g in ref])
         agreement[name] = ((a - b).norm() / b.norm()).item()
     variants = [(n, mode) for n in ("nasn", "dccnn") for mode in ("plain", "split")]
     times = {v: [] for v in variants}
     for r in range(args.warmup + args.rounds):
         for v in variants:
+            t = models[v[0]]
             start = time.perf_counter()
-            (plain if v[1] == "plain" else split)(*models[v[0]])
+            if v[1] == "plain":
+                t.step()
+            else:
+                split(t)
             if r >= args.warmup:
                 times[v].append(time.perf_counter() - start)
     base = times[("dccnn", "plain")]
