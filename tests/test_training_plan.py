@@ -89,6 +89,35 @@ def test_weight_gradient_kernel_refuses_what_it_cannot_do(grad_kernel):
             grad_kernel.weight_grad(*args)
 
 
+@pytest.mark.parametrize("channels,dilation,size", [(16, (1, 1), (7, 9)), (32, (2, 2), (19, 23)),
+                                                    (32, (3, 3), (19, 23)), (48, (2, 1), (5, 12))])
+def test_one_pass_backward_matches_onednn_in_float64(grad_kernel, channels, dilation, size):
+    g = torch.Generator().manual_seed(channels + sum(dilation))
+    cl = torch.channels_last
+    x = torch.randn(2, channels, *size, generator=g).contiguous(memory_format=cl)  # dilation 3 on 7 rows: taps off the image
+    grad = torch.randn(2, channels, *size, generator=g).contiguous(memory_format=cl)
+    weight = torch.randn(channels, 1, 3, 3, generator=g)
+    assert grad_kernel.supports_backward(x, grad, weight, dilation)
+    got_x, got_w = grad_kernel.backward(x, grad, weight, dilation)
+    ref_x, ref_w = torch.ops.aten.convolution_backward(
+        grad.double(), x.double(), weight.double(), None, [1, 1], list(dilation), list(dilation), False, [0, 0],
+        channels, [True, True, False])[:2]
+    assert got_x.is_contiguous(memory_format=cl) and got_w.shape == weight.shape
+    np.testing.assert_allclose(got_x.double().numpy(), ref_x.numpy(), rtol=0, atol=1e-5 * ref_x.abs().max().item())
+    np.testing.assert_allclose(got_w.double().numpy(), ref_w.numpy(), rtol=0, atol=1e-5 * ref_w.abs().max().item())
+
+
+def test_one_pass_backward_refuses_what_it_cannot_do(grad_kernel):
+    cl = torch.channels_last
+    x = torch.randn(1, 32, 6, 6).contiguous(memory_format=cl)
+    x24 = torch.randn(1, 24, 6, 6).contiguous(memory_format=cl)
+    for args in [(x, x, torch.randn(32, 1, 5, 5), (1, 1)), (x24, x24, torch.randn(24, 1, 3, 3), (1, 1)),
+                 (x.contiguous(), x.contiguous(), torch.randn(32, 1, 3, 3), (1, 1))]:
+        assert not grad_kernel.supports_backward(*args)
+        with pytest.raises(KernelError):
+            grad_kernel.backward(*args)
+
+
 def test_depthwise_function_passes_gradcheck():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, 3, 7, 6, dtype=torch.float64, generator=g, requires_grad=True)

@@ -15,10 +15,12 @@ What differs from the reference module, measured on the CPUs here (``bench/train
   dense tensors) disappear;
 * one ReLU per state, shared by every operation and preprocessing convolution that reads it
   (the reference module computes one per reader);
-* depthwise convolutions through :class:`DepthwiseConv`, whose backward computes the input's
-  gradient as a forward depthwise convolution with the flipped taps (oneDNN's forward is fast)
-  and the taps' gradient with the C loop of ``kernels/depthwise_grad.c`` (oneDNN's
-  channels-last depthwise backward took 10-15x the forward's time);
+* depthwise convolutions through :class:`DepthwiseConv`, whose backward computes, for 3x3
+  taps over a multiple of 16 channels (every one of space A's), both gradients in one C pass
+  (``dwg_backward`` of ``kernels/depthwise_grad.c``), and otherwise the input's gradient as a
+  forward depthwise convolution with the flipped taps (oneDNN's forward is fast) and the taps'
+  gradient with that file's C loop (oneDNN's channels-last depthwise backward took 10-15x the
+  forward's time);
 * 1x1 convolutions through :class:`PointwiseConv`, whose backward computes the input's and the
   weight's gradients in one pass (``kernels/pointwise_grad.c``), with the ReLU's backward
   folded in where the convolution reads a rectified state;
@@ -65,11 +67,13 @@ class DepthwiseConv(torch.autograd.Function):
         else:
             grad = grad.contiguous()
         groups, kernel = weight.shape[0], tuple(weight.shape[-2:])
+        lib = depthwise_grad()
+        if all(ctx.needs_input_grad[:2]) and lib is not None and lib.supports_backward(x, grad, weight, ctx.dilation):
+            return (*lib.backward(x, grad, weight, ctx.dilation), None, None)  # both in one pass
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:  # the transposed convolution of a "same" one = the flipped taps
             grad_x = F.conv2d(grad, weight.flip(2, 3), padding=ctx.padding, dilation=ctx.dilation, groups=groups)
         if ctx.needs_input_grad[1]:
-            lib = depthwise_grad()
             if lib is not None and lib.supports(x, grad, kernel, ctx.dilation):
                 grad_w = lib.weight_grad(x, grad, kernel, ctx.dilation)
             else:

@@ -273,7 +273,8 @@ class DepthwiseGrad:
     """The loaded ``depthwise_grad.c``: the taps' gradient of a depthwise convolution."""
 
     def __init__(self, path: Path):
-        self._weight = _entry(path, "dwg", 1, "dwg_weight", [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9)
+        self._weight = _entry(path, "dwg", 2, "dwg_weight", [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9)
+        self._backward = _entry(path, "dwg", 2, "dwg_backward", [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 7)
         self.path = path
 
     @staticmethod
@@ -301,6 +302,29 @@ class DepthwiseGrad:
         if rc != 0:
             raise KernelError(f"depthwise_grad refused its arguments (code {rc})")
         return out.t().reshape(c, 1, kh, kw).to(torch.float32)
+
+    def supports_backward(self, x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
+                          dilation: tuple[int, int]) -> bool:
+        """Whether :meth:`backward` takes these: as :meth:`supports`, 3x3 taps, a multiple of 16 channels."""
+        return (tuple(weight.shape) == (x.shape[1], 1, 3, 3) and x.shape[1] % 16 == 0
+                and self.supports(x, grad, (3, 3), dilation))
+
+    def backward(self, x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
+                 dilation: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(d loss / d x, d loss / d weight)`` of a 3x3 ``conv2d(x, weight, groups=C,
+        dilation, padding="same")`` given ``grad``, in one pass (``dwg_backward``)."""
+        if not self.supports_backward(x, grad, weight, dilation):
+            raise KernelError(f"depthwise backward: unsupported tensors {tuple(x.shape)} {x.dtype} / "
+                              f"{tuple(grad.shape)} / {tuple(weight.shape)}, dilation {dilation}")
+        n, c, h, w = x.shape
+        taps = weight.detach()[:, 0].permute(1, 2, 0).reshape(9, c).contiguous()
+        grad_x = torch.empty_like(x, memory_format=torch.channels_last)
+        out = torch.empty(9, c, dtype=torch.float64)
+        rc = self._backward(x.data_ptr(), grad.data_ptr(), taps.data_ptr(), grad_x.data_ptr(), out.data_ptr(),
+                            n, h, w, c, dilation[0], dilation[1], torch.get_num_threads())
+        if rc != 0:
+            raise KernelError(f"depthwise_grad refused its arguments (code {rc})")
+        return grad_x, out.t().reshape(c, 1, 3, 3).to(torch.float32)
 
 
 def depthwise_grad() -> DepthwiseGrad | None:
