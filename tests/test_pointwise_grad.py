@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.models.kernels import POINTWISE_GRAD_SOURCE, KernelError, PointwiseGrad, build
+from backend.models.kernels import POINTWISE_GRAD_SOURCE, KernelError, build
+from backend.models.kernels.gradients import PointwiseGrad
 from backend.models.training_plan import PointwiseConv, _head
 
 CC = shutil.which("cc")

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from backend.models import build_model, load_model, shipped_weights
 from backend.models.genotype import Genotype
-from backend.models.kernels import DepthwiseGrad, GRAD_SOURCE, KernelError, build
+from backend.models.kernels import GRAD_SOURCE, KernelError, build
+from backend.models.kernels.gradients import DepthwiseGrad
 from backend.models.training_plan import (
     DepthwiseConv, TrainingCascade, TrainingNasNModule, prepare_for_training)
 from backend.search.supernet import MixedOp

@@ -21,6 +21,11 @@ What differs from the reference module, measured on the CPUs here (``bench/train
   forward depthwise convolution with the flipped taps (oneDNN's forward is fast) and the taps'
   gradient with that file's C loop (oneDNN's channels-last depthwise backward took 10-15x the
   forward's time);
+* each ``dil_*_conv_3x3`` and each half of a ``sep_conv_3x3`` (ReLU, depthwise 3x3, 1x1) as one
+  :class:`RectifiedSeparable`, where the kernels take it: forward in one pass of the fused
+  inference kernel, backward in one pass of ``dwg_separable_backward``, with neither the ReLU's
+  nor the depthwise convolution's output kept (they were two images per operation written,
+  saved and read again; ``bench/train_step.py``, session 19);
 * 1x1 convolutions through :class:`PointwiseConv`, whose backward computes the input's and the
   weight's gradients in one pass (``kernels/pointwise_grad.c``), with the ReLU's backward
   folded in where the convolution reads a rectified state;
@@ -44,7 +49,9 @@ from torch import nn
 
 from .cascade import ResidualModule, UnrolledCascade
 from .fast_parts import fused_conv_weight, shifted_sum, tap_major
-from .kernels import depthwise_grad, pointwise_grad
+from .kernels import MAX_K, fused_pointwise
+from .kernels.gradients import depthwise_grad, pointwise_grad, taps_3x3
+
 from .nasn import CellStack
 from .ops import Conv9x1_1x9, DilConv, SepConv
 
@@ -153,6 +160,51 @@ def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return DepthwiseConv.apply(x, conv.weight, conv.padding, conv.dilation)
 
 
+class RectifiedSeparable(torch.autograd.Function):
+    """``into + conv1x1(depthwise3x3(relu(x)))`` (``into`` optional): a ``dil_*_conv_3x3``, or
+    half a ``sep_conv_3x3``, in one pass of the fused kernel (``kernels/fused_pointwise.c``, per
+    sample) with neither the ReLU's nor the depthwise convolution's output kept. The backward
+    recomputes the depthwise output (``dwg_forward``), takes the 1x1 convolution's gradients
+    (``pointwise_grad.c``), then the depthwise ones with the ReLU's mask (``dwg_backward``)."""
+
+    @staticmethod
+    def forward(ctx, into, x, depthwise_weight, pointwise_weight, dilation):
+        kernel, (c, o) = fused_pointwise(), pointwise_weight.shape[1::-1]
+        cpad = -(-o // 32) * 32
+        weight = x.new_zeros(c, cpad)
+        weight[:, :o] = pointwise_weight.detach()[:, :, 0, 0].t()
+        taps = taps_3x3(depthwise_weight)
+        y = torch.empty(x.shape[0], o, *x.shape[2:], memory_format=torch.channels_last)
+        for b in range(x.shape[0]):
+            kernel.run([(x[b:b + 1], True, taps, ((3, 3), tuple(dilation)))], weight, [(y[b:b + 1], 0, False)],
+                       adds=[] if into is None else [into[b:b + 1]])
+        ctx.save_for_backward(x, depthwise_weight, pointwise_weight)
+        ctx.dilation, ctx.into = tuple(dilation), into is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, depthwise_weight, pointwise_weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad_x, grad_dw, grad_pw = depthwise_grad().separable_backward(
+            x, grad, depthwise_weight, pointwise_weight, ctx.dilation)
+        return grad if ctx.into else None, grad_x, grad_dw, grad_pw, None
+
+
+def rectified_separable(module: nn.Module, t: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor | None:
+    """:class:`RectifiedSeparable` of a ``DilConv`` (ReLU, depthwise 3x3, 1x1) where its
+    kernels take ``t`` (dense channels-last float32 on the CPU, a multiple of 16 channels,
+    ``into`` of the same layout), else ``None``."""
+    conv, point = module[1], module[2]
+    dw_lib, pw_lib = depthwise_grad(), pointwise_grad()
+    if (fused_pointwise() is None or dw_lib is None or pw_lib is None or conv.kernel_size != (3, 3)
+            or not dw_lib.supports_backward(t, t, conv.weight, conv.dilation) or t.shape[1] > MAX_K
+            or (into is not None and not (into.shape == t.shape and into.dtype == t.dtype
+                                          and into.is_contiguous(memory_format=torch.channels_last)))):
+        return None
+    return RectifiedSeparable.apply(into, t, conv.weight, point.weight, conv.dilation)
+
+
 def run_op(module: nn.Module, t: torch.Tensor, relu, into: torch.Tensor | None = None) -> torch.Tensor:
     """One operation of :data:`backend.models.ops.OPS` applied to ``t``, its leading ReLU taken
     from ``relu(t)`` (shared between the readers of a state) and its depthwise convolutions
@@ -161,8 +213,14 @@ def run_op(module: nn.Module, t: torch.Tensor, relu, into: torch.Tensor | None =
     if isinstance(module, nn.Identity):
         return t if into is None else into.add_(t)
     if isinstance(module, DilConv):
-        return pointwise(module[2].weight, depthwise(module[1], relu(t)), into=into)
+        fused = rectified_separable(module, t, into)
+        return fused if fused is not None else pointwise(module[2].weight, depthwise(module[1], relu(t)), into=into)
     if isinstance(module, SepConv):
+        inner = rectified_separable(module[0], t, None)
+        if inner is not None:
+            fused = rectified_separable(module[1], inner, into)
+            if fused is not None:
+                return fused
         inner = pointwise(module[0][2].weight, depthwise(module[0][1], relu(t)))
         return pointwise(module[1][2].weight, depthwise(module[1][1], torch.relu(inner)), into=into)
     if isinstance(module, Conv9x1_1x9):
