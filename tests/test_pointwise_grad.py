@@ -61,6 +61,21 @@ def test_gradients_match_onednn_in_float64(kernel, n, cin, cout, h, w, mask):
         assert (got_x[x == 0] == 0).all() and (got_x[x > 0] != 0).float().mean() > 0.9
 
 
+@pytest.mark.parametrize("n,cin,cout,h,w", [(2, 32, 32, 16, 16), (1, 13, 5, 7, 9), (2, 48, 18, 11, 13)])
+def test_mask_reads_an_unrectified_input_through_its_relu(kernel, n, cin, cout, h, w):
+    """With ``mask`` and a raw input ``t`` (negative entries included), the gradients are those of
+    ``conv2d(relu(t), weight)``: the weight's from ``relu(t)``, the input's masked by ``t > 0``."""
+    g = torch.Generator().manual_seed(cin + cout)
+    t = torch.randn(n, cin, h, w, generator=g).contiguous(memory_format=CL)
+    grad = torch.randn(n, cout, h, w, generator=g).contiguous(memory_format=CL)
+    weight = torch.randn(cout, cin, 1, 1, generator=g)
+    leaves = [t.double().requires_grad_(), weight.double().requires_grad_()]
+    ref_x, ref_w = torch.autograd.grad(F.conv2d(torch.relu(leaves[0]), leaves[1]), leaves, grad.double())
+    got_x, got_w = kernel.backward(t, grad, weight, mask=True)
+    np.testing.assert_allclose(got_x.double().numpy(), ref_x.numpy(), rtol=0, atol=1e-5 * ref_x.abs().max().item())
+    np.testing.assert_allclose(got_w.double().numpy(), ref_w.numpy(), rtol=0, atol=1e-5 * ref_w.abs().max().item())
+
+
 def test_result_independent_of_threads(kernel):
     x = torch.randn(2, 32, 17, 16).contiguous(memory_format=CL)
     grad = torch.randn(2, 32, 17, 16).contiguous(memory_format=CL)

@@ -22,7 +22,7 @@ What differs from the reference module, measured on the CPUs here (``bench/train
   gradient with that file's C loop (oneDNN's channels-last depthwise backward took 10-15x the
   forward's time);
 * each ``dil_*_conv_3x3`` and each half of a ``sep_conv_3x3`` (ReLU, depthwise 3x3, 1x1) as one
-  :class:`RectifiedSeparable`, where the kernels take it: forward in one pass of the fused
+  :class:`backend.models.training_fused.RectifiedSeparable`, where the kernels take it: forward in one pass of the fused
   inference kernel, backward in one pass of ``dwg_separable_backward``, with neither the ReLU's
   nor the depthwise convolution's output kept (they were two images per operation written,
   saved and read again; ``bench/train_step.py``, session 19);
@@ -49,8 +49,8 @@ from torch import nn
 
 from .cascade import ResidualModule, UnrolledCascade
 from .fast_parts import fused_conv_weight, shifted_sum, tap_major
-from .kernels import MAX_K, fused_pointwise
-from .kernels.gradients import depthwise_grad, pointwise_grad, taps_3x3
+from .kernels.gradients import depthwise_grad, pointwise_grad
+from .training_fused import rectified_pointwise_sum, rectified_separable
 
 from .nasn import CellStack
 from .ops import Conv9x1_1x9, DilConv, SepConv
@@ -160,51 +160,6 @@ def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return DepthwiseConv.apply(x, conv.weight, conv.padding, conv.dilation)
 
 
-class RectifiedSeparable(torch.autograd.Function):
-    """``into + conv1x1(depthwise3x3(relu(x)))`` (``into`` optional): a ``dil_*_conv_3x3``, or
-    half a ``sep_conv_3x3``, in one pass of the fused kernel (``kernels/fused_pointwise.c``, per
-    sample) with neither the ReLU's nor the depthwise convolution's output kept. The backward
-    recomputes the depthwise output (``dwg_forward``), takes the 1x1 convolution's gradients
-    (``pointwise_grad.c``), then the depthwise ones with the ReLU's mask (``dwg_backward``)."""
-
-    @staticmethod
-    def forward(ctx, into, x, depthwise_weight, pointwise_weight, dilation):
-        kernel, (c, o) = fused_pointwise(), pointwise_weight.shape[1::-1]
-        cpad = -(-o // 32) * 32
-        weight = x.new_zeros(c, cpad)
-        weight[:, :o] = pointwise_weight.detach()[:, :, 0, 0].t()
-        taps = taps_3x3(depthwise_weight)
-        y = torch.empty(x.shape[0], o, *x.shape[2:], memory_format=torch.channels_last)
-        for b in range(x.shape[0]):
-            kernel.run([(x[b:b + 1], True, taps, ((3, 3), tuple(dilation)))], weight, [(y[b:b + 1], 0, False)],
-                       adds=[] if into is None else [into[b:b + 1]])
-        ctx.save_for_backward(x, depthwise_weight, pointwise_weight)
-        ctx.dilation, ctx.into = tuple(dilation), into is not None
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, depthwise_weight, pointwise_weight = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=torch.channels_last)
-        grad_x, grad_dw, grad_pw = depthwise_grad().separable_backward(
-            x, grad, depthwise_weight, pointwise_weight, ctx.dilation)
-        return grad if ctx.into else None, grad_x, grad_dw, grad_pw, None
-
-
-def rectified_separable(module: nn.Module, t: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor | None:
-    """:class:`RectifiedSeparable` of a ``DilConv`` (ReLU, depthwise 3x3, 1x1) where its
-    kernels take ``t`` (dense channels-last float32 on the CPU, a multiple of 16 channels,
-    ``into`` of the same layout), else ``None``."""
-    conv, point = module[1], module[2]
-    dw_lib, pw_lib = depthwise_grad(), pointwise_grad()
-    if (fused_pointwise() is None or dw_lib is None or pw_lib is None or conv.kernel_size != (3, 3)
-            or not dw_lib.supports_backward(t, t, conv.weight, conv.dilation) or t.shape[1] > MAX_K
-            or (into is not None and not (into.shape == t.shape and into.dtype == t.dtype
-                                          and into.is_contiguous(memory_format=torch.channels_last)))):
-        return None
-    return RectifiedSeparable.apply(into, t, conv.weight, point.weight, conv.dilation)
-
-
 def run_op(module: nn.Module, t: torch.Tensor, relu, into: torch.Tensor | None = None) -> torch.Tensor:
     """One operation of :data:`backend.models.ops.OPS` applied to ``t``, its leading ReLU taken
     from ``relu(t)`` (shared between the readers of a state) and its depthwise convolutions
@@ -272,7 +227,11 @@ class TrainingNasNModule(nn.Module):
 def _sum_over_parts(parts: list[torch.Tensor], weight: torch.Tensor, relu, padding) -> torch.Tensor:
     """``conv2d(cat(parts), weight)`` (inputs rectified when ``relu`` is given) as a sum of one
     convolution per part with its slice of the weight's input channels (1x1 ones with a ReLU
-    through :class:`PointwiseConv`)."""
+    through :class:`backend.models.training_fused.RectifiedPointwiseSum`, or :class:`PointwiseConv` where its kernels are missing)."""
+    if relu is not None and weight.shape[-2:] == (1, 1) and padding == 0:
+        fused = rectified_pointwise_sum(parts, weight)
+        if fused is not None:
+            return fused
     total, offset = None, 0
     for part in parts:
         width = part.shape[1]

@@ -244,66 +244,6 @@ CONTRACT int dwg_backward(const float *x, const float *g, const float *wt, float
     return 0;
 }
 
-/* d = the 3x3 depthwise convolution of x (of relu(x) with relu set) for channels c0:c0+16 of
- * one row; xrows[i] the row of x that tap row i reads (zeros outside the image) */
-static inline __attribute__((always_inline)) CONTRACT void forward_row(
-    const float *const xrows[3], const v16 taps[9], float *drow, int64_t w, int64_t c, int64_t c0,
-    int64_t pw, int64_t dw, int relu)
-{
-    for (int64_t px = 0; px < w; px++) {
-        v16 acc = {0};
-#pragma GCC unroll 3
-        for (int i = 0; i < 3; i++)
-#pragma GCC unroll 3
-            for (int j = 0; j < 3; j++) {
-                const int64_t sx = px - pw + j * dw;
-                if (sx < 0 || sx >= w)
-                    continue;
-                v16 v = load16(xrows[i] + sx * c + c0);
-                if (relu)
-                    v = where_positive(v, v);
-                acc += taps[i * 3 + j] * v;
-            }
-        store16(drow + px * c + c0, acc);
-    }
-}
-
-/* d[n, y, x, c] = sum_{i, j} wt[i * 3 + j][c] * r(x)[n, y - dh + i dh, x - dw + j dw, c], r the
- * identity or (relu set) max(., 0): the forward convolution that dwg_backward differentiates,
- * for recomputing it where it was not kept */
-CONTRACT int dwg_forward(const float *x, const float *wt, float *d, int64_t n, int64_t h, int64_t w,
-                         int64_t c, int64_t dh, int64_t dw, int64_t relu, int64_t threads)
-{
-    if (n < 1 || h < 1 || w < 1 || c < 16 || c > MAX_C || c % 16 || dh < 1 || dw < 1 || threads < 1)
-        return 1;
-    const int64_t rows = n * h;
-    float *zeros = calloc((size_t)(w * c), sizeof(float));
-    if (zeros == NULL)
-        return 2;
-    if (threads > rows)
-        threads = rows;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t b = r / h, y = r % h;
-        const float *xrows[3];
-        for (int i = 0; i < 3; i++) {
-            const int64_t sy = y - dh + i * dh;
-            xrows[i] = (sy < 0 || sy >= h) ? zeros : x + (b * h + sy) * w * c;
-        }
-        for (int64_t c0 = 0; c0 < c; c0 += 16) {
-            v16 taps[9];
-            for (int k = 0; k < 9; k++)
-                taps[k] = load16(wt + k * c + c0);
-            if (relu)
-                forward_row(xrows, taps, d + r * w * c, w, c, c0, dw, dw, 1);
-            else
-                forward_row(xrows, taps, d + r * w * c, w, c, c0, dw, dw, 0);
-        }
-    }
-    free(zeros);
-    return 0;
-}
-
 #define PB 8  /* pixels per block of the 1x1 backward */
 
 /* the depthwise output d (of relu(x)) at pixel px of a row, channels c0:c0+16 */

@@ -19,7 +19,6 @@ class DepthwiseGrad:
     def __init__(self, path: Path):
         self._weight = _entry(path, "dwg", ABI, "dwg_weight", [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9)
         self._backward = _entry(path, "dwg", ABI, "dwg_backward", [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 8)
-        self._forward = _entry(path, "dwg", ABI, "dwg_forward", [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 8)
         self._separable = _entry(path, "dwg", ABI, "dwg_separable_backward",
                                  [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 8)
         self.path = path
@@ -72,20 +71,6 @@ class DepthwiseGrad:
                    out.data_ptr(), n, h, w, c, dilation[0], dilation[1], int(relu))
         return grad_x, out.t().reshape(c, 1, 3, 3).to(torch.float32)
 
-    def forward(self, x: torch.Tensor, weight: torch.Tensor, dilation: tuple[int, int],
-                relu: bool = False) -> torch.Tensor:
-        """The 3x3 ``conv2d(x, weight, groups=C, dilation, padding="same")`` (of ``relu(x)``
-        with ``relu``) that :meth:`backward` differentiates, channels last (``dwg_forward``)."""
-        if not self.supports_backward(x, x, weight, dilation):
-            raise KernelError(f"depthwise forward: unsupported tensors {tuple(x.shape)} {x.dtype} / "
-                              f"{tuple(weight.shape)}, dilation {dilation}")
-        n, c, h, w = x.shape
-        out = torch.empty_like(x, memory_format=torch.channels_last)
-        taps = taps_3x3(weight)
-        self._call(self._forward, x.data_ptr(), taps.data_ptr(), out.data_ptr(), n, h, w, c,
-                   dilation[0], dilation[1], int(relu))
-        return out
-
     def separable_backward(self, x: torch.Tensor, grad: torch.Tensor, depthwise_weight: torch.Tensor,
                            pointwise_weight: torch.Tensor, dilation: tuple[int, int]) -> tuple[torch.Tensor, ...]:
         """``(d loss / d x, d loss / d depthwise_weight, d loss / d pointwise_weight)`` of
@@ -132,7 +117,7 @@ class PointwiseGrad:
     """The loaded ``pointwise_grad.c``: both gradients of a 1x1 convolution in one pass."""
 
     def __init__(self, path: Path):
-        self._backward = _entry(path, "pwg", 1, "pwg_backward", [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5)
+        self._backward = _entry(path, "pwg", 2, "pwg_backward", [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5)
         self.path = path
 
     @staticmethod
@@ -150,8 +135,8 @@ class PointwiseGrad:
     def backward(self, x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
                  mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(d loss / d x, d loss / d weight)`` of ``conv2d(x, weight)`` given ``grad = d loss /
-        d output``; with ``mask``, ``x`` is a rectified ``relu(t)`` and the first gradient is
-        the one with respect to ``t`` (zero where ``x`` is not positive)."""
+        d output``; with ``mask``, of ``conv2d(relu(x), weight)``, the first gradient with respect
+        to ``x`` (zero where ``x`` is not positive); ``x`` may be ``relu(t)`` itself."""
         if not self.supports(x, grad, weight):
             raise KernelError(f"1x1 convolution gradient: unsupported tensors {tuple(x.shape)} {x.dtype} / "
                               f"{tuple(grad.shape)} {grad.dtype} / {tuple(weight.shape)}")

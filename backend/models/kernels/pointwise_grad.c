@@ -9,8 +9,9 @@
  *     gx[p][c] = sum_o g[p][o] w[o][c]        (the input's gradient, float32)
  *     gw[o][c] = sum_p g[p][o] x[p][c]        (the weight's gradient, float64)
  *
- * (with mask set, x is a rectified input relu(t) and gx the gradient with respect to t:
- * gx[p][c] = 0 where x[p][c] is not > 0, as PyTorch's ReLU backward gives it), in one pass
+ * (with mask set, the convolution reads relu(x): the weight's sums take max(x, 0), and gx is
+ * the gradient with respect to x, 0 where x[p][c] is not > 0, as PyTorch's ReLU backward gives
+ * it; x may be relu(t) itself, for which both are unchanged), in one pass
  * over x and g: a block of PB pixels and CB input channels of x stays in registers
  * while every output channel o adds its g[p][o] * x[p][c] to the weight's partial sums and its
  * g[p][o] * w[o][c] to the block's input gradient, so each broadcast of g[p][o] feeds both.
@@ -44,7 +45,7 @@
 #endif
 #define FLUSH 256   /* pixels summed in float32 before the float64 sum (a multiple of PB) */
 
-int pwg_abi_version(void) { return 1; }  /* bumped with any change of pwg_backward's arguments */
+int pwg_abi_version(void) { return 2; }  /* bumped with any change of pwg_backward's arguments */
 
 /* one block of np (<= PB) pixels starting at p0 */
 static void block(const float *x, const float *g, const float *w, float *gx, float *gw32,
@@ -57,6 +58,8 @@ static void block(const float *x, const float *g, const float *w, float *gx, flo
             __m512 xs[PB], acc[PB];
             for (int p = 0; p < PB; p++) {
                 xs[p] = _mm512_loadu_ps(x + (p0 + p) * cin + c0);
+                if (mask)
+                    xs[p] = _mm512_max_ps(xs[p], _mm512_setzero_ps());
                 acc[p] = _mm512_setzero_ps();
             }
             int64_t o = 0;
@@ -96,6 +99,8 @@ static void block(const float *x, const float *g, const float *w, float *gx, flo
             __m256 xs[PB], acc[PB];
             for (int p = 0; p < PB; p++) {
                 xs[p] = _mm256_loadu_ps(x + (p0 + p) * cin + c0);
+                if (mask)
+                    xs[p] = _mm256_max_ps(xs[p], _mm256_setzero_ps());
                 acc[p] = _mm256_setzero_ps();
             }
             int64_t o = 0;
@@ -135,6 +140,9 @@ static void block(const float *x, const float *g, const float *w, float *gx, flo
             float xs[PB][CB], acc[PB][CB];
             for (int p = 0; p < PB; p++) {
                 memcpy(xs[p], x + (p0 + p) * cin + c0, sizeof xs[p]);
+                if (mask)
+                    for (int k = 0; k < CB; k++)
+                        xs[p][k] = xs[p][k] > 0.0f ? xs[p][k] : 0.0f;
                 memset(acc[p], 0, sizeof acc[p]);
             }
             for (int64_t o = 0; o < cout; o++) {
@@ -158,8 +166,9 @@ static void block(const float *x, const float *g, const float *w, float *gx, flo
                 for (int64_t o = 0; o < cout; o++) {
                     const float b = g[p * cout + o];
                     for (int64_t k = 0; k < nc; k++) {
+                        const float xv = x[p * cin + c0 + k];
                         acc[k] += b * w[o * cin + c0 + k];
-                        gw32[o * cin + c0 + k] += b * x[p * cin + c0 + k];
+                        gw32[o * cin + c0 + k] += b * (mask && !(xv > 0.0f) ? 0.0f : xv);
                     }
                 }
                 for (int64_t k = 0; k < nc; k++)
