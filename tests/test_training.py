@@ -153,3 +153,22 @@ def test_init_weights_start_the_run_and_must_fit_the_architecture(tiny_dataset, 
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
         assert lines[0].startswith(f"nascsmri: error: {weights}: ") and problem in lines[0], lines
         assert not target.exists()
+
+
+def test_validation_through_the_fast_plan_gives_the_reference_numbers(tiny_dataset):
+    """``train`` validates a channels_last NasN on the CPU through its inference plan: the same
+    metrics as the training module itself (to float32 rounding), the model left in training
+    mode and in its layout."""
+    from backend.models import build_model
+    from backend.training.loop import validate
+
+    torch.manual_seed(0)
+    model = build_model("nasn", channels=16, cells=2, cascades=2).to(memory_format=torch.channels_last).train()
+    files = sorted((tiny_dataset / "val").glob("*.h5"))
+    ref = validate(model, files, [4, 8], torch.device("cpu"), "reference")
+    fast = validate(model, files, [4, 8], torch.device("cpu"), "fast")
+    assert model.training
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+    assert ref.keys() == fast.keys()
+    for key in ref:
+        assert abs(ref[key] - fast[key]) <= 1e-4 * max(1.0, abs(ref[key])), (key, ref[key], fast[key])

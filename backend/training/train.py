@@ -108,7 +108,8 @@ class _TrainJob:
     def end_epoch(self, epoch: int, steps: list[dict], started: float) -> tuple[dict, str]:
         c, dist, model = self.config, self.dist, self.model
         train_loss = mean(sum(s["loss"] for s in steps) / len(steps), dist)
-        val = validate(model, self.val_files, c.accelerations, self.device) if dist.is_main else {}
+        execution = "fast" if c.channels_last and self.device.type == "cpu" else "reference"
+        val = validate(model, self.val_files, c.accelerations, self.device, execution) if dist.is_main else {}
         record = EpochRecord(epoch, self.lr, time.time() - started, {"train_loss": train_loss}, val).to_json()
         self.history.append(record)
         if dist.is_main:
