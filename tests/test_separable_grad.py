@@ -108,3 +108,24 @@ def test_training_plan_runs_dilated_convolutions_through_the_one_pass_function()
     gb = torch.autograd.grad(ref.square().sum(), list(module.parameters()))
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-4 * max(1.0, b.abs().max().item()))
+
+
+def test_supernet_mixed_edge_in_float32_through_the_one_pass_depthwise_backward():
+    """The search's mixed edge at 16 channels, channels_last float32 (where ``DepthwiseConv``
+    takes both gradients from ``dwg_backward``): gradients equal those of its operations run as
+    modules, to float32 rounding."""
+    from backend.search.supernet import MixedOp
+
+    if depthwise_grad() is None:
+        pytest.skip("no depthwise kernel on this machine")
+    torch.manual_seed(6)
+    mixed = MixedOp("extended", 16).to(memory_format=CL)
+    x = torch.randn(2, 16, 23, 19).contiguous(memory_format=CL).requires_grad_()
+    w = torch.softmax(torch.randn(len(mixed.names)), 0).requires_grad_()
+    out = mixed(x, w)
+    ref = sum(wk * op(x) for wk, op in zip(w, mixed.ops))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    ga = torch.autograd.grad(out.square().sum(), [x, w, *mixed.parameters()])
+    gb = torch.autograd.grad(ref.square().sum(), [x, w, *mixed.parameters()])
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * max(1.0, b.abs().max().item()))
