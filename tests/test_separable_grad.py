@@ -15,6 +15,7 @@ from backend.models import build_model
 from backend.models.kernels import GRAD_SOURCE, KernelError, build, fused_pointwise
 from backend.models.kernels.gradients import DepthwiseGrad, depthwise_grad, pointwise_grad
 from backend.models.training_plan import TrainingNasNModule
+from tests.test_pointwise_grad import ISA_FLAGS
 from tests.test_training_plan import ALL_OPS
 
 CL = torch.channels_last
@@ -22,11 +23,13 @@ CASES = [((2, 32, 19, 23), (1, 1), 32), ((2, 32, 19, 21), (3, 3), 32), ((3, 16, 
          ((1, 32, 11, 13), (2, 1), 48), ((2, 16, 5, 4), (2, 2), 16)]
 
 
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory):
+@pytest.fixture(scope="module", params=sorted(ISA_FLAGS))
+def kernel(request, tmp_path_factory):
+    """The kernel as ``-march=native`` builds it, and without AVX-512, and without any vector ISA."""
     if shutil.which("cc") is None:
         pytest.skip("no C compiler")
-    return DepthwiseGrad(build(shutil.which("cc"), (), tmp_path_factory.mktemp("dwg"), source=GRAD_SOURCE))
+    return DepthwiseGrad(build(shutil.which("cc"), ISA_FLAGS[request.param], tmp_path_factory.mktemp("dwg"),
+                               source=GRAD_SOURCE))
 
 
 def _tensors(shape, out_channels, seed=1):
