@@ -1,11 +1,16 @@
 """Benchmark: one training step of NasN and DCCNN-3 on the CPU, interleaved (issue #17).
 
     python bench/train_step.py [--rounds 20] [--warmup 3] [--batch 2] [--crop 128] [--threads N]
+                               [--steps-per-round K]
 
 One step = forward, L1 loss, zero_grad, backward, Adam step: what ``nascsmri train --preset
 cpu`` does per step (batch 2, 128x128 crops, channels_last). Timed in rounds of one step per
 model in turn, so that a machine slowing down or speeding up affects all alike; the ratio to
-DCCNN-3 is taken per round and its median reported, with its range. Models (fresh
+DCCNN-3 is taken per round and its median reported, with its range. With ``--steps-per-round
+K`` each model runs K steps in a row per round and the round counts the median of steps 2..K:
+a model's steady state, as in a training process (one step after another model's differs: on a
+host whose memory bandwidth varied, session 19, NasN's ratio was 0.81-0.94 one step per round
+and 1.01-1.05 in blocks of 6). Models (fresh
 initialisation, seed 0, the shipped genotype; glibc's allocator tuned as ``train`` tunes it): NasN through its CPU training plan (what
 ``train`` uses, :mod:`backend.models.training_plan`), NasN's reference module, DCCNN-3, and the
 search supernet of the ``cpu`` preset (16 channels, 2 cells, 64x64 crops) for one weight step
@@ -127,6 +132,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--steps-per-round", type=int, default=1,
+                    help="consecutive steps of each model per round; with K > 1 a round's time is the median "
+                         "of steps 2..K, each model's steady state as in a training process")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default: bench/results/train_step_<cpu>.json)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -141,9 +149,12 @@ def main(argv=None) -> dict:
     times: list[list[float]] = [[] for _ in models]
     for r in range(args.rounds):
         for i, m in enumerate(models):
-            start = time.perf_counter()
-            m.step()
-            times[i].append(time.perf_counter() - start)
+            steps = []
+            for _ in range(max(args.steps_per_round, 1)):
+                start = time.perf_counter()
+                m.step()
+                steps.append(time.perf_counter() - start)
+            times[i].append(statistics.median(steps[1:]) if len(steps) > 1 else steps[0])
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{t[-1] * 1e3:.0f}" for t in times) + " ms", flush=True)
     base = times[2]
     rows = []
@@ -153,7 +164,8 @@ def main(argv=None) -> dict:
                      "ratio_to_dccnn3_median": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
                      "times_s": t})
     report = {"benchmark": "train_step", "machine": machine, "batch": args.batch, "crop": args.crop,
-              "rounds": args.rounds, "warmup": args.warmup, "allocator_tuned": tuned, "gradient_rel_diff_plan_vs_reference": agreement,
+              "rounds": args.rounds, "steps_per_round": args.steps_per_round, "warmup": args.warmup,
+              "allocator_tuned": tuned, "gradient_rel_diff_plan_vs_reference": agreement,
               "note": "supernet step = one SGD weight step + one Adam alpha step at the search cpu preset",
               "rows": rows}
     # results of other thread counts sit beside the default run's (one file per CPU and count)

@@ -96,17 +96,17 @@ def test_inference_speed_benchmark_measures_both_nasn_plans(tmp_path):
     assert onednn["latency_ratio_to_dccnn3"] > 0
 
 
-def _one_small_round(script: str, out) -> dict:
-    """``bench/<script> --rounds 1 --warmup 0 --crop 24 --out OUT`` run to its end; its report."""
+def _one_small_round(script: str, out, *extra: str) -> dict:
+    """``bench/<script> --rounds 1 --warmup 0 --crop 24 --out OUT [extra]`` run to its end; its report."""
     proc = subprocess.run([sys.executable, f"bench/{script}", "--rounds", "1", "--warmup", "0", "--crop", "24",
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+                           "--out", str(out), *extra], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(out.read_text())
 
 
 def test_train_step_benchmark_names_its_machine(tmp_path):
-    report = _one_small_round("train_step.py", tmp_path / "ts.json")
-    assert report["machine"]["slug"] == slug() and report["machine"]["cpu"]
+    report = _one_small_round("train_step.py", tmp_path / "ts.json", "--steps-per-round", "3")
+    assert report["machine"]["slug"] == slug() and report["machine"]["cpu"] and report["steps_per_round"] == 3
     assert [r["model"] for r in report["rows"]][:3] == ["NasN (training plan)", "NasN (reference module)", "DCCNN-3"]
     assert report["gradient_rel_diff_plan_vs_reference"] < 1e-4
 
