@@ -65,7 +65,8 @@ def rectified_separable(module: nn.Module, t: torch.Tensor, into: torch.Tensor |
     conv, point = module[1], module[2]
     dw_lib, pw_lib = depthwise_grad(), pointwise_grad()
     if (fused_pointwise() is None or dw_lib is None or pw_lib is None or conv.kernel_size != (3, 3)
-            or point.weight.shape[0] > MAX_CPAD or not dw_lib.supports_backward(t, t, conv.weight, conv.dilation) or t.shape[1] > MAX_K
+            or point.weight.shape[0] > MAX_CPAD or t.shape[1] > MAX_K
+            or not dw_lib.supports_backward(t, t, conv.weight, conv.dilation)
             or (into is not None and not (into.shape == t.shape and into.dtype == t.dtype
                                           and into.is_contiguous(memory_format=torch.channels_last)))):
         return None
@@ -105,9 +106,12 @@ class RectifiedPointwiseSum(torch.autograd.Function):
 def rectified_pointwise_sum(parts: list[torch.Tensor], weight: torch.Tensor) -> torch.Tensor | None:
     """:class:`RectifiedPointwiseSum` where the kernels take these tensors, else ``None``."""
     lib = pointwise_grad()
-    if fused_pointwise() is None or lib is None or weight.shape[1] > MAX_K or weight.shape[0] > MAX_CPAD or weight.dtype != torch.float32:
+    if (fused_pointwise() is None or lib is None or weight.shape[1] > MAX_K or weight.shape[0] > MAX_CPAD
+            or weight.dtype != torch.float32):
         return None
-    if not all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous(memory_format=torch.channels_last)
-               and p.shape[0] == parts[0].shape[0] and p.shape[2:] == parts[0].shape[2:] for p in parts):
+    first = parts[0]
+    if not all(p.dtype == torch.float32 and p.device.type == "cpu" and p.shape[0] == first.shape[0]
+               and p.shape[2:] == first.shape[2:] and p.is_contiguous(memory_format=torch.channels_last)
+               for p in parts):
         return None
     return RectifiedPointwiseSum.apply(weight, *parts)

@@ -22,10 +22,10 @@ What differs from the reference module, measured on the CPUs here (``bench/train
   gradient with that file's C loop (oneDNN's channels-last depthwise backward took 10-15x the
   forward's time);
 * each ``dil_*_conv_3x3`` and each half of a ``sep_conv_3x3`` (ReLU, depthwise 3x3, 1x1) as one
-  :class:`backend.models.training_fused.RectifiedSeparable`, where the kernels take it: forward in one pass of the fused
-  inference kernel, backward in one pass of ``dwg_separable_backward``, with neither the ReLU's
-  nor the depthwise convolution's output kept (they were two images per operation written,
-  saved and read again; ``bench/train_step.py``, session 19);
+  ``RectifiedSeparable`` and each preprocessing 1x1 convolution over rectified parts as one
+  ``RectifiedPointwiseSum`` (:mod:`backend.models.training_fused`), where the kernels take
+  them: one pass forward and one backward, with no ReLU or depthwise output kept (two images
+  per operation written, saved and read again before; ``bench/train_step.py``, session 19);
 * 1x1 convolutions through :class:`PointwiseConv`, whose backward computes the input's and the
   weight's gradients in one pass (``kernels/pointwise_grad.c``), with the ReLU's backward
   folded in where the convolution reads a rectified state;
@@ -50,10 +50,9 @@ from torch import nn
 from .cascade import ResidualModule, UnrolledCascade
 from .fast_parts import fused_conv_weight, shifted_sum, tap_major
 from .kernels.gradients import depthwise_grad, pointwise_grad
-from .training_fused import rectified_pointwise_sum, rectified_separable
-
 from .nasn import CellStack
 from .ops import Conv9x1_1x9, DilConv, SepConv
+from .training_fused import rectified_pointwise_sum, rectified_separable
 
 
 class DepthwiseConv(torch.autograd.Function):
@@ -227,7 +226,8 @@ class TrainingNasNModule(nn.Module):
 def _sum_over_parts(parts: list[torch.Tensor], weight: torch.Tensor, relu, padding) -> torch.Tensor:
     """``conv2d(cat(parts), weight)`` (inputs rectified when ``relu`` is given) as a sum of one
     convolution per part with its slice of the weight's input channels (1x1 ones with a ReLU
-    through :class:`backend.models.training_fused.RectifiedPointwiseSum`, or :class:`PointwiseConv` where its kernels are missing)."""
+    through ``training_fused.RectifiedPointwiseSum``, or :class:`PointwiseConv` where its
+    kernels are missing)."""
     if relu is not None and weight.shape[-2:] == (1, 1) and padding == 0:
         fused = rectified_pointwise_sum(parts, weight)
         if fused is not None:

@@ -5,6 +5,7 @@ built, and the training plan then asks oneDNN for the same results."""
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 
 import torch
 
@@ -14,7 +15,8 @@ ABI = 4  # depthwise_grad.c's dwg_abi_version()
 
 
 class DepthwiseGrad:
-    """The loaded ``depthwise_grad.c``: the taps' gradient of a depthwise convolution."""
+    """The loaded ``depthwise_grad.c``: a depthwise convolution's taps' gradient (any odd size),
+    both its gradients in one pass (3x3), and the gradients of ReLU, depthwise 3x3 and 1x1 in one."""
 
     def __init__(self, path: Path):
         self._weight = _entry(path, "dwg", ABI, "dwg_weight", [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9)
