@@ -17,17 +17,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .kernels import MAX_CPAD, MAX_K, fused_pointwise
-from .kernels.gradients import depthwise_grad, pointwise_grad, taps_3x3
+from .fast_parts import pad_columns
+from .kernels import MAX_CPAD, MAX_K, depthwise_taps, fused_pointwise
+from .kernels.gradients import depthwise_grad, pointwise_grad
 
 
-def _weight_matrix(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A 1x1 ``weight`` (O, K, 1, 1) as the fused kernel reads it: ``(K, cpad)``, transposed,
-    the output channels zero-padded to a multiple of 32."""
-    o, k = weight.shape[:2]
-    matrix = like.new_zeros(k, -(-o // 32) * 32)
-    matrix[:, :o] = weight.detach()[:, :, 0, 0].t()
-    return matrix
+def _kernel_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """A 1x1 ``weight`` (O, K, 1, 1) as the fused kernel reads it: ``(K, cpad)``."""
+    return pad_columns(weight.detach()[:, :, 0, 0].t())
 
 
 class RectifiedSeparable(torch.autograd.Function):
@@ -39,8 +36,8 @@ class RectifiedSeparable(torch.autograd.Function):
     @staticmethod
     def forward(ctx, into, x, depthwise_weight, pointwise_weight, dilation):
         kernel, o = fused_pointwise(), pointwise_weight.shape[0]
-        weight = _weight_matrix(pointwise_weight, x)
-        taps = taps_3x3(depthwise_weight)
+        weight = _kernel_matrix(pointwise_weight)
+        taps = depthwise_taps(depthwise_weight)
         y = torch.empty(x.shape[0], o, *x.shape[2:], memory_format=torch.channels_last)
         for b in range(x.shape[0]):
             kernel.run([(x[b:b + 1], True, taps, ((3, 3), tuple(dilation)))], weight, [(y[b:b + 1], 0, False)],
@@ -81,7 +78,7 @@ class RectifiedPointwiseSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, *parts):
-        matrix = _weight_matrix(weight, parts[0])
+        matrix = _kernel_matrix(weight)
         y = torch.empty(parts[0].shape[0], weight.shape[0], *parts[0].shape[2:], memory_format=torch.channels_last)
         kernel = fused_pointwise()
         for b in range(y.shape[0]):

@@ -269,7 +269,8 @@ def _entry(path: Path, prefix: str, abi: int, name: str, argtypes: list):
     return function
 
 
-def depthwise_taps(conv: torch.nn.Conv2d) -> torch.Tensor:
-    """A depthwise convolution's kernel ``(C, 1, kh, kw)`` as ``(kh * kw, C)``, tap-major."""
-    weight = conv.weight.detach()
+def depthwise_taps(conv: torch.nn.Conv2d | torch.Tensor) -> torch.Tensor:
+    """A depthwise convolution's kernel ``(C, 1, kh, kw)`` (the module or its weight) as
+    ``(kh * kw, C)``, tap-major: how the C kernels read it."""
+    weight = (conv.weight if isinstance(conv, torch.nn.Module) else conv).detach()
     return weight[:, 0].permute(1, 2, 0).reshape(-1, weight.shape[0]).contiguous()

@@ -187,6 +187,27 @@ static inline __attribute__((always_inline)) CONTRACT void backward_row(
     }
 }
 
+/* one row of gx and its share of the taps' sums, added to sums (9, C) in float64: every block
+ * of 16 channels through backward_row (relu a constant there in each call) */
+static CONTRACT void depthwise_row(const float *xrow, const float *const grows[3], const float *wt, float *gxrow,
+                                   double *sums_out, int64_t w, int64_t c, int64_t pw, int64_t dw, int64_t relu)
+{
+    for (int64_t c0 = 0; c0 < c; c0 += 16) {
+        v16 taps[9], sums[9];
+        for (int k = 0; k < 9; k++) {
+            taps[k] = load16(wt + k * c + c0);
+            sums[k] = (v16){0};
+        }
+        if (relu)
+            backward_row(xrow, grows, taps, gxrow, sums, w, c, c0, pw, dw, 1);
+        else
+            backward_row(xrow, grows, taps, gxrow, sums, w, c, c0, pw, dw, 0);
+        for (int k = 0; k < 9; k++)
+            for (int l = 0; l < 16; l++)
+                sums_out[k * c + c0 + l] += sums[k][l];
+    }
+}
+
 /* x, g, gx (N, H, W, C) dense; wt the taps (9, C) tap-major; out the taps' gradient (9, C);
  * with relu set, the convolution reads relu(x): the taps' sums take max(x, 0) and gx is the
  * gradient with respect to x (zero where x is not > 0, as PyTorch's ReLU backward gives it) */
@@ -219,20 +240,7 @@ CONTRACT int dwg_backward(const float *x, const float *g, const float *wt, float
             }
             const float *xrow = x + r * w * c;
             float *gxrow = gx + r * w * c;
-            for (int64_t c0 = 0; c0 < c; c0 += 16) {
-                v16 taps[9], sums[9];
-                for (int k = 0; k < 9; k++) {
-                    taps[k] = load16(wt + k * c + c0);
-                    sums[k] = (v16){0};
-                }
-                if (relu)
-                    backward_row(xrow, grows, taps, gxrow, sums, w, c, c0, pw, dw, 1);
-                else
-                    backward_row(xrow, grows, taps, gxrow, sums, w, c, c0, pw, dw, 0);
-                for (int k = 0; k < 9; k++)
-                    for (int l = 0; l < 16; l++)
-                        mine[k * c + c0 + l] += sums[k][l];
-            }
+            depthwise_row(xrow, grows, wt, gxrow, mine, w, c, pw, dw, relu);
         }
     }
     memset(out, 0, (size_t)(9 * c) * sizeof(double));
@@ -374,17 +382,7 @@ CONTRACT int dwg_separable_backward(const float *x, const float *g, const float 
                 const int64_t sy = y + dh - i * dh;
                 grows[i] = (sy < 0 || sy >= h) ? zeros : gd + (sy % ring) * row_floats;
             }
-            for (int64_t c0 = 0; c0 < c; c0 += 16) {
-                v16 taps[9], sums[9];
-                for (int k = 0; k < 9; k++) {
-                    taps[k] = load16(wt + k * c + c0);
-                    sums[k] = (v16){0};
-                }
-                backward_row(x + r * row_floats, grows, taps, gx + r * row_floats, sums, w, c, c0, dw, dw, 1);
-                for (int k = 0; k < 9; k++)
-                    for (int l = 0; l < 16; l++)
-                        mine_dw[k * c + c0 + l] += sums[k][l];
-            }
+            depthwise_row(x + r * row_floats, grows, wt, gx + r * row_floats, mine_dw, w, c, dw, dw, 1);
         }
     }
     memset(out_dw, 0, (size_t)(9 * c) * sizeof(double));

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from . import GRAD_SOURCE, POINTWISE_GRAD_SOURCE, KernelError, _entry, _load, _mode
+from . import GRAD_SOURCE, POINTWISE_GRAD_SOURCE, KernelError, _entry, _load, _mode, depthwise_taps
 
 ABI = 4  # depthwise_grad.c's dwg_abi_version()
 
@@ -68,7 +68,7 @@ class DepthwiseGrad:
         n, c, h, w = x.shape
         grad_x = torch.empty_like(x, memory_format=torch.channels_last)
         out = torch.empty(9, c, dtype=torch.float64)
-        taps = taps_3x3(weight)  # held until the call returns
+        taps = depthwise_taps(weight)  # held until the call returns
         self._call(self._backward, x.data_ptr(), grad.data_ptr(), taps.data_ptr(), grad_x.data_ptr(),
                    out.data_ptr(), n, h, w, c, dilation[0], dilation[1], int(relu))
         return grad_x, out.t().reshape(c, 1, 3, 3).to(torch.float32)
@@ -86,7 +86,7 @@ class DepthwiseGrad:
                 and grad.is_contiguous(memory_format=torch.channels_last)):
             raise KernelError(f"separable backward: unsupported tensors {tuple(x.shape)} / {tuple(grad.shape)} / "
                               f"{tuple(depthwise_weight.shape)} / {tuple(pointwise_weight.shape)}")
-        taps, wp = taps_3x3(depthwise_weight), pointwise_weight.detach().reshape(o, c).contiguous()
+        taps, wp = depthwise_taps(depthwise_weight), pointwise_weight.detach().reshape(o, c).contiguous()
         grad_x = torch.empty_like(x, memory_format=torch.channels_last)
         out_dw, out_pw = torch.empty(9, c, dtype=torch.float64), torch.empty(o, c, dtype=torch.float64)
         self._call(self._separable, x.data_ptr(), grad.data_ptr(), taps.data_ptr(), wp.data_ptr(), grad_x.data_ptr(),
@@ -99,11 +99,6 @@ class DepthwiseGrad:
         rc = function(*args, torch.get_num_threads())
         if rc != 0:
             raise KernelError(f"depthwise_grad refused its arguments (code {rc})")
-
-
-def taps_3x3(weight: torch.Tensor) -> torch.Tensor:
-    """A depthwise ``(C, 1, 3, 3)`` weight as the C loops read it: ``(9, C)``, tap-major."""
-    return weight.detach()[:, 0].permute(1, 2, 0).reshape(9, weight.shape[0]).contiguous()
 
 
 def depthwise_grad() -> DepthwiseGrad | None:
