@@ -1,8 +1,8 @@
 """The training plan's operations that run whole on the C kernels (issue #17).
 
 :class:`RectifiedSeparable` is a ``dil_*_conv_3x3`` (or half a ``sep_conv_3x3``): ReLU,
-depthwise 3x3, 1x1; :class:`RectifiedPointwiseSum` a preprocessing 1x1 convolution over the
-rectified parts of a cell's input. Each is one pass of the fused inference kernel
+depthwise 3x3, 1x1; :class:`PointwiseSum` a preprocessing 1x1 convolution over the
+rectified parts of a cell's input, or the head's nine taps over the last cell's nodes. Each is one pass of the fused inference kernel
 (``kernels/fused_pointwise.c``) forward and one C pass per input backward
 (``kernels/depthwise_grad.c``, ``kernels/pointwise_grad.c``), and neither keeps a rectified or
 intermediate image for its backward: in NasN's training step these were images written, saved
@@ -70,20 +70,24 @@ def rectified_separable(module: nn.Module, t: torch.Tensor, into: torch.Tensor |
     return RectifiedSeparable.apply(into, t, conv.weight, point.weight, conv.dilation)
 
 
-class RectifiedPointwiseSum(torch.autograd.Function):
-    """``conv2d(cat(relu(p) for p in parts), weight)`` for a 1x1 ``weight``: a preprocessing
-    convolution over a cell's inputs, forward in one pass of the fused kernel (per sample, the
-    ReLU applied as it reads), backward one ``pointwise_grad.c`` pass per part with the ReLU
-    folded in; no rectified image is kept."""
+class PointwiseSum(torch.autograd.Function):
+    """``conv2d(cat(parts), weight)`` for a 1x1 ``weight``, each part read through a ReLU when
+    ``rectify``: a preprocessing convolution over a cell's rectified inputs, or (``planes``) the
+    head's nine taps over the last cell's raw nodes, written as channel planes (contiguous), as
+    :func:`~backend.models.fast_parts.shifted_sum` reads them. Forward one pass of the fused
+    kernel per sample (the ReLU applied as it reads); backward one ``pointwise_grad.c`` pass per
+    part (the ReLU's backward folded in); no rectified image and no layout copy is kept."""
 
     @staticmethod
-    def forward(ctx, weight, *parts):
+    def forward(ctx, weight, rectify, planes, *parts):
         matrix = _kernel_matrix(weight)
-        y = torch.empty(parts[0].shape[0], weight.shape[0], *parts[0].shape[2:], memory_format=torch.channels_last)
+        shape = (parts[0].shape[0], weight.shape[0], *parts[0].shape[2:])
+        y = torch.empty(shape) if planes else torch.empty(shape, memory_format=torch.channels_last)
         kernel = fused_pointwise()
         for b in range(y.shape[0]):
-            kernel.run([(p[b:b + 1], True, None, None) for p in parts], matrix, [(y[b:b + 1], 0, False)])
+            kernel.run([(p[b:b + 1], rectify, None, None) for p in parts], matrix, [(y[b:b + 1], 0, False)])
         ctx.save_for_backward(weight, *parts)
+        ctx.rectify = rectify
         return y
 
     @staticmethod
@@ -93,22 +97,23 @@ class RectifiedPointwiseSum(torch.autograd.Function):
         lib, grads, pieces, offset = pointwise_grad(), [], [], 0
         for part in parts:
             width = part.shape[1]
-            grad_part, grad_w = lib.backward(part, grad, weight[:, offset:offset + width], mask=True)
+            grad_part, grad_w = lib.backward(part, grad, weight[:, offset:offset + width], mask=ctx.rectify)
             grads.append(grad_part)
             pieces.append(grad_w)
             offset += width
-        return (torch.cat(pieces, 1), *grads)
+        return (torch.cat(pieces, 1), None, None, *grads)
 
 
-def rectified_pointwise_sum(parts: list[torch.Tensor], weight: torch.Tensor) -> torch.Tensor | None:
-    """:class:`RectifiedPointwiseSum` where the kernels take these tensors, else ``None``."""
+def pointwise_sum(parts: list[torch.Tensor], weight: torch.Tensor, rectify: bool = True,
+                  planes: bool = False) -> torch.Tensor | None:
+    """:class:`PointwiseSum` where the kernels take these tensors, else ``None``."""
     lib = pointwise_grad()
     if (fused_pointwise() is None or lib is None or weight.shape[1] > MAX_K or weight.shape[0] > MAX_CPAD
-            or weight.dtype != torch.float32):
+            or weight.dtype != torch.float32 or weight.shape[1] != sum(p.shape[1] for p in parts)):
         return None
     first = parts[0]
     if not all(p.dtype == torch.float32 and p.device.type == "cpu" and p.shape[0] == first.shape[0]
                and p.shape[2:] == first.shape[2:] and p.is_contiguous(memory_format=torch.channels_last)
                for p in parts):
         return None
-    return RectifiedPointwiseSum.apply(weight, *parts)
+    return PointwiseSum.apply(weight, rectify, planes, *parts)

@@ -23,7 +23,7 @@ What differs from the reference module, measured on the CPUs here (``bench/train
   forward's time);
 * each ``dil_*_conv_3x3`` and each half of a ``sep_conv_3x3`` (ReLU, depthwise 3x3, 1x1) as one
   ``RectifiedSeparable`` and each preprocessing 1x1 convolution over rectified parts as one
-  ``RectifiedPointwiseSum`` (:mod:`backend.models.training_fused`), where the kernels take
+  ``PointwiseSum`` (:mod:`backend.models.training_fused`), where the kernels take
   them: one pass forward and one backward, with no ReLU or depthwise output kept (two images
   per operation written, saved and read again before; ``bench/train_step.py``, session 19);
 * 1x1 convolutions through :class:`PointwiseConv`, whose backward computes the input's and the
@@ -52,7 +52,7 @@ from .fast_parts import fused_conv_weight, shifted_sum, tap_major
 from .kernels.gradients import depthwise_grad, pointwise_grad
 from .nasn import CellStack
 from .ops import Conv9x1_1x9, DilConv, SepConv
-from .training_fused import rectified_pointwise_sum, rectified_separable
+from .training_fused import pointwise_sum, rectified_separable
 
 
 class DepthwiseConv(torch.autograd.Function):
@@ -226,10 +226,10 @@ class TrainingNasNModule(nn.Module):
 def _sum_over_parts(parts: list[torch.Tensor], weight: torch.Tensor, relu, padding) -> torch.Tensor:
     """``conv2d(cat(parts), weight)`` (inputs rectified when ``relu`` is given) as a sum of one
     convolution per part with its slice of the weight's input channels (1x1 ones with a ReLU
-    through ``training_fused.RectifiedPointwiseSum``, or :class:`PointwiseConv` where its
+    through ``training_fused.PointwiseSum``, or :class:`PointwiseConv` where its
     kernels are missing)."""
     if relu is not None and weight.shape[-2:] == (1, 1) and padding == 0:
-        fused = rectified_pointwise_sum(parts, weight)
+        fused = pointwise_sum(parts, weight)
         if fused is not None:
             return fused
     total, offset = None, 0
@@ -253,11 +253,13 @@ def _head(parts: list[torch.Tensor], head: nn.Conv2d) -> torch.Tensor:
     sixth of the training step (``bench/train_step.py``, session 14)."""
     if head.kernel_size != (3, 3) or head.padding != (1, 1) or head.dilation != (1, 1) or head.stride != (1, 1):
         return _sum_over_parts(parts, head.weight, None, head.padding)
-    taps, offset = None, 0
-    for part in parts:
-        width = part.shape[1]
-        taps = pointwise(tap_major(head.weight[:, offset:offset + width]), part, into=taps)
-        offset += width
+    taps = pointwise_sum(parts, tap_major(head.weight), rectify=False, planes=True)  # one pass, planes
+    if taps is None:
+        offset = 0
+        for part in parts:
+            width = part.shape[1]
+            taps = pointwise(tap_major(head.weight[:, offset:offset + width]), part, into=taps)
+            offset += width
     return ShiftedSum.apply(taps, head.out_channels)
 
 
@@ -275,7 +277,7 @@ class ShiftedSum(torch.autograd.Function):
     def backward(ctx, grad):
         o = ctx.out_channels
         n, _, h, w = grad.shape
-        grad_taps = grad.new_zeros(n, 9 * o, h, w)
+        grad_taps = grad.new_zeros(n, 9 * o, h, w).contiguous(memory_format=torch.channels_last)  # as the 1x1 backward reads it
         for tap in range(9):
             dy, dx = tap // 3 - 1, tap % 3 - 1  # output (y, x) read input (y + dy, x + dx)
             grad_taps[:, tap * o:(tap + 1) * o, max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)] = \

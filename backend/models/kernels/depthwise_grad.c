@@ -253,6 +253,7 @@ CONTRACT int dwg_backward(const float *x, const float *g, const float *wt, float
 }
 
 #define PB 8  /* pixels per block of the 1x1 backward */
+#define OU 4  /* output channels per step of its own rows */
 
 /* the depthwise output d (of relu(x)) at pixel px of a row, channels c0:c0+16 */
 static inline __attribute__((always_inline)) CONTRACT v16 depthwise_pixel(
@@ -290,7 +291,29 @@ static CONTRACT void pointwise_row(const float *const xrows[3], const float *gro
                 acc[p] = (v16){0};
             }
             if (np == PB) {
-                for (int64_t oc = 0; oc < o; oc++) {
+                int64_t oc = 0;
+                if (own)
+                    for (; oc + OU <= o; oc += OU) {  /* OU output channels: independent sums */
+                        v16 wv[OU], gw[OU];
+#pragma GCC unroll 4
+                        for (int u = 0; u < OU; u++) {
+                            wv[u] = load16(wp + (oc + u) * c + c0);
+                            gw[u] = load16(gw32 + (oc + u) * c + c0);
+                        }
+                        const float *gp = grow + p0 * o + oc;
+#pragma GCC unroll 8
+                        for (int p = 0; p < PB; p++)
+#pragma GCC unroll 4
+                            for (int u = 0; u < OU; u++) {
+                                const float gv = gp[p * o + u];
+                                acc[p] += gv * wv[u];
+                                gw[u] += gv * d[p];
+                            }
+#pragma GCC unroll 4
+                        for (int u = 0; u < OU; u++)
+                            store16(gw32 + (oc + u) * c + c0, gw[u]);
+                    }
+                for (; oc < o; oc++) {
                     const v16 wv = load16(wp + oc * c + c0);
                     const float *gp = grow + p0 * o + oc;
                     if (own) {
