@@ -7,11 +7,7 @@ All metrics take magnitude volumes ``(slices, H, W)`` (a 2-D array counts as one
 * ``psnr = 10 log10(max(gt)^2 / mse)`` with ``data_range = gt.max()`` over the *volume*
 * ``ssim``: per slice with a 7x7 uniform window, K1 = 0.01, K2 = 0.03, sample covariance
   (``N / (N - 1)``), ``data_range = gt.max()`` over the volume, mean over slices: scikit-image's
-  ``structural_similarity`` with these settings, which averages the SSIM map over the window
-  positions inside the slice (its filter's edge handling reaches only the cropped border).
-  Computed here over all slices at once from windowed sums (the tests compare it with
-  scikit-image): 48 slices of 320x320 took 0.5 s through scikit-image slice by slice, and its
-  import (with scipy.ndimage) a third of a second of every ``nascsmri reconstruct``.
+  ``structural_similarity`` with these settings (``full=True`` gives the map).
 """
 
 from __future__ import annotations
@@ -19,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from skimage.metrics import structural_similarity
 
 SSIM_WINDOW = 7
 SSIM_K1 = 0.01
@@ -59,36 +56,12 @@ def psnr(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> f
     return float("inf") if err == 0 else float(10 * np.log10(data_range**2 / err))
 
 
-def _window_means(a, size: int):
-    """Means of ``a`` (a float64 torch tensor (S, H, W)) over every ``size x size`` window inside
-    each slice: (S, H - size + 1, W - size + 1), from running sums along each axis."""
-    import torch
-
-    c = torch.cumsum(a, 1)
-    rows = c[:, size - 1:].clone()
-    rows[:, 1:] -= c[:, :-size]
-    c = torch.cumsum(rows, 2)
-    out = c[:, :, size - 1:].clone()
-    out[:, :, 1:] -= c[:, :, :-size]
-    return out / (size * size)
-
-
-def ssim_maps(gt: np.ndarray, pred: np.ndarray, data_range: float) -> np.ndarray:
-    """SSIM maps ``(S, H - 6, W - 6)`` of volumes ``(S, H, W)``: one value per 7x7 window inside
-    each slice (scikit-image's map without its border); their mean over a slice is its SSIM.
-    Computed in float64 with torch (its running sums are several times faster than numpy's)."""
-    import torch
-
-    x = torch.from_numpy(np.asarray(gt, dtype=np.float64))
-    y = torch.from_numpy(np.asarray(pred, dtype=np.float64))
-    n = SSIM_WINDOW ** 2
-    cov = n / (n - 1)  # sample covariance
-    ux, uy = _window_means(x, SSIM_WINDOW), _window_means(y, SSIM_WINDOW)
-    vx = cov * (_window_means(x * x, SSIM_WINDOW) - ux * ux)
-    vy = cov * (_window_means(y * y, SSIM_WINDOW) - uy * uy)
-    vxy = cov * (_window_means(x * y, SSIM_WINDOW) - ux * uy)
-    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    return (((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))).numpy()
+def ssim_map(gt2d: np.ndarray, pred2d: np.ndarray, data_range: float) -> np.ndarray:
+    """SSIM map of one slice; the mean over the valid interior (``SSIM_WINDOW // 2`` pixels in
+    from every edge) is the slice's SSIM."""
+    return structural_similarity(np.asarray(gt2d, dtype=np.float64), np.asarray(pred2d, dtype=np.float64),
+                                 win_size=SSIM_WINDOW, data_range=data_range, K1=SSIM_K1, K2=SSIM_K2,
+                                 use_sample_covariance=True, gaussian_weights=False, full=True)[1]
 
 
 def ssim(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> float:
@@ -97,10 +70,11 @@ def ssim(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> f
     if min(gt.shape[1:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs slices of at least {SSIM_WINDOW}x{SSIM_WINDOW}")
     data_range = gt.max() if data_range is None else data_range
-    chunk = 8  # slices at a time: a few tens of MB of float64 temporaries
-    values = [ssim_maps(gt[i:i + chunk], pred[i:i + chunk], data_range).mean(axis=(1, 2))
-              for i in range(0, len(gt), chunk)]
-    return float(np.mean(np.concatenate(values)))
+    pad = (SSIM_WINDOW - 1) // 2
+    values = [
+        ssim_map(g, p, data_range)[pad:-pad, pad:-pad].mean() for g, p in zip(gt, pred)
+    ]
+    return float(np.mean(values))
 
 
 @dataclass(frozen=True)

@@ -53,33 +53,3 @@ def test_ssim_of_constant_images_by_hand():
     gt, pred = np.full((1, 16, 16), a), np.full((1, 16, 16), b)
     c1 = (0.01 * data_range) ** 2
     assert ssim(gt, pred, data_range=data_range) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-12)
-
-
-def test_ssim_maps_equal_scikit_image_maps_inside_the_border():
-    """Each window's SSIM equals scikit-image's ``full=True`` map away from its 3-pixel border
-    (where its filter's edge mode reaches), on slices of unequal sides."""
-    from backend.metrics import ssim_maps
-
-    gt, pred = _pair(3, shape=(2, 23, 31))
-    maps = ssim_maps(gt, pred, gt.max())
-    assert maps.shape == (2, 17, 25)
-    for g, p, m in zip(gt, pred, maps):
-        full = structural_similarity(g, p, data_range=gt.max(), full=True)[1]
-        np.testing.assert_allclose(m, full[3:-3, 3:-3], rtol=0, atol=1e-12)
-
-
-def test_ssim_of_the_real_sample_matches_scikit_image():
-    """The shipped real volume against a blurred, noisy copy (float32 input, as reconstructions are)."""
-    import h5py
-    from scipy.ndimage import gaussian_filter
-
-    from backend.sample import sample_path
-
-    with h5py.File(sample_path()) as f:
-        gt = f["reconstruction_esc"][()].astype(np.float32)
-    rng = np.random.default_rng(4)
-    pred = (gaussian_filter(gt, (0, 1, 1)) + rng.normal(0, 0.02 * gt.max(), gt.shape)).astype(np.float32)
-    expected = np.mean([structural_similarity(g.astype(np.float64), p.astype(np.float64), data_range=float(gt.max()))
-                        for g, p in zip(gt, pred)])
-    assert 0.2 < expected < 0.99
-    assert ssim(gt, pred) == pytest.approx(expected, rel=1e-9)
