@@ -110,16 +110,19 @@ def trainers(batch_size: int, crop: int) -> list[Trainer]:
     return out
 
 
-def gradient_agreement(plan: Trainer, reference: Trainer) -> float:
+def gradient_agreement(plan: Trainer, reference: Trainer, loss=F.l1_loss) -> float:
     """Relative difference ``|g_plan - g_ref| / |g_ref|`` of the two NasN variants' gradients on
     the same parameters and batch, all parameters as one vector (a per-tensor ratio is
-    meaningless for the heads' biases, whose gradients are ~1e-9, rounding noise)."""
+    meaningless for the heads' biases, whose gradients are ~1e-9, rounding noise). Under the L1
+    loss it also counts the outputs whose error changes sign between the two (float32 rounding
+    of residuals near 0 flips their gradient): session 20's plan gave 5.6e-4 there and 5.6e-5
+    under the squared error, against 9.4e-5 and 5.2e-5 for session 19's, outputs equal to 2.9e-7."""
     reference.model.load_state_dict(plan.model.state_dict())
     grads = []
     for t in (plan, reference):
         t.model.zero_grad(set_to_none=True)
         x, k0, mask, target = t.data
-        F.l1_loss(t.net(x, k0, mask), target).backward()
+        loss(t.net(x, k0, mask), target).backward()
         grads.append([p.grad.detach().clone() for p in t.model.parameters()])
     a, b = (torch.cat([g.flatten() for g in gs]) for gs in grads)
     return ((a - b).norm() / b.norm()).item()
@@ -143,6 +146,7 @@ def main(argv=None) -> dict:
     machine = describe()
     models = trainers(args.batch, args.crop)
     agreement = gradient_agreement(models[0], models[1])
+    agreement_mse = gradient_agreement(models[0], models[1], F.mse_loss)
     for _ in range(args.warmup):
         for m in models:
             m.step()
@@ -166,6 +170,7 @@ def main(argv=None) -> dict:
     report = {"benchmark": "train_step", "machine": machine, "batch": args.batch, "crop": args.crop,
               "rounds": args.rounds, "steps_per_round": args.steps_per_round, "warmup": args.warmup,
               "allocator_tuned": tuned, "gradient_rel_diff_plan_vs_reference": agreement,
+              "gradient_rel_diff_plan_vs_reference_mse": agreement_mse,
               "note": "supernet step = one SGD weight step + one Adam alpha step at the search cpu preset",
               "rows": rows}
     # results of other thread counts sit beside the default run's (one file per CPU and count)
@@ -179,7 +184,8 @@ def main(argv=None) -> dict:
         lo, hi = row["ratio_range"]
         print(f"{row['model']:32s} {row['median_ms']:10.1f} {row['min_ms']:8.1f} "
               f"{row['ratio_to_dccnn3_median']:10.2f} {lo:6.2f}-{hi:<6.2f}")
-    print(f"plan vs reference gradients: relative difference {agreement:.1e}; written {out}")
+    print(f"plan vs reference gradients: relative difference {agreement:.1e} (L1 loss), {agreement_mse:.1e} "
+          f"(squared error); written {out}")
     return report
 
 

@@ -109,6 +109,7 @@ def test_train_step_benchmark_names_its_machine(tmp_path):
     assert report["machine"]["slug"] == slug() and report["machine"]["cpu"] and report["steps_per_round"] == 3
     assert [r["model"] for r in report["rows"]][:3] == ["NasN (training plan)", "NasN (reference module)", "DCCNN-3"]
     assert report["gradient_rel_diff_plan_vs_reference"] < 1e-4
+    assert 0 < report["gradient_rel_diff_plan_vs_reference_mse"] < 1e-4
 
 
 def test_split_train_step_benchmark_sums_the_same_gradients(tmp_path):
