@@ -2,14 +2,14 @@
 
 :class:`RectifiedSeparable` is a ``dil_*_conv_3x3`` (or half a ``sep_conv_3x3``): ReLU,
 depthwise 3x3, 1x1; :class:`PointwiseSum` a preprocessing 1x1 convolution over the
-rectified parts of a cell's input, or the head's nine taps over the last cell's nodes. Each is one pass of the fused inference kernel
-(``kernels/fused_pointwise.c``) forward and one C pass per input backward
-(``kernels/depthwise_grad.c``, ``kernels/pointwise_grad.c``), and neither keeps a rectified or
-intermediate image for its backward: in NasN's training step these were images written, saved
-and read again, on a CPU where the step is bound by memory traffic, not arithmetic
-(``bench/train_step.py``, README "Performance"). The helpers return ``None`` where the kernels
-are missing or do not take the tensors, and :mod:`backend.models.training_plan` then runs the
-same function with oneDNN convolutions.
+rectified parts of a cell's input, or the head's nine taps over the last cell's nodes. Each is
+one pass of the fused inference kernel (``kernels/fused_pointwise.c``) forward and one C pass
+per input backward (``kernels/depthwise_grad.c``, ``kernels/pointwise_grad.c``), and neither
+keeps a rectified or intermediate image for its backward: in NasN's training step these were
+images written, saved and read again, on a CPU where the step is bound by memory traffic, not
+arithmetic (``bench/train_step.py``, README "Performance"). The helpers return ``None`` where
+the kernels are missing or do not take the tensors, and :mod:`backend.models.training_plan`
+then runs the same function with oneDNN convolutions.
 """
 
 from __future__ import annotations

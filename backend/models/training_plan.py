@@ -29,8 +29,8 @@ What differs from the reference module, measured on the CPUs here (``bench/train
 * 1x1 convolutions through :class:`PointwiseConv`, whose backward computes the input's and the
   weight's gradients in one pass (``kernels/pointwise_grad.c``), with the ReLU's backward
   folded in where the convolution reads a rectified state;
-* the head's 3x3 convolution to 2 channels as 1x1 convolutions to its nine taps and a shifted
-  sum (:func:`_head`).
+* the head's 3x3 convolution to 2 channels as a 1x1 convolution to its nine taps (one
+  ``PointwiseSum`` over the last cell's nodes) and a shifted sum (:func:`_head`).
 
 With glibc's allocator tuned and Adam fused, as ``train`` runs, the shipped NasN's step (batch
 2, 128x128, 2 threads) went from 253-259 to 210 ms on the AVX-512 EPYC of session 14 (README,
@@ -247,13 +247,16 @@ def _sum_over_parts(parts: list[torch.Tensor], weight: torch.Tensor, relu, paddi
 
 def _head(parts: list[torch.Tensor], head: nn.Conv2d) -> torch.Tensor:
     """The head's ``conv2d(cat(parts), weight)`` without its bias. A 3x3 "same" one (NasN's)
-    is computed as :func:`backend.models.fast_parts.shifted_sum` of one 1x1 convolution per
-    part to the nine taps' output channels (tap-major): oneDNN ran the 3x3 convolution to 2
+    is computed as :func:`backend.models.fast_parts.shifted_sum` of a 1x1 convolution of the
+    parts to the nine taps' output channels (tap-major): oneDNN ran the 3x3 convolution to 2
     channels and its backward at a small fraction of its speed on 32 outputs, and they were a
-    sixth of the training step (``bench/train_step.py``, session 14)."""
+    sixth of the training step (``bench/train_step.py``, session 14). The taps come from one
+    ``training_fused.PointwiseSum`` pass over all parts, written as the channel planes
+    ``shifted_sum`` reads (session 20: the head's forward and backward 7.9 -> 6.3 ms), else
+    from one :class:`PointwiseConv` per part."""
     if head.kernel_size != (3, 3) or head.padding != (1, 1) or head.dilation != (1, 1) or head.stride != (1, 1):
         return _sum_over_parts(parts, head.weight, None, head.padding)
-    taps = pointwise_sum(parts, tap_major(head.weight), rectify=False, planes=True)  # one pass, planes
+    taps = pointwise_sum(parts, tap_major(head.weight), rectify=False, planes=True)
     if taps is None:
         offset = 0
         for part in parts:
@@ -277,7 +280,8 @@ class ShiftedSum(torch.autograd.Function):
     def backward(ctx, grad):
         o = ctx.out_channels
         n, _, h, w = grad.shape
-        grad_taps = grad.new_zeros(n, 9 * o, h, w).contiguous(memory_format=torch.channels_last)  # as the 1x1 backward reads it
+        # channels last, as the 1x1 backward reads it (no copy per part)
+        grad_taps = grad.new_zeros(n, 9 * o, h, w).contiguous(memory_format=torch.channels_last)
         for tap in range(9):
             dy, dx = tap // 3 - 1, tap % 3 - 1  # output (y, x) read input (y + dy, x + dx)
             grad_taps[:, tap * o:(tap + 1) * o, max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)] = \
