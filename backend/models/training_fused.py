@@ -60,8 +60,8 @@ def rectified_separable(module: nn.Module, t: torch.Tensor, into: torch.Tensor |
     kernels take ``t`` (dense channels-last float32 on the CPU, a multiple of 16 channels,
     ``into`` of the same layout), else ``None``."""
     conv, point = module[1], module[2]
-    dw_lib, pw_lib = depthwise_grad(), pointwise_grad()
-    if (fused_pointwise() is None or dw_lib is None or pw_lib is None or conv.kernel_size != (3, 3)
+    dw_lib = depthwise_grad()  # its separable backward is the whole backward pass
+    if (fused_pointwise() is None or dw_lib is None or conv.kernel_size != (3, 3)
             or point.weight.shape[0] > MAX_CPAD or t.shape[1] > MAX_K
             or not dw_lib.supports_backward(t, t, conv.weight, conv.dilation)
             or (into is not None and not (into.shape == t.shape and into.dtype == t.dtype

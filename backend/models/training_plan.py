@@ -281,7 +281,8 @@ class ShiftedSum(torch.autograd.Function):
         o = ctx.out_channels
         n, _, h, w = grad.shape
         # channels last, as the 1x1 backward reads it (no copy per part)
-        grad_taps = grad.new_zeros(n, 9 * o, h, w).contiguous(memory_format=torch.channels_last)
+        grad_taps = torch.empty(n, 9 * o, h, w, dtype=grad.dtype, device=grad.device,
+                                memory_format=torch.channels_last).zero_()
         for tap in range(9):
             dy, dx = tap // 3 - 1, tap % 3 - 1  # output (y, x) read input (y + dy, x + dx)
             grad_taps[:, tap * o:(tap + 1) * o, max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)] = \
