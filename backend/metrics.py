@@ -12,6 +12,8 @@ All metrics take magnitude volumes ``(slices, H, W)`` (a 2-D array counts as one
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -64,17 +66,39 @@ def ssim_map(gt2d: np.ndarray, pred2d: np.ndarray, data_range: float) -> np.ndar
                                  use_sample_covariance=True, gaussian_weights=False, full=True)[1]
 
 
+def _workers() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def slice_ssims(gt: np.ndarray, pred: np.ndarray, data_range: float) -> list[float]:
+    """The SSIM of each slice (the map's mean over its valid interior), in slice order.
+
+    Slices run on a pool of threads, one per CPU (scikit-image's filters release the GIL; on 2
+    cores 48 slices of 320x320 took 0.15-0.2 s instead of 0.5 s, session 21); each value is
+    computed exactly as alone, so the result does not depend on the pool."""
+    pad = (SSIM_WINDOW - 1) // 2
+
+    def one(i: int) -> float:
+        return float(ssim_map(gt[i], pred[i], data_range)[pad:-pad, pad:-pad].mean())
+
+    workers = min(len(gt), _workers())
+    if workers < 2:
+        return [one(i) for i in range(len(gt))]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, range(len(gt))))
+
+
 def ssim(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> float:
     """Mean over slices of the per-slice SSIM, ``data_range = gt.max()`` of the volume."""
     gt, pred = _check(gt, pred)
     if min(gt.shape[1:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs slices of at least {SSIM_WINDOW}x{SSIM_WINDOW}")
     data_range = gt.max() if data_range is None else data_range
-    pad = (SSIM_WINDOW - 1) // 2
-    values = [
-        ssim_map(g, p, data_range)[pad:-pad, pad:-pad].mean() for g, p in zip(gt, pred)
-    ]
-    return float(np.mean(values))
+    return float(np.mean(slice_ssims(gt, pred, data_range)))
 
 
 @dataclass(frozen=True)
@@ -92,6 +116,7 @@ class VolumeMetrics:
 
 def evaluate_volume(gt: np.ndarray, pred: np.ndarray) -> VolumeMetrics:
     """All four metrics of one volume of magnitudes ``(slices, H, W)``."""
+    gt, pred = _check(gt, pred)  # float64 once (each metric's own conversion is then a no-op)
     return VolumeMetrics(mse=mse(gt, pred), nmse=nmse(gt, pred), psnr=psnr(gt, pred), ssim=ssim(gt, pred))
 
 

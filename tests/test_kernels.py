@@ -151,6 +151,38 @@ def test_kernel_register_path_writes_channel_planes(kernel, cpad, plane_offset):
         assert (got.double() - expected).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
 
 
+PLANES_CASES = [
+    # (channels per input, depthwise geometry per input, relu per input, H, W, cpad, bias, outputs as
+    # (channels, offset, relu)): only channel planes and no addends, the AVX-512 build's planes path
+    ([32, 32, 32], [None, None, None], [False, False, False], 5, 44, 32, False, [(18, 0, False)]),  # the head
+    ([24, 16], [((3, 3), (2, 2)), None], [True, False], 6, 21, 64, True, [(30, 3, False), (20, 37, True)]),
+    ([32], [((3, 3), (3, 3))], [False], 4, 7, 32, True, [(5, 27, True)]),  # one partial block per row
+    ([16, 32], [None, ((3, 3), (1, 1))], [True, True], 3, 33, 96, False, [(60, 10, False), (2, 90, False)]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(PLANES_CASES)))
+def test_kernel_planes_only_outputs_equal_pytorch(kernel, case):
+    """Calls that write only channel planes (the head's taps) take the planes path on AVX-512:
+    input widths off the 16-channel tiles, rows off the 16-pixel blocks, more output channels than
+    one pass holds (24), offsets inside the padded width; equal to PyTorch, every pixel written."""
+    channels, convs, relus, h, w, cpad, with_bias, specs = PLANES_CASES[case]
+    outputs = [(torch.full((1, c, h, w), float("nan")), off, relu) for c, off, relu in specs]
+    _check_case(kernel, 200 + case, channels, convs, relus, h, w, cpad, 0, with_bias, outputs)
+
+
+def test_kernel_planes_only_into_row_windows(kernel):
+    """The planes path writes a window of rows of larger channel planes, nothing around it."""
+    g = torch.Generator().manual_seed(8)
+    x = _channels_last(torch.randn(1, 48, 20, 35, generator=g))
+    weight = torch.randn(48, 32, generator=g)
+    planes = torch.zeros(1, 18, 20, 35)
+    kernel.run([(x[:, :, 6:15], True, None, None)], weight, [(planes[:, :, 6:15], 0, False)])
+    expected = torch.einsum("bkhw,ko->bohw", x[:, :, 6:15].relu().double(), weight[:, :18].double())
+    assert (planes[:, :, 6:15].double() - expected).abs().max() < 1e-4 * expected.abs().max()
+    assert planes[:, :, :6].abs().max() == 0 and planes[:, :, 15:].abs().max() == 0
+
+
 def test_kernel_writes_row_windows_of_larger_tensors(kernel):
     """A window of rows of a channels-last tensor and of channel planes is written in place,
     the rows around it untouched (how the striped NasN plan uses it)."""

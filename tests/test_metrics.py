@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from backend.metrics import evaluate_volume, mse, nmse, psnr, ssim, summarise
+from backend import metrics
+from backend.metrics import evaluate_volume, mse, nmse, psnr, slice_ssims, ssim, summarise
 
 
 def _pair(seed=0, shape=(3, 40, 36)):
@@ -16,6 +17,20 @@ def test_ssim_matches_scikit_image_per_slice_with_volume_max():
     gt, pred = _pair()
     expected = np.mean([structural_similarity(g, p, data_range=gt.max()) for g, p in zip(gt, pred)])
     assert ssim(gt, pred) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_slice_ssims_are_scikit_image_per_slice_in_order(monkeypatch, workers):
+    """Whatever the thread pool's size, each slice's value is scikit-image's for that slice,
+    bit for bit, in slice order (the slices differ, so a reordering fails)."""
+    gt, pred = _pair(2, shape=(7, 30, 33))
+    pred[3] += 2.0  # one clearly worse slice
+    monkeypatch.setattr(metrics, "_workers", lambda: workers)
+    got = slice_ssims(gt, pred, gt.max())
+    expected = [float(structural_similarity(g, p, data_range=gt.max(), full=True)[1][3:-3, 3:-3].mean())
+                for g, p in zip(gt, pred)]
+    assert got == expected
+    assert got[3] == min(got)
 
 
 def test_psnr_matches_scikit_image_with_volume_max():

@@ -22,7 +22,9 @@
  * channels; elsewhere plain C loops compute the same sums (correct, not tuned). On both vector
  * paths, outputs that are whole 32-channel blocks (AVX-512: also channel planes within one) go
  * from the GEMM's registers to memory, and the first memory reads of the block PF_AHEAD blocks
- * on are prefetched. Pixels run in parallel over OpenMP threads.
+ * on are prefetched. Calls that write only channel planes and add nothing (the head's 18 taps)
+ * take, with AVX-512, a GEMM turned around: 32 pixels of one output channel per register pair,
+ * only the channels written computed (run_planes). Pixels run in parallel over OpenMP threads.
  *
  * The sums are the same as PyTorch's, in a different order (float32 rounding differences).
  */
@@ -476,6 +478,190 @@ static void block_in_registers(const float *a, int64_t K, const float *weight, c
 }
 #endif
 
+/* a[p][0:K] (rows K apart) = every input's (convolved, rectified) channels at pixel (y, x0 + p),
+ * p < np: the GEMM's left operand */
+static void left_operand(const fp_input *inputs, int64_t n_in, int64_t H, int64_t W, int64_t y, int64_t x0,
+                         int64_t np, float *a, int64_t K)
+{
+    int64_t koff = 0;
+    for (int64_t i = 0; i < n_in; i++) {
+        const fp_input *in = inputs + i;
+        const int64_t c = in->channels;
+#if FP_VECTOR_BITS == 512
+        if (in->dw && c % DW_STEP == 0) {
+            depthwise_block(in, H, W, y, x0, np, a + koff, K);
+            koff += c;
+            continue;
+        }
+#elif FP_VECTOR_BITS == 256
+        const int64_t reach = (in->kw / 2) * in->dil_w;
+        if (in->dw && c % DW_STEP == 0 && np == PB && x0 - reach >= 0 && x0 + PB - 1 + reach < W) {
+            depthwise_block(in, H, W, y, x0, a + koff, K);
+            koff += c;
+            continue;
+        }
+#endif
+        for (int64_t p = 0; p < np; p++) {
+            float *dst = a + p * K + koff;
+            if (in->dw)
+                depthwise_pixel(in, H, W, y, x0 + p, dst);
+            else
+                copy_row(dst, in->data + (y * W + x0 + p) * c, c, in->relu);
+        }
+        koff += c;
+    }
+}
+
+#if FP_VECTOR_BITS == 512
+/* Outputs that are all channel planes (the head's taps: 18 of a 32-wide block) and no addends:
+ * the GEMM turned around, two registers per output channel holding PV pixels of that channel
+ * (32 consecutive floats of its plane), so only the channels written are computed and each goes
+ * to its plane in two stores. The left operand of PV pixels is transposed (pixels fastest) first.
+ * Per input channel: 2 vector loads and one broadcast weight per output channel for 2 FMAs. */
+#define PV 32             /* pixels per block of the planes path */
+#define PLANES_MAX_K 256  /* largest input width it takes */
+#define PLANES_CHUNK 12   /* output channels per pass over the transposed operand (24 accumulators) */
+
+/* aT[k][0:16] = a[0:16][k] for k < K (a's rows K apart, aT's PV floats apart): 16 x 16 tiles
+ * transposed in registers */
+static void transpose_left(const float *a, int64_t K, float *aT)
+{
+    int64_t k0 = 0;
+    for (; k0 + 16 <= K; k0 += 16) {
+        __m512 r[16], t[16];
+        for (int p = 0; p < 16; p++)
+            r[p] = _mm512_loadu_ps(a + p * K + k0);
+        for (int p = 0; p < 16; p += 2) {  /* pairs of rows interleaved by element */
+            t[p] = _mm512_unpacklo_ps(r[p], r[p + 1]);
+            t[p + 1] = _mm512_unpackhi_ps(r[p], r[p + 1]);
+        }
+        for (int p = 0; p < 16; p += 4) {  /* then by pairs of elements: 4 rows per 128-bit lane */
+            r[p] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[p]), _mm512_castps_pd(t[p + 2])));
+            r[p + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[p]), _mm512_castps_pd(t[p + 2])));
+            r[p + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[p + 1]), _mm512_castps_pd(t[p + 3])));
+            r[p + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[p + 1]), _mm512_castps_pd(t[p + 3])));
+        }
+        /* r[4g + j], 128-bit lane l: rows 4g..4g+3 of column 4l + j; gather the four lanes of
+         * column 4l + j from r[j], r[4 + j], r[8 + j], r[12 + j] */
+        for (int j = 0; j < 4; j++) {
+            const __m512 lo0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);       /* lanes 0,1 | 0,1 */
+            const __m512 hi0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);       /* lanes 2,3 | 2,3 */
+            const __m512 lo1 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+            const __m512 hi1 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+            _mm512_store_ps(aT + (k0 + j) * PV, _mm512_shuffle_f32x4(lo0, lo1, 0x88));       /* lane 0 */
+            _mm512_store_ps(aT + (k0 + 4 + j) * PV, _mm512_shuffle_f32x4(lo0, lo1, 0xDD));   /* lane 1 */
+            _mm512_store_ps(aT + (k0 + 8 + j) * PV, _mm512_shuffle_f32x4(hi0, hi1, 0x88));   /* lane 2 */
+            _mm512_store_ps(aT + (k0 + 12 + j) * PV, _mm512_shuffle_f32x4(hi0, hi1, 0xDD));  /* lane 3 */
+        }
+    }
+    for (; k0 < K; k0++)
+        for (int p = 0; p < 16; p++)
+            aT[k0 * PV + p] = a[p * K + k0];
+}
+
+/* tile[o][0:32] = bias[o] + sum_k aT[k][0:32] w[k][o], o < n (inlined with constant n) */
+static inline __attribute__((always_inline)) void planes_chunk(
+    const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias, float *tile, const int n)
+{
+    __m512 r[PLANES_CHUNK][2];  /* in registers: the loops over o unrolled (GCC kept r in memory otherwise) */
+#pragma GCC unroll 12
+    for (int o = 0; o < n; o++)
+        r[o][0] = r[o][1] = bias ? _mm512_set1_ps(bias[o]) : _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        const __m512 v0 = _mm512_load_ps(aT + k * PV), v1 = _mm512_load_ps(aT + k * PV + 16);
+        const float *wk = w + k * ldw;
+#pragma GCC unroll 12
+        for (int o = 0; o < n; o++) {
+            const __m512 b = _mm512_set1_ps(wk[o]);
+            r[o][0] = _mm512_fmadd_ps(v0, b, r[o][0]);
+            r[o][1] = _mm512_fmadd_ps(v1, b, r[o][1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int o = 0; o < n; o++) {
+        _mm512_store_ps(tile + o * PV, r[o][0]);
+        _mm512_store_ps(tile + o * PV + 16, r[o][1]);
+    }
+}
+
+#define PC_CASE(N) case N: planes_chunk(aT, K, w, ldw, bias, tile, N); break;
+
+static void planes_chunk_n(const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias,
+                           float *tile, int64_t n)
+{
+    switch (n) {
+        PC_CASE(1) PC_CASE(2) PC_CASE(3) PC_CASE(4) PC_CASE(5) PC_CASE(6)
+        PC_CASE(7) PC_CASE(8) PC_CASE(9) PC_CASE(10) PC_CASE(11) PC_CASE(12)
+        default: break;
+    }
+}
+
+/* The whole call on the planes path: blocks of PV pixels along rows (the last one of a row
+ * masked), the channels written in equal chunks of at most PLANES_CHUNK. */
+static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t K,
+                       const float *weight, const float *bias, int64_t cpad, int64_t n_out,
+                       const fp_output *outputs, int64_t threads)
+{
+    int64_t lo = cpad, hi = 0;  /* the channels written */
+    for (int64_t o = 0; o < n_out; o++) {
+        lo = outputs[o].offset < lo ? outputs[o].offset : lo;
+        hi = outputs[o].offset + outputs[o].channels > hi ? outputs[o].offset + outputs[o].channels : hi;
+    }
+    const int64_t chunks = (hi - lo + PLANES_CHUNK - 1) / PLANES_CHUNK;
+    const int64_t chunk = (hi - lo + chunks - 1) / chunks;  /* 18 channels: 9 + 9 */
+    const int64_t blocks = (W + PV - 1) / PV;
+#pragma omp parallel num_threads(threads > 0 ? (int)threads : 1)
+    {
+        float a[PV * PLANES_MAX_K];
+        float aT[PV * PLANES_MAX_K] __attribute__((aligned(64)));
+        float tile[PV * PLANES_CHUNK] __attribute__((aligned(64)));
+        memset(a, 0, sizeof(float) * PV * (size_t)K);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < H * blocks; t++) {
+            const int64_t y = t / blocks, x0 = (t % blocks) * PV;
+            const int64_t np = W - x0 < PV ? W - x0 : PV;
+            if (x0 + (PF_AHEAD + 1) * PV <= W)  /* as fp_run's blocks: the lowest tap row, PF_AHEAD blocks on */
+                for (int64_t i = 0; i < n_in; i++) {
+                    const fp_input *in = inputs + i;
+                    const int64_t sy = in->dw ? y + (in->kh / 2) * in->dil_h : y;
+                    if (sy < H) {
+                        const int64_t nx = x0 + PF_AHEAD * PV + (in->dw ? (in->kw / 2) * in->dil_w : 0);
+                        const char *base = (const char *)(in->data + (sy * W + nx) * in->channels);
+                        for (int64_t b = 0; b < PV * in->channels * 4; b += 64)
+                            _mm_prefetch(base + b, _MM_HINT_T1);
+                    }
+                }
+            for (int64_t p0 = 0; p0 < np; p0 += PB)
+                left_operand(inputs, n_in, H, W, y, x0 + p0, np - p0 < PB ? np - p0 : PB, a + p0 * K, K);
+            transpose_left(a, K, aT);
+            transpose_left(a + 16 * K, K, aT + 16);
+            const __mmask16 m0 = (__mmask16)(np >= 16 ? 0xFFFF : (1u << np) - 1);
+            const __mmask16 m1 = (__mmask16)(np >= PV ? 0xFFFF : np <= 16 ? 0 : (1u << (np - 16)) - 1);
+            const __m512 zero = _mm512_setzero_ps();
+            for (int64_t c0 = lo; c0 < hi; c0 += chunk) {
+                const int64_t n = hi - c0 < chunk ? hi - c0 : chunk;
+                planes_chunk_n(aT, K, weight + c0, cpad, bias ? bias + c0 : NULL, tile, n);
+                for (int64_t o = 0; o < n_out; o++) {
+                    const fp_output *out = outputs + o;
+                    const int64_t first = out->offset > c0 ? out->offset : c0;
+                    const int64_t last = out->offset + out->channels < c0 + n ? out->offset + out->channels : c0 + n;
+                    for (int64_t c = first; c < last; c++) {
+                        float *dst = out->data + (c - out->offset) * out->plane + y * W + x0;
+                        __m512 v0 = _mm512_load_ps(tile + (c - c0) * PV), v1 = _mm512_load_ps(tile + (c - c0) * PV + 16);
+                        if (out->relu) {
+                            v0 = _mm512_max_ps(v0, zero);
+                            v1 = _mm512_max_ps(v1, zero);
+                        }
+                        _mm512_mask_storeu_ps(dst, m0, v0);
+                        _mm512_mask_storeu_ps(dst + 16, m1, v1);
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* Returns 0, or a negative code for arguments this kernel does not take. */
 int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n_add,
            const float *const *adds, int64_t add_channels, const float *weight, const float *bias,
@@ -489,6 +675,15 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
     for (int64_t o = 0; o < n_out; o++)
         if (outputs[o].offset < 0 || outputs[o].offset + outputs[o].channels > cpad)
             return -2;
+#if FP_VECTOR_BITS == 512
+    int64_t all_planes = n_add == 0 && K <= PLANES_MAX_K;
+    for (int64_t o = 0; o < n_out; o++)
+        all_planes &= outputs[o].plane > 0;
+    if (all_planes && n_out > 0) {
+        run_planes(H, W, n_in, inputs, K, weight, bias, cpad, n_out, outputs, threads);
+        return 0;
+    }
+#endif
     const int64_t blocks = (W + PB - 1) / PB;
     int64_t in_registers = FP_VECTOR_BITS && add_channels % 32 == 0;
     for (int64_t o = 0; o < n_out; o++)  /* every output one aligned 32-channel block, or (AVX-512) planes within one */
@@ -525,35 +720,7 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
                 }
             }
 #endif
-            /* the GEMM's left operand: each input's (convolved, rectified) channels */
-            int64_t koff = 0;
-            for (int64_t i = 0; i < n_in; i++) {
-                const fp_input *in = inputs + i;
-                const int64_t c = in->channels;
-#if FP_VECTOR_BITS == 512
-                if (in->dw && c % DW_STEP == 0) {
-                    depthwise_block(in, H, W, y, x0, np, a + koff, K);
-                    koff += c;
-                    continue;
-                }
-#elif FP_VECTOR_BITS == 256
-                const int64_t reach = (in->kw / 2) * in->dil_w;
-                if (in->dw && c % DW_STEP == 0 && np == PB && x0 - reach >= 0 && x0 + PB - 1 + reach < W) {
-                    depthwise_block(in, H, W, y, x0, a + koff, K);
-                    koff += c;
-                    continue;
-                }
-#endif
-                for (int64_t p = 0; p < np; p++) {
-                    float *dst = a + p * K + koff;
-                    if (in->dw) {
-                        depthwise_pixel(in, H, W, y, x0 + p, dst);
-                    } else {
-                        copy_row(dst, in->data + (y * W + x0 + p) * c, c, in->relu);
-                    }
-                }
-                koff += c;
-            }
+            left_operand(inputs, n_in, H, W, y, x0, np, a, K);
 #if FP_VECTOR_BITS
             if (in_registers && np == PB) {
                 block_in_registers(a, K, weight, bias, cpad, n_add, adds, add_channels, n_out, outputs, y * W + x0);
