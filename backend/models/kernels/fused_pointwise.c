@@ -607,6 +607,8 @@ static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *input
         lo = outputs[o].offset < lo ? outputs[o].offset : lo;
         hi = outputs[o].offset + outputs[o].channels > hi ? outputs[o].offset + outputs[o].channels : hi;
     }
+    if (hi <= lo)
+        return;  /* no channel written */
     const int64_t chunks = (hi - lo + PLANES_CHUNK - 1) / PLANES_CHUNK;
     const int64_t chunk = (hi - lo + chunks - 1) / chunks;  /* 18 channels: 9 + 9 */
     const int64_t blocks = (W + PV - 1) / PV;
