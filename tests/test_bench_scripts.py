@@ -82,6 +82,21 @@ def test_head_to_head_benchmark_reports_ratios(tmp_path):
     assert figure.stat().st_size > 10_000
 
 
+def test_bf16_benchmark_compares_precisions_on_the_same_slices(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bf16_cpu.py"), "--size", "32", "--rounds", "2",
+                           "--warmup", "0", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["plan"], r["precision"]): r for r in json.loads((tmp_path / f"bf16_cpu_{slug()}.json").read_text())["rows"]}
+    fp32, bf16 = rows[("DCCNN-3 fast", "float32")], rows[("DCCNN-3 fast", "bf16")]
+    assert fp32["ratio_to_dccnn3_float32"] == 1.0 and len(bf16["times_s"]) == 2
+    # bf16 changes DCCNN-3's output a little, not its quality; float32 rows have no difference
+    assert 0 < bf16["max_diff_to_float32_percent_of_reference_max"] < 5
+    assert abs(bf16["sample_psnr"] - fp32["sample_psnr"]) < 0.5 and fp32["max_diff_to_float32_percent_of_reference_max"] is None
+    # the two float32 NasN plans reconstruct the sample alike
+    assert rows[("NasN fast, oneDNN only", "float32")]["sample_psnr"] == pytest.approx(
+        next(r for k, r in rows.items() if k[0].startswith("NasN fast (") and k[1] == "float32")["sample_psnr"], abs=1e-3)
+
+
 def test_inference_speed_benchmark_measures_both_nasn_plans(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "inference_speed.py"), "--size", "32", "--repeats", "1",
                            "--warmup", "0", "--methods", "NasN", "DCCNN-3", "--out", str(tmp_path)],
