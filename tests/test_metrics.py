@@ -33,6 +33,13 @@ def test_slice_ssims_are_scikit_image_per_slice_in_order(monkeypatch, workers):
     assert got[3] == min(got)
 
 
+def test_ssim_threads_follow_the_cpus_up_to_the_cap(monkeypatch):
+    monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert metrics._workers() == metrics.MAX_SSIM_THREADS
+    monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert metrics._workers() == 2
+
+
 def test_psnr_matches_scikit_image_with_volume_max():
     gt, pred = _pair(1)
     assert psnr(gt, pred) == pytest.approx(peak_signal_noise_ratio(gt, pred, data_range=gt.max()), rel=1e-9)
