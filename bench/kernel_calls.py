@@ -35,7 +35,7 @@ from backend.files import write_json  # noqa: E402
 from backend.machine import describe, slug  # noqa: E402
 from backend.models import load_model, shipped_weights  # noqa: E402
 from backend.models.inference import prepare_for_inference  # noqa: E402
-from backend.models.kernels import FLAGS, FusedPointwise  # noqa: E402
+from backend.models.kernels import FLAGS, PLANES_MAX_K, FusedPointwise  # noqa: E402
 from timing import random_slice  # noqa: E402
 
 PEAK_C = r"""
@@ -114,7 +114,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         h, w = inputs[0][0].shape[-2:]
         columns = weight.shape[1]  # the padded width; calls writing only channel planes compute only theirs
-        if self.vector_bits == 512 and not adds and all(not y.is_contiguous(memory_format=torch.channels_last) for y, _, _ in outputs):
+        if self.vector_bits == 512 and outputs and weight.shape[0] <= PLANES_MAX_K and not adds and all(not y.is_contiguous(memory_format=torch.channels_last) for y, _, _ in outputs):
             columns = max(o + y.shape[1] for y, o, _ in outputs) - min(o for _, o, _ in outputs)
         macs = h * w * (weight.shape[0] * columns
                         + sum(x.shape[1] * taps.shape[0] for x, _, taps, _ in inputs if taps is not None))

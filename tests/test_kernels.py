@@ -158,6 +158,8 @@ PLANES_CASES = [
     ([24, 16], [((3, 3), (2, 2)), None], [True, False], 6, 21, 64, True, [(30, 3, False), (20, 37, True)]),
     ([32], [((3, 3), (3, 3))], [False], 4, 7, 32, True, [(5, 27, True)]),  # one partial block per row
     ([16, 32], [None, ((3, 3), (1, 1))], [True, True], 3, 33, 96, False, [(60, 10, False), (2, 90, False)]),
+    ([8], [None], [False], 3, 48, 32, True, [(7, 0, True)]),  # K < 16 (no whole tile); a last block of 16
+    ([256, 16], [None, None], [False, True], 2, 20, 32, False, [(18, 0, False)]),  # K > 256: the other path
 ]
 
 
@@ -169,6 +171,17 @@ def test_kernel_planes_only_outputs_equal_pytorch(kernel, case):
     channels, convs, relus, h, w, cpad, with_bias, specs = PLANES_CASES[case]
     outputs = [(torch.full((1, c, h, w), float("nan")), off, relu) for c, off, relu in specs]
     _check_case(kernel, 200 + case, channels, convs, relus, h, w, cpad, 0, with_bias, outputs)
+
+
+def test_python_limits_are_the_c_sources():
+    """The wrapper's limits (checks in ``run``, ``bench/kernel_calls.py``'s MAC count) are the
+    C source's ``#define``s."""
+    import re
+
+    source = kernels.SOURCE.read_text()
+    defines = {name: int(value) for name, value in re.findall(r"#define (\w+) (\d+)", source)}
+    assert (defines["MAX_K"], defines["MAX_CPAD"], defines["PLANES_MAX_K"]) == \
+        (kernels.MAX_K, kernels.MAX_CPAD, kernels.PLANES_MAX_K)
 
 
 def test_kernel_planes_only_into_row_windows(kernel):

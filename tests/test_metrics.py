@@ -33,6 +33,11 @@ def test_slice_ssims_are_scikit_image_per_slice_in_order(monkeypatch, workers):
     assert got[3] == min(got)
 
 
+def test_slice_ssims_of_one_2d_slice():
+    gt, pred = _pair(3, shape=(1, 30, 33))
+    assert slice_ssims(gt[0], pred[0], gt.max()) == [ssim(gt, pred)]
+
+
 def test_ssim_threads_follow_the_cpus_up_to_the_cap(monkeypatch):
     monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert metrics._workers() == metrics.MAX_SSIM_THREADS
