@@ -11,13 +11,17 @@ in turn, so that a machine slowing down or speeding up affects all three alike; 
 NasN / DCCNN-3 is taken per round and its median reported (with the spread over rounds).
 Writes ``bench/results/head_to_head_<size>_<cpu slug>.json`` and ``.png`` (latency per round, and
 NasN / DCCNN-3 per round) and prints a table. ``--replot JSON`` redraws the figure of an
-earlier run without timing anything.
+earlier run without timing anything. ``ONEDNN_MAX_CPU_ISA=AVX2 python bench/head_to_head.py
+--avx2-paths`` runs, on a CPU with AVX-512, what an AVX2-only CPU runs (NasN's kernel built
+without AVX-512, oneDNN held to AVX2), into ``..._avx2paths.json``: an indication, not a
+measurement of such a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -35,8 +39,18 @@ from backend.models.inference import prepare_for_inference  # noqa: E402
 from timing import interleaved_times, random_slice  # noqa: E402
 
 
-def plans() -> dict[str, torch.nn.Module]:
+def plans(avx2_paths: bool = False) -> dict[str, torch.nn.Module]:
+    """The three plans; with ``avx2_paths`` NasN's C kernel is the build without AVX-512 (its
+    AVX2 + FMA paths, as an AVX2-only CPU compiles it)."""
     nasn = prepare_for_inference(load_model(shipped_weights("nasn"))[0], "fast")
+    if avx2_paths and nasn.recon[0].kernel is not None:
+        import shutil
+
+        from backend.models.kernels import FusedPointwise, build
+
+        lib = FusedPointwise(build(shutil.which("cc"), ("-mno-avx512f",)))  # cached beside the native build
+        for module in nasn.recon:
+            module.kernel = lib
     same = load_model(shipped_weights("nasn"))[0].eval().to(memory_format=torch.channels_last)
     onednn = FastCascade(same, [FastNasNModule(r, kernel=False) for r in same.recon]).eval()
     dccnn = prepare_for_inference(load_model(shipped_weights("dccnn"))[0], "fast")
@@ -78,12 +92,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--replot", metavar="JSON", default=None, help="redraw the figure of an earlier run and exit")
+    parser.add_argument("--avx2-paths", action="store_true",
+                        help="NasN's kernel built without AVX-512; with ONEDNN_MAX_CPU_ISA=AVX2 in the environment "
+                             "oneDNN (DCCNN-3, the stem) does the same: what an AVX2-only CPU runs, on this one")
     args = parser.parse_args()
     if args.replot:
         print(f"wrote {plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix('.png'))}")
         return
     size = args.size
-    models = plans()
+    models = plans(args.avx2_paths)
     names = list(models)
 
     def progress(r: int, round_times: list[float]) -> None:
@@ -108,8 +125,9 @@ def main() -> None:
     print(f"max abs difference, NasN C kernel vs oneDNN plan: {diff:.1e} (normalised scale)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"head_to_head_{size}_{slug()}.json"
+    path = out / f"head_to_head_{size}_{slug()}{'_avx2paths' if args.avx2_paths else ''}.json"
     write_json(path, {"size": size, "machine": describe(), "threads": torch.get_num_threads(),
+                      "avx2_paths": args.avx2_paths, "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
                       "rounds": args.rounds, "max_abs_diff_kernel_vs_onednn": diff, "rows": rows,
                       "command": "python bench/head_to_head.py " + " ".join(sys.argv[1:])})
     print(f"wrote {path}")

@@ -82,6 +82,16 @@ def test_head_to_head_benchmark_reports_ratios(tmp_path):
     assert figure.stat().st_size > 10_000
 
 
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_head_to_head_with_the_avx2_paths_names_its_file(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "head_to_head.py"), "--size", "32", "--rounds", "1",
+                           "--warmup", "0", "--avx2-paths", "--out", str(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / f"head_to_head_32_{slug()}_avx2paths.json").read_text())
+    assert report["avx2_paths"] is True and report["max_abs_diff_kernel_vs_onednn"] < 1e-5
+
+
 def test_bf16_benchmark_compares_precisions_on_the_same_slices(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bf16_cpu.py"), "--size", "32", "--rounds", "2",
                            "--warmup", "0", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
