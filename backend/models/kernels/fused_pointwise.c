@@ -18,8 +18,9 @@
  * With AVX-512 (compiled with -march=native on a machine that has it) the depthwise sums keep
  * 8 pixels x 16 channels in registers (taps three wide: each input vector loaded once for up
  * to three pixels) and the small GEMM 8 pixels x 32 channels; with AVX2 + FMA (16 registers of
- * 8 floats) the depthwise sums keep 4 pixels x 16 channels and the GEMM 6 (+ 2) pixels x 16
- * channels; elsewhere plain C loops compute the same sums (correct, not tuned). On both vector
+ * 8 floats) the depthwise sums keep 8 pixels x 8 channels for taps three wide (the same reuse)
+ * and 4 pixels x 16 channels otherwise, and the GEMM 6 (+ 2) pixels x 16 channels; elsewhere
+ * plain C loops compute the same sums (correct, not tuned). On both vector
  * paths, outputs that are whole 32-channel blocks (AVX-512: also channel planes within one) go
  * from the GEMM's registers to memory, and the first memory reads of the block PF_AHEAD blocks
  * on are prefetched. Calls that write only channel planes and add nothing (the head's 18 taps)
@@ -239,7 +240,53 @@ static void depthwise_block(const fp_input *in, int64_t H, int64_t W, int64_t y,
     }
 }
 #elif FP_VECTOR_BITS == 256
-/* The same with AVX2: c a multiple of DW_STEP (8); the PB pixels in two halves of 4, each
+/* AVX2, taps three wide at column dilation d: the PB pixels of one 8-channel slice in 8
+ * accumulators, each input vector of a tap row loaded (and rectified) once for up to three
+ * output pixels (PB + 2 d loads per tap row instead of 3 PB; 8 accumulators, 3 weights and the
+ * input in 12 of the 16 registers) */
+static inline __attribute__((always_inline)) void depthwise_slice3_avx2(
+    const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0, int64_t k0,
+    float *a, int64_t lda, const int relu, const int d)
+{
+    const int64_t c = in->channels;
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 r[PB];
+    for (int p = 0; p < PB; p++)
+        r[p] = zero;
+    for (int64_t ty = 0; ty < in->kh; ty++) {
+        const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
+        if (sy < 0 || sy >= H)
+            continue;
+        const float *src = in->data + (sy * W + x0 - d) * c + k0;
+        const float *wt = in->dw + ty * 3 * c + k0;
+        const __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + c), w2 = _mm256_loadu_ps(wt + 2 * c);
+        for (int j = 0; j < PB + 2 * d; j++) {  /* input x0 - d + j feeds outputs j - tx d */
+            __m256 v = _mm256_loadu_ps(src + j * c);
+            if (relu)
+                v = _mm256_max_ps(v, zero);
+            if (j < PB)
+                r[j] = _mm256_fmadd_ps(w0, v, r[j]);
+            if (j >= d && j - d < PB)
+                r[j - d] = _mm256_fmadd_ps(w1, v, r[j - d]);
+            if (j >= 2 * d)
+                r[j - 2 * d] = _mm256_fmadd_ps(w2, v, r[j - 2 * d]);
+        }
+    }
+    for (int p = 0; p < PB; p++)
+        _mm256_storeu_ps(a + p * lda + k0, r[p]);
+}
+
+#define DW3_AVX2_CASE(D)                                                                      \
+    case D:                                                                                   \
+        for (int64_t k0 = 0; k0 < c; k0 += 8)                                                 \
+            if (in->relu)                                                                     \
+                depthwise_slice3_avx2(in, H, W, y, x0, k0, a, lda, 1, D);                     \
+            else                                                                              \
+                depthwise_slice3_avx2(in, H, W, y, x0, k0, a, lda, 0, D);                     \
+        return;
+
+/* The same with AVX2, a whole block away from the edges: c a multiple of DW_STEP (8); taps
+ * three wide at column dilations 1-4 as above, else the PB pixels in two halves of 4, each
  * half's two 8-channel slices summed in 8 registers over the taps (with 8 pixels x 1 slice
  * the compiler spilled accumulators: 8 accumulators + 8 hoisted loads > 16 registers). */
 static void depthwise_block(const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0,
@@ -247,6 +294,15 @@ static void depthwise_block(const fp_input *in, int64_t H, int64_t W, int64_t y,
 {
     const int64_t c = in->channels;
     const __m256 zero = _mm256_setzero_ps();
+    if (in->kw == 3)
+        switch (in->dil_w) {
+            DW3_AVX2_CASE(1)
+            DW3_AVX2_CASE(2)
+            DW3_AVX2_CASE(3)
+            DW3_AVX2_CASE(4)
+            default:
+                break;
+        }
     for (int64_t k0 = 0; k0 < c; k0 += 16) {
         const int two = k0 + 16 <= c;
         for (int h = 0; h < PB; h += 4) {
