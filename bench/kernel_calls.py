@@ -7,8 +7,8 @@ uses) and times every call of the fused C kernel (``backend.models.kernels.Fused
 from Python, grouped by what the call computes: its inputs (channels, read through a ReLU or not,
 depthwise geometry), the GEMM's shape, the addends and the outputs. For each kind: milliseconds
 per forward, calls per forward and the multiply-adds per second it reached (the padded output
-width, except for calls that write only channel planes: the AVX-512 build computes only the
-channels they take, the head's 18 of 32); beside them the
+width, except for calls that write only channel planes: the AVX-512 and AVX2 builds compute
+only the channels they take, the head's 18 of 32); beside them the
 rate of a plain loop of independent FMAs on this CPU (``peak``, compiled here with the
 kernel's flags) when a C compiler is found. The rest of the forward (the stem's convolution,
 the data-consistency FFTs, the head's shifted sum) is the difference to the total. Writes
@@ -114,7 +114,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         h, w = inputs[0][0].shape[-2:]
         columns = weight.shape[1]  # the padded width; calls writing only channel planes compute only theirs
-        if self.vector_bits == 512 and outputs and weight.shape[0] <= PLANES_MAX_K and not adds and all(not y.is_contiguous(memory_format=torch.channels_last) for y, _, _ in outputs):
+        if self.vector_bits >= 256 and outputs and weight.shape[0] <= PLANES_MAX_K and not adds and all(not y.is_contiguous(memory_format=torch.channels_last) for y, _, _ in outputs):
             columns = max(o + y.shape[1] for y, o, _ in outputs) - min(o for _, o, _ in outputs)
         macs = h * w * (weight.shape[0] * columns
                         + sum(x.shape[1] * taps.shape[0] for x, _, taps, _ in inputs if taps is not None))

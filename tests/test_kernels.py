@@ -160,12 +160,13 @@ PLANES_CASES = [
     ([16, 32], [None, ((3, 3), (1, 1))], [True, True], 3, 33, 96, False, [(60, 10, False), (2, 90, False)]),
     ([8], [None], [False], 3, 48, 32, True, [(7, 0, True)]),  # K < 16 (no whole tile); a last block of 16
     ([256, 16], [None, None], [False, True], 2, 20, 32, False, [(18, 0, False)]),  # K > 256: the other path
+    ([32], [((3, 3), (2, 2))], [True], 3, 25, 32, False, [(18, 0, False)]),  # rows of 16 + 9 (AVX2), 25 (AVX-512)
 ]
 
 
 @pytest.mark.parametrize("case", range(len(PLANES_CASES)))
 def test_kernel_planes_only_outputs_equal_pytorch(kernel, case):
-    """Calls that write only channel planes (the head's taps) take the planes path on AVX-512:
+    """Calls that write only channel planes (the head's taps) take the planes path (AVX-512, AVX2):
     input widths off the 16-channel tiles, rows off the 16-pixel blocks, more output channels than
     one pass holds (24), offsets inside the padded width; equal to PyTorch, every pixel written."""
     channels, convs, relus, h, w, cpad, with_bias, specs = PLANES_CASES[case]

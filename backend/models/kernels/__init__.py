@@ -44,7 +44,7 @@ POINTWISE_GRAD_SOURCE = Path(__file__).with_name("pointwise_grad.c")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 ABI_VERSION = 2
 MAX_K, MAX_CPAD = 1024, 512  # the C source's limits on input and padded output channels
-PLANES_MAX_K = 256  # the widest input of the C source's planes path (AVX-512; wider calls take the other path)
+PLANES_MAX_K = 256  # the widest input of the C source's planes path (AVX-512, AVX2; wider calls take the other path)
 
 
 class _Input(ctypes.Structure):

@@ -24,8 +24,8 @@
  * paths, outputs that are whole 32-channel blocks (AVX-512: also channel planes within one) go
  * from the GEMM's registers to memory, and the first memory reads of the block PF_AHEAD blocks
  * on are prefetched. Calls that write only channel planes and add nothing (the head's 18 taps)
- * take, with AVX-512, a GEMM turned around: 32 pixels of one output channel per register pair,
- * only the channels written computed (run_planes). Pixels run in parallel over OpenMP threads.
+ * take, on both vector paths, a GEMM turned around: 32 (AVX-512) or 16 (AVX2) pixels of one
+ * output channel per register pair, only the channels written computed (run_planes). Pixels run in parallel over OpenMP threads.
  *
  * The sums are the same as PyTorch's, in a different order (float32 rounding differences).
  */
@@ -720,6 +720,153 @@ static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *input
 }
 #endif
 
+#if FP_VECTOR_BITS == 256
+/* The planes path with AVX2 (16 registers of 8 floats): 16 pixels of one output channel in a
+ * register pair, up to 6 channels per pass over the transposed operand (12 accumulators, 2
+ * operand vectors and a broadcast weight); otherwise as the AVX-512 one above. */
+#define PV 16             /* pixels per block of the planes path */
+#define PLANES_MAX_K 256  /* largest input width it takes */
+#define PLANES_CHUNK 6    /* output channels per pass over the transposed operand */
+
+/* aT[k][0:16] = a[0:16][k] for k < K (a's rows K apart): 8 x 8 tiles transposed in registers */
+static void transpose_left(const float *a, int64_t K, float *aT)
+{
+    for (int p0 = 0; p0 < 16; p0 += 8) {
+        int64_t k0 = 0;
+        for (; k0 + 8 <= K; k0 += 8) {
+            __m256 r[8], t[8], u[8];
+            for (int p = 0; p < 8; p++)
+                r[p] = _mm256_loadu_ps(a + (p0 + p) * K + k0);
+            for (int p = 0; p < 8; p += 2) {  /* pairs of rows interleaved by element */
+                t[p] = _mm256_unpacklo_ps(r[p], r[p + 1]);
+                t[p + 1] = _mm256_unpackhi_ps(r[p], r[p + 1]);
+            }
+            for (int g = 0; g < 8; g += 4) {  /* u[g + j]: rows g..g+3 of columns j (low half), 4 + j (high) */
+                u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+                u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
+                u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+                u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+            }
+            for (int j = 0; j < 4; j++) {
+                _mm256_store_ps(aT + (k0 + j) * PV + p0, _mm256_permute2f128_ps(u[j], u[4 + j], 0x20));
+                _mm256_store_ps(aT + (k0 + 4 + j) * PV + p0, _mm256_permute2f128_ps(u[j], u[4 + j], 0x31));
+            }
+        }
+        for (; k0 < K; k0++)
+            for (int p = 0; p < 8; p++)
+                aT[k0 * PV + p0 + p] = a[(p0 + p) * K + k0];
+    }
+}
+
+/* tile[o][0:16] = bias[o] + sum_k aT[k][0:16] w[k][o], o < n (inlined with constant n) */
+static inline __attribute__((always_inline)) void planes_chunk(
+    const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias, float *tile, const int n)
+{
+    __m256 r[PLANES_CHUNK][2];
+#pragma GCC unroll 6
+    for (int o = 0; o < n; o++)
+        r[o][0] = r[o][1] = bias ? _mm256_set1_ps(bias[o]) : _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        const __m256 v0 = _mm256_load_ps(aT + k * PV), v1 = _mm256_load_ps(aT + k * PV + 8);
+        const float *wk = w + k * ldw;
+#pragma GCC unroll 6
+        for (int o = 0; o < n; o++) {
+            const __m256 b = _mm256_broadcast_ss(wk + o);
+            r[o][0] = _mm256_fmadd_ps(v0, b, r[o][0]);
+            r[o][1] = _mm256_fmadd_ps(v1, b, r[o][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int o = 0; o < n; o++) {
+        _mm256_store_ps(tile + o * PV, r[o][0]);
+        _mm256_store_ps(tile + o * PV + 8, r[o][1]);
+    }
+}
+
+#define PC_CASE(N) case N: planes_chunk(aT, K, w, ldw, bias, tile, N); break;
+
+static void planes_chunk_n(const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias,
+                           float *tile, int64_t n)
+{
+    switch (n) {
+        PC_CASE(1) PC_CASE(2) PC_CASE(3) PC_CASE(4) PC_CASE(5) PC_CASE(6)
+        default: break;
+    }
+}
+
+static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t K,
+                       const float *weight, const float *bias, int64_t cpad, int64_t n_out,
+                       const fp_output *outputs, int64_t threads)
+{
+    int64_t lo = cpad, hi = 0;  /* the channels written */
+    for (int64_t o = 0; o < n_out; o++) {
+        lo = outputs[o].offset < lo ? outputs[o].offset : lo;
+        hi = outputs[o].offset + outputs[o].channels > hi ? outputs[o].offset + outputs[o].channels : hi;
+    }
+    if (hi <= lo)
+        return;  /* no channel written */
+    const int64_t chunks = (hi - lo + PLANES_CHUNK - 1) / PLANES_CHUNK;
+    const int64_t chunk = (hi - lo + chunks - 1) / chunks;  /* 18 channels: 6 + 6 + 6 */
+    const int64_t blocks = (W + PV - 1) / PV;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#pragma omp parallel num_threads(threads > 0 ? (int)threads : 1)
+    {
+        float a[PV * PLANES_MAX_K];
+        float aT[PV * PLANES_MAX_K] __attribute__((aligned(64)));
+        float tile[PV * PLANES_CHUNK] __attribute__((aligned(64)));
+        memset(a, 0, sizeof(float) * PV * (size_t)K);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < H * blocks; t++) {
+            const int64_t y = t / blocks, x0 = (t % blocks) * PV;
+            const int64_t np = W - x0 < PV ? W - x0 : PV;
+            if (x0 + (PF_AHEAD + 1) * PV <= W)  /* as fp_run's blocks: the lowest tap row, PF_AHEAD blocks on */
+                for (int64_t i = 0; i < n_in; i++) {
+                    const fp_input *in = inputs + i;
+                    const int64_t sy = in->dw ? y + (in->kh / 2) * in->dil_h : y;
+                    if (sy < H) {
+                        const int64_t nx = x0 + PF_AHEAD * PV + (in->dw ? (in->kw / 2) * in->dil_w : 0);
+                        const char *base = (const char *)(in->data + (sy * W + nx) * in->channels);
+                        for (int64_t b = 0; b < PV * in->channels * 4; b += 64)
+                            _mm_prefetch(base + b, _MM_HINT_T1);
+                    }
+                }
+            for (int64_t p0 = 0; p0 < np; p0 += PB)
+                left_operand(inputs, n_in, H, W, y, x0 + p0, np - p0 < PB ? np - p0 : PB, a + p0 * K, K);
+            transpose_left(a, K, aT);
+            const int full = np == PV;
+            const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)np), lanes);
+            const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)np - 8), lanes);
+            const __m256 zero = _mm256_setzero_ps();
+            for (int64_t c0 = lo; c0 < hi; c0 += chunk) {
+                const int64_t n = hi - c0 < chunk ? hi - c0 : chunk;
+                planes_chunk_n(aT, K, weight + c0, cpad, bias ? bias + c0 : NULL, tile, n);
+                for (int64_t o = 0; o < n_out; o++) {
+                    const fp_output *out = outputs + o;
+                    const int64_t first = out->offset > c0 ? out->offset : c0;
+                    const int64_t last = out->offset + out->channels < c0 + n ? out->offset + out->channels : c0 + n;
+                    for (int64_t c = first; c < last; c++) {
+                        float *dst = out->data + (c - out->offset) * out->plane + y * W + x0;
+                        __m256 v0 = _mm256_load_ps(tile + (c - c0) * PV), v1 = _mm256_load_ps(tile + (c - c0) * PV + 8);
+                        if (out->relu) {
+                            v0 = _mm256_max_ps(v0, zero);
+                            v1 = _mm256_max_ps(v1, zero);
+                        }
+                        if (full) {
+                            _mm256_storeu_ps(dst, v0);
+                            _mm256_storeu_ps(dst + 8, v1);
+                        } else {
+                            _mm256_maskstore_ps(dst, m0, v0);
+                            if (np > 8)
+                                _mm256_maskstore_ps(dst + 8, m1, v1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* Returns 0, or a negative code for arguments this kernel does not take. */
 int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n_add,
            const float *const *adds, int64_t add_channels, const float *weight, const float *bias,
@@ -733,7 +880,7 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
     for (int64_t o = 0; o < n_out; o++)
         if (outputs[o].offset < 0 || outputs[o].offset + outputs[o].channels > cpad)
             return -2;
-#if FP_VECTOR_BITS == 512
+#if FP_VECTOR_BITS
     int64_t all_planes = n_add == 0 && K <= PLANES_MAX_K;
     for (int64_t o = 0; o < n_out; o++)
         all_planes &= outputs[o].plane > 0;
