@@ -161,6 +161,7 @@ PLANES_CASES = [
     ([8], [None], [False], 3, 48, 32, True, [(7, 0, True)]),  # K < 16 (no whole tile); a last block of 16
     ([256, 16], [None, None], [False, True], 2, 20, 32, False, [(18, 0, False)]),  # K > 256: the other path
     ([32], [((3, 3), (2, 2))], [True], 3, 25, 32, False, [(18, 0, False)]),  # rows of 16 + 9 (AVX2), 25 (AVX-512)
+    ([32], [None], [False], 2, 49, 32, True, [(18, 0, True)]),  # rows of 32 + 17 (AVX-512), 3 x 16 + 1 (AVX2)
 ]
 
 

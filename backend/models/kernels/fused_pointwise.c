@@ -131,6 +131,61 @@ static void depthwise_pixel(const fp_input *in, int64_t H, int64_t W, int64_t y,
 }
 
 #if FP_VECTOR_BITS == 512
+typedef __m512 fvec;  /* one register of floats, and its operations, for code shared by both vector paths */
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VFMA _mm512_fmadd_ps
+#define VMAX _mm512_max_ps
+#define VZERO _mm512_setzero_ps
+#elif FP_VECTOR_BITS == 256
+typedef __m256 fvec;
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VFMA _mm256_fmadd_ps
+#define VMAX _mm256_max_ps
+#define VZERO _mm256_setzero_ps
+#endif
+
+#if FP_VECTOR_BITS
+/* Taps three wide at column dilation d, a whole block away from the edges: the PB pixels of one
+ * register-wide channel slice (16 channels with AVX-512, 8 with AVX2) in PB accumulators, each
+ * input vector of a tap row loaded (and rectified) once and used by up to three output pixels
+ * (PB + 2 d loads per tap row instead of 3 PB; AVX2: 8 accumulators, 3 weights and the input
+ * in 12 of the 16 registers). */
+static inline __attribute__((always_inline)) void depthwise_slice3(
+    const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0, int64_t k0,
+    float *a, int64_t lda, const int relu, const int d)
+{
+    const int64_t c = in->channels;
+    const fvec zero = VZERO();
+    fvec r[PB];
+    for (int p = 0; p < PB; p++)
+        r[p] = zero;
+    for (int64_t ty = 0; ty < in->kh; ty++) {
+        const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
+        if (sy < 0 || sy >= H)
+            continue;
+        const float *src = in->data + (sy * W + x0 - d) * c + k0;
+        const float *wt = in->dw + ty * 3 * c + k0;
+        const fvec w0 = VLOAD(wt), w1 = VLOAD(wt + c), w2 = VLOAD(wt + 2 * c);
+        for (int j = 0; j < PB + 2 * d; j++) {  /* input x0 - d + j feeds outputs j - tx d */
+            fvec v = VLOAD(src + j * c);
+            if (relu)
+                v = VMAX(v, zero);
+            if (j < PB)
+                r[j] = VFMA(w0, v, r[j]);
+            if (j >= d && j - d < PB)
+                r[j - d] = VFMA(w1, v, r[j - d]);
+            if (j >= 2 * d)
+                r[j - 2 * d] = VFMA(w2, v, r[j - 2 * d]);
+        }
+    }
+    for (int p = 0; p < PB; p++)
+        VSTORE(a + p * lda + k0, r[p]);
+}
+#endif
+
+#if FP_VECTOR_BITS == 512
 /* The taps of one 16-channel slice of the np (<= PB) pixels of a block, summed in registers:
  * one accumulator per pixel (no spills: 8 accumulators, 8 loads and a weight in 32 registers);
  * with edge, taps outside the window's columns are skipped pixel by pixel. */
@@ -163,41 +218,6 @@ static inline __attribute__((always_inline)) void depthwise_slice(
         }
     }
     for (int p = 0; p < np; p++)
-        _mm512_storeu_ps(a + p * lda + k0, r[p]);
-}
-
-/* The same for taps three wide at column dilation d, whole blocks away from the edges: each
- * input vector of a tap row is loaded (and rectified) once and used by up to three output
- * pixels (PB + 2 d loads per tap row instead of 3 PB). */
-static inline __attribute__((always_inline)) void depthwise_slice3(
-    const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0, int64_t k0,
-    float *a, int64_t lda, const int relu, const int d)
-{
-    const int64_t c = in->channels;
-    const __m512 zero = _mm512_setzero_ps();
-    __m512 r[PB];
-    for (int p = 0; p < PB; p++)
-        r[p] = zero;
-    for (int64_t ty = 0; ty < in->kh; ty++) {
-        const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
-        if (sy < 0 || sy >= H)
-            continue;
-        const float *src = in->data + (sy * W + x0 - d) * c + k0;
-        const float *wt = in->dw + ty * 3 * c + k0;
-        const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + c), w2 = _mm512_loadu_ps(wt + 2 * c);
-        for (int j = 0; j < PB + 2 * d; j++) {  /* input x0 - d + j feeds outputs j - tx d */
-            __m512 v = _mm512_loadu_ps(src + j * c);
-            if (relu)
-                v = _mm512_max_ps(v, zero);
-            if (j < PB)
-                r[j] = _mm512_fmadd_ps(w0, v, r[j]);
-            if (j >= d && j - d < PB)
-                r[j - d] = _mm512_fmadd_ps(w1, v, r[j - d]);
-            if (j >= 2 * d)
-                r[j - 2 * d] = _mm512_fmadd_ps(w2, v, r[j - 2 * d]);
-        }
-    }
-    for (int p = 0; p < PB; p++)
         _mm512_storeu_ps(a + p * lda + k0, r[p]);
 }
 
@@ -240,49 +260,13 @@ static void depthwise_block(const fp_input *in, int64_t H, int64_t W, int64_t y,
     }
 }
 #elif FP_VECTOR_BITS == 256
-/* AVX2, taps three wide at column dilation d: the PB pixels of one 8-channel slice in 8
- * accumulators, each input vector of a tap row loaded (and rectified) once for up to three
- * output pixels (PB + 2 d loads per tap row instead of 3 PB; 8 accumulators, 3 weights and the
- * input in 12 of the 16 registers) */
-static inline __attribute__((always_inline)) void depthwise_slice3_avx2(
-    const fp_input *in, int64_t H, int64_t W, int64_t y, int64_t x0, int64_t k0,
-    float *a, int64_t lda, const int relu, const int d)
-{
-    const int64_t c = in->channels;
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 r[PB];
-    for (int p = 0; p < PB; p++)
-        r[p] = zero;
-    for (int64_t ty = 0; ty < in->kh; ty++) {
-        const int64_t sy = y + (ty - in->kh / 2) * in->dil_h;
-        if (sy < 0 || sy >= H)
-            continue;
-        const float *src = in->data + (sy * W + x0 - d) * c + k0;
-        const float *wt = in->dw + ty * 3 * c + k0;
-        const __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + c), w2 = _mm256_loadu_ps(wt + 2 * c);
-        for (int j = 0; j < PB + 2 * d; j++) {  /* input x0 - d + j feeds outputs j - tx d */
-            __m256 v = _mm256_loadu_ps(src + j * c);
-            if (relu)
-                v = _mm256_max_ps(v, zero);
-            if (j < PB)
-                r[j] = _mm256_fmadd_ps(w0, v, r[j]);
-            if (j >= d && j - d < PB)
-                r[j - d] = _mm256_fmadd_ps(w1, v, r[j - d]);
-            if (j >= 2 * d)
-                r[j - 2 * d] = _mm256_fmadd_ps(w2, v, r[j - 2 * d]);
-        }
-    }
-    for (int p = 0; p < PB; p++)
-        _mm256_storeu_ps(a + p * lda + k0, r[p]);
-}
-
 #define DW3_AVX2_CASE(D)                                                                      \
     case D:                                                                                   \
         for (int64_t k0 = 0; k0 < c; k0 += 8)                                                 \
             if (in->relu)                                                                     \
-                depthwise_slice3_avx2(in, H, W, y, x0, k0, a, lda, 1, D);                     \
+                depthwise_slice3(in, H, W, y, x0, k0, a, lda, 1, D);                          \
             else                                                                              \
-                depthwise_slice3_avx2(in, H, W, y, x0, k0, a, lda, 0, D);                     \
+                depthwise_slice3(in, H, W, y, x0, k0, a, lda, 0, D);                          \
         return;
 
 /* The same with AVX2, a whole block away from the edges: c a multiple of DW_STEP (8); taps
@@ -568,19 +552,24 @@ static void left_operand(const fp_input *inputs, int64_t n_in, int64_t H, int64_
     }
 }
 
-#if FP_VECTOR_BITS == 512
+#if FP_VECTOR_BITS
 /* Outputs that are all channel planes (the head's taps: 18 of a 32-wide block) and no addends:
  * the GEMM turned around, two registers per output channel holding PV pixels of that channel
- * (32 consecutive floats of its plane), so only the channels written are computed and each goes
+ * (PV consecutive floats of its plane), so only the channels written are computed and each goes
  * to its plane in two stores. The left operand of PV pixels is transposed (pixels fastest) first.
- * Per input channel: 2 vector loads and one broadcast weight per output channel for 2 FMAs. */
-#define PV 32             /* pixels per block of the planes path */
+ * Per input channel: 2 vector loads and one broadcast weight per output channel for 2 FMAs. The
+ * ISA-specific parts (PV, PLANES_CHUNK, transpose_left, planes_chunk_n, store_plane) follow,
+ * then run_planes, the same for both. */
 #define PLANES_MAX_K 256  /* largest input width it takes */
+#endif
+
+#if FP_VECTOR_BITS == 512
+#define PV 32             /* pixels per block of the planes path */
 #define PLANES_CHUNK 12   /* output channels per pass over the transposed operand (24 accumulators) */
 
 /* aT[k][0:16] = a[0:16][k] for k < K (a's rows K apart, aT's PV floats apart): 16 x 16 tiles
  * transposed in registers */
-static void transpose_left(const float *a, int64_t K, float *aT)
+static void transpose_16(const float *a, int64_t K, float *aT)
 {
     int64_t k0 = 0;
     for (; k0 + 16 <= K; k0 += 16) {
@@ -613,6 +602,13 @@ static void transpose_left(const float *a, int64_t K, float *aT)
     for (; k0 < K; k0++)
         for (int p = 0; p < 16; p++)
             aT[k0 * PV + p] = a[p * K + k0];
+}
+
+/* aT[k][0:32] = a[0:32][k] (aT's rows PV floats apart) */
+static void transpose_left(const float *a, int64_t K, float *aT)
+{
+    transpose_16(a, K, aT);
+    transpose_16(a + 16 * K, K, aT + 16);
 }
 
 /* tile[o][0:32] = bias[o] + sum_k aT[k][0:32] w[k][o], o < n (inlined with constant n) */
@@ -652,80 +648,22 @@ static void planes_chunk_n(const float *aT, int64_t K, const float *w, int64_t l
     }
 }
 
-/* The whole call on the planes path: blocks of PV pixels along rows (the last one of a row
- * masked), the channels written in equal chunks of at most PLANES_CHUNK. */
-static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t K,
-                       const float *weight, const float *bias, int64_t cpad, int64_t n_out,
-                       const fp_output *outputs, int64_t threads)
+/* dst[0:np] = src[0:np] (np <= PV), rectified if relu */
+static inline __attribute__((always_inline)) void store_plane(float *dst, const float *src, int64_t np, int relu)
 {
-    int64_t lo = cpad, hi = 0;  /* the channels written */
-    for (int64_t o = 0; o < n_out; o++) {
-        lo = outputs[o].offset < lo ? outputs[o].offset : lo;
-        hi = outputs[o].offset + outputs[o].channels > hi ? outputs[o].offset + outputs[o].channels : hi;
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 v0 = _mm512_load_ps(src), v1 = _mm512_load_ps(src + 16);
+    if (relu) {
+        v0 = _mm512_max_ps(v0, zero);
+        v1 = _mm512_max_ps(v1, zero);
     }
-    if (hi <= lo)
-        return;  /* no channel written */
-    const int64_t chunks = (hi - lo + PLANES_CHUNK - 1) / PLANES_CHUNK;
-    const int64_t chunk = (hi - lo + chunks - 1) / chunks;  /* 18 channels: 9 + 9 */
-    const int64_t blocks = (W + PV - 1) / PV;
-#pragma omp parallel num_threads(threads > 0 ? (int)threads : 1)
-    {
-        float a[PV * PLANES_MAX_K];
-        float aT[PV * PLANES_MAX_K] __attribute__((aligned(64)));
-        float tile[PV * PLANES_CHUNK] __attribute__((aligned(64)));
-        memset(a, 0, sizeof(float) * PV * (size_t)K);
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < H * blocks; t++) {
-            const int64_t y = t / blocks, x0 = (t % blocks) * PV;
-            const int64_t np = W - x0 < PV ? W - x0 : PV;
-            if (x0 + (PF_AHEAD + 1) * PV <= W)  /* as fp_run's blocks: the lowest tap row, PF_AHEAD blocks on */
-                for (int64_t i = 0; i < n_in; i++) {
-                    const fp_input *in = inputs + i;
-                    const int64_t sy = in->dw ? y + (in->kh / 2) * in->dil_h : y;
-                    if (sy < H) {
-                        const int64_t nx = x0 + PF_AHEAD * PV + (in->dw ? (in->kw / 2) * in->dil_w : 0);
-                        const char *base = (const char *)(in->data + (sy * W + nx) * in->channels);
-                        for (int64_t b = 0; b < PV * in->channels * 4; b += 64)
-                            _mm_prefetch(base + b, _MM_HINT_T1);
-                    }
-                }
-            for (int64_t p0 = 0; p0 < np; p0 += PB)
-                left_operand(inputs, n_in, H, W, y, x0 + p0, np - p0 < PB ? np - p0 : PB, a + p0 * K, K);
-            transpose_left(a, K, aT);
-            transpose_left(a + 16 * K, K, aT + 16);
-            const __mmask16 m0 = (__mmask16)(np >= 16 ? 0xFFFF : (1u << np) - 1);
-            const __mmask16 m1 = (__mmask16)(np >= PV ? 0xFFFF : np <= 16 ? 0 : (1u << (np - 16)) - 1);
-            const __m512 zero = _mm512_setzero_ps();
-            for (int64_t c0 = lo; c0 < hi; c0 += chunk) {
-                const int64_t n = hi - c0 < chunk ? hi - c0 : chunk;
-                planes_chunk_n(aT, K, weight + c0, cpad, bias ? bias + c0 : NULL, tile, n);
-                for (int64_t o = 0; o < n_out; o++) {
-                    const fp_output *out = outputs + o;
-                    const int64_t first = out->offset > c0 ? out->offset : c0;
-                    const int64_t last = out->offset + out->channels < c0 + n ? out->offset + out->channels : c0 + n;
-                    for (int64_t c = first; c < last; c++) {
-                        float *dst = out->data + (c - out->offset) * out->plane + y * W + x0;
-                        __m512 v0 = _mm512_load_ps(tile + (c - c0) * PV), v1 = _mm512_load_ps(tile + (c - c0) * PV + 16);
-                        if (out->relu) {
-                            v0 = _mm512_max_ps(v0, zero);
-                            v1 = _mm512_max_ps(v1, zero);
-                        }
-                        _mm512_mask_storeu_ps(dst, m0, v0);
-                        _mm512_mask_storeu_ps(dst + 16, m1, v1);
-                    }
-                }
-            }
-        }
-    }
+    _mm512_mask_storeu_ps(dst, (__mmask16)(np >= 16 ? 0xFFFF : (1u << np) - 1), v0);
+    _mm512_mask_storeu_ps(dst + 16, (__mmask16)(np >= PV ? 0xFFFF : np <= 16 ? 0 : (1u << (np - 16)) - 1), v1);
 }
-#endif
-
-#if FP_VECTOR_BITS == 256
-/* The planes path with AVX2 (16 registers of 8 floats): 16 pixels of one output channel in a
- * register pair, up to 6 channels per pass over the transposed operand (12 accumulators, 2
- * operand vectors and a broadcast weight); otherwise as the AVX-512 one above. */
+#elif FP_VECTOR_BITS == 256
+/* AVX2 (16 registers of 8 floats): 16 pixels of a channel per register pair, up to 6 channels
+ * per pass (12 accumulators, 2 operand vectors and a broadcast weight). */
 #define PV 16             /* pixels per block of the planes path */
-#define PLANES_MAX_K 256  /* largest input width it takes */
 #define PLANES_CHUNK 6    /* output channels per pass over the transposed operand */
 
 /* aT[k][0:16] = a[0:16][k] for k < K (a's rows K apart): 8 x 8 tiles transposed in registers */
@@ -794,6 +732,46 @@ static void planes_chunk_n(const float *aT, int64_t K, const float *w, int64_t l
     }
 }
 
+/* dst[0:np] = src[0:np] (np <= PV), rectified if relu */
+static inline __attribute__((always_inline)) void store_plane(float *dst, const float *src, int64_t np, int relu)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 v0 = _mm256_load_ps(src), v1 = _mm256_load_ps(src + 8);
+    if (relu) {
+        v0 = _mm256_max_ps(v0, zero);
+        v1 = _mm256_max_ps(v1, zero);
+    }
+    if (np == PV) {
+        _mm256_storeu_ps(dst, v0);
+        _mm256_storeu_ps(dst + 8, v1);
+        return;
+    }
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)np), lanes), v0);
+    if (np > 8)
+        _mm256_maskstore_ps(dst + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)np - 8), lanes), v1);
+}
+#endif
+
+#if FP_VECTOR_BITS
+/* The first memory reads of a block of `pixels` pixels at (y, nx), into L2: each input's
+ * lowest tap row */
+static inline __attribute__((always_inline)) void prefetch_inputs(const fp_input *inputs, int64_t n_in, int64_t H, int64_t W, int64_t y,
+                                   int64_t nx, int64_t pixels)
+{
+    for (int64_t i = 0; i < n_in; i++) {
+        const fp_input *in = inputs + i;
+        const int64_t sy = in->dw ? y + (in->kh / 2) * in->dil_h : y;
+        if (sy < H) {
+            const char *base = (const char *)(in->data + (sy * W + nx + (in->dw ? (in->kw / 2) * in->dil_w : 0)) * in->channels);
+            for (int64_t b = 0; b < pixels * in->channels * 4; b += 64)
+                _mm_prefetch(base + b, _MM_HINT_T1);
+        }
+    }
+}
+
+/* The whole call on the planes path: blocks of PV pixels along rows (the last one of a row
+ * masked), the channels written in equal chunks of at most PLANES_CHUNK. */
 static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t K,
                        const float *weight, const float *bias, int64_t cpad, int64_t n_out,
                        const fp_output *outputs, int64_t threads)
@@ -806,9 +784,8 @@ static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *input
     if (hi <= lo)
         return;  /* no channel written */
     const int64_t chunks = (hi - lo + PLANES_CHUNK - 1) / PLANES_CHUNK;
-    const int64_t chunk = (hi - lo + chunks - 1) / chunks;  /* 18 channels: 6 + 6 + 6 */
+    const int64_t chunk = (hi - lo + chunks - 1) / chunks;  /* 18 channels: 9 + 9 (AVX-512), 6 x 3 (AVX2) */
     const int64_t blocks = (W + PV - 1) / PV;
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 #pragma omp parallel num_threads(threads > 0 ? (int)threads : 1)
     {
         float a[PV * PLANES_MAX_K];
@@ -819,24 +796,11 @@ static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *input
         for (int64_t t = 0; t < H * blocks; t++) {
             const int64_t y = t / blocks, x0 = (t % blocks) * PV;
             const int64_t np = W - x0 < PV ? W - x0 : PV;
-            if (x0 + (PF_AHEAD + 1) * PV <= W)  /* as fp_run's blocks: the lowest tap row, PF_AHEAD blocks on */
-                for (int64_t i = 0; i < n_in; i++) {
-                    const fp_input *in = inputs + i;
-                    const int64_t sy = in->dw ? y + (in->kh / 2) * in->dil_h : y;
-                    if (sy < H) {
-                        const int64_t nx = x0 + PF_AHEAD * PV + (in->dw ? (in->kw / 2) * in->dil_w : 0);
-                        const char *base = (const char *)(in->data + (sy * W + nx) * in->channels);
-                        for (int64_t b = 0; b < PV * in->channels * 4; b += 64)
-                            _mm_prefetch(base + b, _MM_HINT_T1);
-                    }
-                }
+            if (x0 + (PF_AHEAD + 1) * PV <= W)  /* as fp_run's blocks, PF_AHEAD blocks on */
+                prefetch_inputs(inputs, n_in, H, W, y, x0 + PF_AHEAD * PV, PV);
             for (int64_t p0 = 0; p0 < np; p0 += PB)
                 left_operand(inputs, n_in, H, W, y, x0 + p0, np - p0 < PB ? np - p0 : PB, a + p0 * K, K);
             transpose_left(a, K, aT);
-            const int full = np == PV;
-            const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)np), lanes);
-            const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)np - 8), lanes);
-            const __m256 zero = _mm256_setzero_ps();
             for (int64_t c0 = lo; c0 < hi; c0 += chunk) {
                 const int64_t n = hi - c0 < chunk ? hi - c0 : chunk;
                 planes_chunk_n(aT, K, weight + c0, cpad, bias ? bias + c0 : NULL, tile, n);
@@ -844,22 +808,9 @@ static void run_planes(int64_t H, int64_t W, int64_t n_in, const fp_input *input
                     const fp_output *out = outputs + o;
                     const int64_t first = out->offset > c0 ? out->offset : c0;
                     const int64_t last = out->offset + out->channels < c0 + n ? out->offset + out->channels : c0 + n;
-                    for (int64_t c = first; c < last; c++) {
-                        float *dst = out->data + (c - out->offset) * out->plane + y * W + x0;
-                        __m256 v0 = _mm256_load_ps(tile + (c - c0) * PV), v1 = _mm256_load_ps(tile + (c - c0) * PV + 8);
-                        if (out->relu) {
-                            v0 = _mm256_max_ps(v0, zero);
-                            v1 = _mm256_max_ps(v1, zero);
-                        }
-                        if (full) {
-                            _mm256_storeu_ps(dst, v0);
-                            _mm256_storeu_ps(dst + 8, v1);
-                        } else {
-                            _mm256_maskstore_ps(dst, m0, v0);
-                            if (np > 8)
-                                _mm256_maskstore_ps(dst + 8, m1, v1);
-                        }
-                    }
+                    for (int64_t c = first; c < last; c++)
+                        store_plane(out->data + (c - out->offset) * out->plane + y * W + x0, tile + (c - c0) * PV, np,
+                                    (int)out->relu);
                 }
             }
         }
@@ -909,15 +860,7 @@ int fp_run(int64_t H, int64_t W, int64_t n_in, const fp_input *inputs, int64_t n
              * inputs' lowest tap row and its addends */
             if (x0 + (PF_AHEAD + 1) * PB <= W) {
                 const int64_t nx = x0 + PF_AHEAD * PB;
-                for (int64_t i = 0; i < n_in; i++) {
-                    const fp_input *in = inputs + i;
-                    const int64_t sy = in->dw ? y + (in->kh / 2) * in->dil_h : y;
-                    if (sy < H) {
-                        const char *base = (const char *)(in->data + (sy * W + nx + (in->dw ? (in->kw / 2) * in->dil_w : 0)) * in->channels);
-                        for (int64_t b = 0; b < PB * in->channels * 4; b += 64)
-                            _mm_prefetch(base + b, _MM_HINT_T1);
-                    }
-                }
+                prefetch_inputs(inputs, n_in, H, W, y, nx, PB);
                 for (int64_t j = 0; j < n_add; j++) {
                     const char *base = (const char *)(adds[j] + (y * W + nx) * add_channels);
                     for (int64_t b = 0; b < PB * add_channels * 4; b += 64)
