@@ -137,6 +137,10 @@ typedef __m512 fvec;  /* one register of floats, and its operations, for code sh
 #define VFMA _mm512_fmadd_ps
 #define VMAX _mm512_max_ps
 #define VZERO _mm512_setzero_ps
+#define VLEN 16
+#define VLOADA _mm512_load_ps
+#define VSTOREA _mm512_store_ps
+#define VSET1 _mm512_set1_ps
 #elif FP_VECTOR_BITS == 256
 typedef __m256 fvec;
 #define VLOAD _mm256_loadu_ps
@@ -144,6 +148,10 @@ typedef __m256 fvec;
 #define VFMA _mm256_fmadd_ps
 #define VMAX _mm256_max_ps
 #define VZERO _mm256_setzero_ps
+#define VLEN 8
+#define VLOADA _mm256_load_ps
+#define VSTOREA _mm256_store_ps
+#define VSET1 _mm256_set1_ps
 #endif
 
 #if FP_VECTOR_BITS
@@ -558,8 +566,8 @@ static void left_operand(const fp_input *inputs, int64_t n_in, int64_t H, int64_
  * (PV consecutive floats of its plane), so only the channels written are computed and each goes
  * to its plane in two stores. The left operand of PV pixels is transposed (pixels fastest) first.
  * Per input channel: 2 vector loads and one broadcast weight per output channel for 2 FMAs. The
- * ISA-specific parts (PV, PLANES_CHUNK, transpose_left, planes_chunk_n, store_plane) follow,
- * then run_planes, the same for both. */
+ * ISA-specific parts (PV, PLANES_CHUNK, transpose_left, store_plane) follow, then planes_chunk
+ * and run_planes, the same for both. */
 #define PLANES_MAX_K 256  /* largest input width it takes */
 #endif
 
@@ -611,43 +619,6 @@ static void transpose_left(const float *a, int64_t K, float *aT)
     transpose_16(a + 16 * K, K, aT + 16);
 }
 
-/* tile[o][0:32] = bias[o] + sum_k aT[k][0:32] w[k][o], o < n (inlined with constant n) */
-static inline __attribute__((always_inline)) void planes_chunk(
-    const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias, float *tile, const int n)
-{
-    __m512 r[PLANES_CHUNK][2];  /* in registers: the loops over o unrolled (GCC kept r in memory otherwise) */
-#pragma GCC unroll 12
-    for (int o = 0; o < n; o++)
-        r[o][0] = r[o][1] = bias ? _mm512_set1_ps(bias[o]) : _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        const __m512 v0 = _mm512_load_ps(aT + k * PV), v1 = _mm512_load_ps(aT + k * PV + 16);
-        const float *wk = w + k * ldw;
-#pragma GCC unroll 12
-        for (int o = 0; o < n; o++) {
-            const __m512 b = _mm512_set1_ps(wk[o]);
-            r[o][0] = _mm512_fmadd_ps(v0, b, r[o][0]);
-            r[o][1] = _mm512_fmadd_ps(v1, b, r[o][1]);
-        }
-    }
-#pragma GCC unroll 12
-    for (int o = 0; o < n; o++) {
-        _mm512_store_ps(tile + o * PV, r[o][0]);
-        _mm512_store_ps(tile + o * PV + 16, r[o][1]);
-    }
-}
-
-#define PC_CASE(N) case N: planes_chunk(aT, K, w, ldw, bias, tile, N); break;
-
-static void planes_chunk_n(const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias,
-                           float *tile, int64_t n)
-{
-    switch (n) {
-        PC_CASE(1) PC_CASE(2) PC_CASE(3) PC_CASE(4) PC_CASE(5) PC_CASE(6)
-        PC_CASE(7) PC_CASE(8) PC_CASE(9) PC_CASE(10) PC_CASE(11) PC_CASE(12)
-        default: break;
-    }
-}
-
 /* dst[0:np] = src[0:np] (np <= PV), rectified if relu */
 static inline __attribute__((always_inline)) void store_plane(float *dst, const float *src, int64_t np, int relu)
 {
@@ -696,42 +667,6 @@ static void transpose_left(const float *a, int64_t K, float *aT)
     }
 }
 
-/* tile[o][0:16] = bias[o] + sum_k aT[k][0:16] w[k][o], o < n (inlined with constant n) */
-static inline __attribute__((always_inline)) void planes_chunk(
-    const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias, float *tile, const int n)
-{
-    __m256 r[PLANES_CHUNK][2];
-#pragma GCC unroll 6
-    for (int o = 0; o < n; o++)
-        r[o][0] = r[o][1] = bias ? _mm256_set1_ps(bias[o]) : _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        const __m256 v0 = _mm256_load_ps(aT + k * PV), v1 = _mm256_load_ps(aT + k * PV + 8);
-        const float *wk = w + k * ldw;
-#pragma GCC unroll 6
-        for (int o = 0; o < n; o++) {
-            const __m256 b = _mm256_broadcast_ss(wk + o);
-            r[o][0] = _mm256_fmadd_ps(v0, b, r[o][0]);
-            r[o][1] = _mm256_fmadd_ps(v1, b, r[o][1]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int o = 0; o < n; o++) {
-        _mm256_store_ps(tile + o * PV, r[o][0]);
-        _mm256_store_ps(tile + o * PV + 8, r[o][1]);
-    }
-}
-
-#define PC_CASE(N) case N: planes_chunk(aT, K, w, ldw, bias, tile, N); break;
-
-static void planes_chunk_n(const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias,
-                           float *tile, int64_t n)
-{
-    switch (n) {
-        PC_CASE(1) PC_CASE(2) PC_CASE(3) PC_CASE(4) PC_CASE(5) PC_CASE(6)
-        default: break;
-    }
-}
-
 /* dst[0:np] = src[0:np] (np <= PV), rectified if relu */
 static inline __attribute__((always_inline)) void store_plane(float *dst, const float *src, int64_t np, int relu)
 {
@@ -754,6 +689,45 @@ static inline __attribute__((always_inline)) void store_plane(float *dst, const 
 #endif
 
 #if FP_VECTOR_BITS
+/* tile[o][0:PV] = bias[o] + sum_k aT[k][0:PV] w[k][o], o < n (inlined with constant n) */
+static inline __attribute__((always_inline)) void planes_chunk(
+    const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias, float *tile, const int n)
+{
+    fvec r[PLANES_CHUNK][2];  /* in registers: the loops over o unrolled (GCC kept r in memory otherwise) */
+#pragma GCC unroll 12
+    for (int o = 0; o < n; o++)
+        r[o][0] = r[o][1] = bias ? VSET1(bias[o]) : VZERO();
+    for (int64_t k = 0; k < K; k++) {
+        const fvec v0 = VLOADA(aT + k * PV), v1 = VLOADA(aT + k * PV + VLEN);
+        const float *wk = w + k * ldw;
+#pragma GCC unroll 12
+        for (int o = 0; o < n; o++) {
+            const fvec b = VSET1(wk[o]);
+            r[o][0] = VFMA(v0, b, r[o][0]);
+            r[o][1] = VFMA(v1, b, r[o][1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int o = 0; o < n; o++) {
+        VSTOREA(tile + o * PV, r[o][0]);
+        VSTOREA(tile + o * PV + VLEN, r[o][1]);
+    }
+}
+
+#define PC_CASE(N) case N: planes_chunk(aT, K, w, ldw, bias, tile, N); break;
+
+static void planes_chunk_n(const float *aT, int64_t K, const float *w, int64_t ldw, const float *bias,
+                           float *tile, int64_t n)
+{
+    switch (n) {
+        PC_CASE(1) PC_CASE(2) PC_CASE(3) PC_CASE(4) PC_CASE(5) PC_CASE(6)
+#if PLANES_CHUNK > 6
+        PC_CASE(7) PC_CASE(8) PC_CASE(9) PC_CASE(10) PC_CASE(11) PC_CASE(12)
+#endif
+        default: break;
+    }
+}
+
 /* The first memory reads of a block of `pixels` pixels at (y, nx), into L2: each input's
  * lowest tap row */
 static inline __attribute__((always_inline)) void prefetch_inputs(const fp_input *inputs, int64_t n_in, int64_t H, int64_t W, int64_t y,
