@@ -113,8 +113,10 @@ def main() -> None:
         run(self, inputs, weight, outputs, adds, bias)
         seconds = time.perf_counter() - start
         h, w = inputs[0][0].shape[-2:]
-        columns = weight.shape[1]  # the padded width; calls writing only channel planes compute only theirs
-        if self.vector_bits >= 256 and outputs and weight.shape[0] <= PLANES_MAX_K and not adds and all(not y.is_contiguous(memory_format=torch.channels_last) for y, _, _ in outputs):
+        columns = weight.shape[1]  # the padded width; calls on the C planes path compute only theirs
+        planes_only = outputs and not adds and all(not y.is_contiguous(memory_format=torch.channels_last)
+                                                   for y, _, _ in outputs)
+        if planes_only and self.vector_bits >= 256 and weight.shape[0] <= PLANES_MAX_K:
             columns = max(o + y.shape[1] for y, o, _ in outputs) - min(o for _, o, _ in outputs)
         macs = h * w * (weight.shape[0] * columns
                         + sum(x.shape[1] * taps.shape[0] for x, _, taps, _ in inputs if taps is not None))

@@ -20,12 +20,13 @@
  * to three pixels) and the small GEMM 8 pixels x 32 channels; with AVX2 + FMA (16 registers of
  * 8 floats) the depthwise sums keep 8 pixels x 8 channels for taps three wide (the same reuse)
  * and 4 pixels x 16 channels otherwise, and the GEMM 6 (+ 2) pixels x 16 channels; elsewhere
- * plain C loops compute the same sums (correct, not tuned). On both vector
- * paths, outputs that are whole 32-channel blocks (AVX-512: also channel planes within one) go
- * from the GEMM's registers to memory, and the first memory reads of the block PF_AHEAD blocks
- * on are prefetched. Calls that write only channel planes and add nothing (the head's 18 taps)
- * take, on both vector paths, a GEMM turned around: 32 (AVX-512) or 16 (AVX2) pixels of one
- * output channel per register pair, only the channels written computed (run_planes). Pixels run in parallel over OpenMP threads.
+ * plain C loops compute the same sums (correct, not tuned). On both vector paths, outputs that
+ * are whole 32-channel blocks (AVX-512: also channel planes within one) go from the GEMM's
+ * registers to memory, and the first memory reads of the block PF_AHEAD blocks on are
+ * prefetched. Calls that write only channel planes and add nothing (the head's 18 taps) take, on
+ * both vector paths, a GEMM turned around: 32 (AVX-512) or 16 (AVX2) pixels of one output
+ * channel per register pair, only the channels written computed (run_planes). Pixels run in
+ * parallel over OpenMP threads.
  *
  * The sums are the same as PyTorch's, in a different order (float32 rounding differences).
  */
@@ -730,8 +731,8 @@ static void planes_chunk_n(const float *aT, int64_t K, const float *w, int64_t l
 
 /* The first memory reads of a block of `pixels` pixels at (y, nx), into L2: each input's
  * lowest tap row */
-static inline __attribute__((always_inline)) void prefetch_inputs(const fp_input *inputs, int64_t n_in, int64_t H, int64_t W, int64_t y,
-                                   int64_t nx, int64_t pixels)
+static inline __attribute__((always_inline)) void prefetch_inputs(
+    const fp_input *inputs, int64_t n_in, int64_t H, int64_t W, int64_t y, int64_t nx, int64_t pixels)
 {
     for (int64_t i = 0; i < n_in; i++) {
         const fp_input *in = inputs + i;
